@@ -1,0 +1,306 @@
+//! The kernel/user ABI of irqtune: map names, keys, value layouts, the histogram bucket math,
+//! softirq vector names and the load-time globals. The probes (`src/main.rs`, built for
+//! `bpfel-unknown-none`) and user space (`irq-user`, with the `user` feature) both compile this
+//! file, so a layout can only change on both sides at once.
+//!
+//! Every value is `#[repr(C)]` without implicit padding (checked by the size asserts at the end),
+//! because user space reads the maps' raw bytes.
+#![no_std]
+
+pub mod hist;
+
+/// Number of softirq vectors (`NR_SOFTIRQS` in include/linux/interrupt.h).
+pub const NR_SOFTIRQS: usize = 10;
+
+/// Softirq vector names, indexed by vector number, as the kernel prints them in /proc/softirqs
+/// (`softirq_to_name` in kernel/softirq.c).
+pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] = [
+    "HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU",
+];
+
+/// `NET_RX_SOFTIRQ`.
+pub const NET_RX_VEC: usize = 3;
+
+/// Largest CPU count the load-time CPU tables cover (`CPU_FILTER`, `KSOFTIRQD_PIDS`).
+pub const MAX_CPUS: usize = 1024;
+
+/// IRQ numbers below this map to a dense slot through [`maps::IRQ_SLOTS`].
+pub const MAX_IRQ_NR: u32 = 16384;
+/// Number of dense IRQ slots with full statistics. Slot 0 collects IRQs that had no slot
+/// assigned when the probes loaded (counted in [`Loss::IrqUnmapped`]).
+pub const MAX_IRQ_SLOTS: u32 = 512;
+/// Network devices tracked at the same time by the NET_RX probes.
+pub const MAX_NETDEVS: u32 = 256;
+/// Sockets tracked at the same time by the flow probes (LRU: the least recent is evicted).
+pub const MAX_FLOWS: u32 = 8192;
+/// (socket, CPU) pairs tracked at the same time (LRU).
+pub const MAX_FLOW_CPUS: u32 = 32768;
+
+/// Map names: used by `#[map(name = ...)]` in the probes and by `take_map` in user space.
+pub mod maps {
+    /// `Array<u32>`, key: IRQ number, value: slot + 1 in [`IRQ_STATS`] (0: no slot). Filled
+    /// by user space before attaching.
+    pub const IRQ_SLOTS: &str = "IRQ_SLOTS";
+    /// `PerCpuArray<IrqStats>`, key: IRQ slot.
+    pub const IRQ_STATS: &str = "IRQ_STATS";
+    /// `PerCpuArray<SoftirqStats>`, key: softirq vector.
+    pub const SOFTIRQ_STATS: &str = "SOFTIRQ_STATS";
+    /// `PerCpuArray<CpuState>`, one entry: start timestamps of what runs on this CPU now.
+    pub const CPU_STATE: &str = "CPU_STATE";
+    /// `PerCpuHashMap<u64, NetDevStats>`, key: `struct net_device *`.
+    pub const NETDEV_STATS: &str = "NETDEV_STATS";
+    /// `LruHashMap<u64, FlowInfo>`, key: `struct sock *`.
+    pub const FLOWS: &str = "FLOWS";
+    /// `LruHashMap<FlowCpuKey, FlowCpuCounts>`.
+    pub const FLOW_CPUS: &str = "FLOW_CPUS";
+    /// `PerCpuArray<u64>`, key: [`Loss`](super::Loss) as u32.
+    pub const LOSSES: &str = "LOSSES";
+}
+
+/// Load-time globals (`EbpfLoader::set_global`): options of the probes, read-only once loaded.
+pub mod globals {
+    /// u32: 1 when [`CPU_FILTER`] restricts which CPUs are recorded.
+    pub const CPU_FILTER_ON: &str = "CPU_FILTER_ON";
+    /// `[u64; MAX_CPUS / 64]`: bit N set = record CPU N.
+    pub const CPU_FILTER: &str = "CPU_FILTER";
+    /// u32: 1 to track flows (sockets) at all.
+    pub const FLOWS_ON: &str = "FLOWS_ON";
+    /// u32: track one socket in N (by a hash of its address), 1 = every socket.
+    pub const FLOW_SAMPLE: &str = "FLOW_SAMPLE";
+    /// `[u32; MAX_CPUS]`: PID of each CPU's ksoftirqd thread (0: unknown).
+    pub const KSOFTIRQD_PIDS: &str = "KSOFTIRQD_PIDS";
+    /// `KernelOffsets`: offsets into kernel structs, read from the running kernel's BTF.
+    pub const OFFSETS: &str = "OFFSETS";
+}
+
+/// Field offsets into kernel structures that the probes read with `bpf_probe_read_kernel`.
+/// User space fills them from /sys/kernel/btf/vmlinux, so no layout is compiled in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `struct napi_struct`: `dev`.
+    pub napi_dev: u32,
+    /// `struct net_device`: `name` (char[16]) and `ifindex`.
+    pub netdev_name: u32,
+    pub netdev_ifindex: u32,
+    /// `struct sk_buff`: `dev` and `len`.
+    pub skb_dev: u32,
+    pub skb_len: u32,
+    /// `struct sock_common`: addresses and ports, family.
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// `struct sock`: `sk_protocol` (u16).
+    pub sk_protocol: u32,
+    pub _pad: u32,
+}
+
+/// Offsets of classic tracepoint record fields (from events/*/format of 6.x kernels; a kernel
+/// test compares them with the running kernel's format files). The classic tracepoints are the
+/// fallback when BTF tracepoints cannot attach.
+pub mod tp_format {
+    pub const IRQ_HANDLER_IRQ: usize = 8;
+    pub const SOFTIRQ_VEC: usize = 8;
+    pub const NAPI_POLL_NAPI: usize = 8;
+    pub const NAPI_POLL_WORK: usize = 20;
+    pub const NAPI_POLL_BUDGET: usize = 24;
+    pub const NETIF_RECEIVE_SKB_SKBADDR: usize = 8;
+    pub const NETIF_RECEIVE_SKB_LEN: usize = 16;
+    pub const SK_DATA_READY_SKADDR: usize = 8;
+    pub const SK_DATA_READY_FAMILY: usize = 16;
+    pub const SK_DATA_READY_PROTOCOL: usize = 18;
+    pub const SOCK_RECV_LENGTH_SK: usize = 8;
+    pub const SOCK_RECV_LENGTH_FAMILY: usize = 16;
+    pub const SOCK_RECV_LENGTH_PROTOCOL: usize = 18;
+    pub const SOCK_RECV_LENGTH_RET: usize = 20;
+}
+
+/// Counters of what the probes could not record, so user space can say how complete a
+/// measurement is. Index of [`maps::LOSSES`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// irq_handler_exit without a matching entry (probes attached mid-handler).
+    IrqExitWithoutEntry = 0,
+    /// softirq_exit without a matching entry.
+    SoftirqExitWithoutEntry = 1,
+    /// An IRQ number with no slot (appeared after load, or above `MAX_IRQ_NR`): counted in slot 0.
+    IrqUnmapped = 2,
+    /// A map lookup that cannot fail did (per-CPU array out of range).
+    LookupFailed = 3,
+    /// NETDEV_STATS was full: a device's packets were not counted.
+    NetdevMapFull = 4,
+    /// Flows created in FLOWS; minus the entries present, this gives the LRU evictions.
+    FlowsCreated = 5,
+    /// FLOWS or FLOW_CPUS refused an insert.
+    FlowMapFull = 6,
+    /// (socket, CPU) entries created in FLOW_CPUS (evictions = created - present).
+    FlowCpusCreated = 7,
+}
+
+impl Loss {
+    pub const COUNT: u32 = 8;
+    pub const ALL: [Loss; Self::COUNT as usize] = [
+        Loss::IrqExitWithoutEntry,
+        Loss::SoftirqExitWithoutEntry,
+        Loss::IrqUnmapped,
+        Loss::LookupFailed,
+        Loss::NetdevMapFull,
+        Loss::FlowsCreated,
+        Loss::FlowMapFull,
+        Loss::FlowCpusCreated,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Loss::IrqExitWithoutEntry => "irq_exit_without_entry",
+            Loss::SoftirqExitWithoutEntry => "softirq_exit_without_entry",
+            Loss::IrqUnmapped => "irq_unmapped",
+            Loss::LookupFailed => "lookup_failed",
+            Loss::NetdevMapFull => "netdev_map_full",
+            Loss::FlowsCreated => "flows_created",
+            Loss::FlowMapFull => "flow_map_full",
+            Loss::FlowCpusCreated => "flow_cpus_created",
+        }
+    }
+}
+
+/// Per (IRQ slot, CPU): hardirq handler time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IrqStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub hist: [u64; hist::BUCKETS],
+}
+
+/// Per (softirq vector, CPU): handler time, raise-to-entry delay, and who ran it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SoftirqStats {
+    /// Handler runs (softirq_entry/exit pairs).
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Runs executed by this CPU's ksoftirqd thread; the rest ran inline, on irq exit or
+    /// local_bh_enable (kernel/softirq.c: __do_softirq callers).
+    pub ksoftirqd_runs: u64,
+    /// softirq_raise events, including raises of an already pending vector.
+    pub raises: u64,
+    /// Raise-to-entry delays recorded: one per run that had a raise pending (the first raise).
+    pub delay_count: u64,
+    pub delay_total_ns: u64,
+    pub delay_max_ns: u64,
+    pub handler_hist: [u64; hist::BUCKETS],
+    pub delay_hist: [u64; hist::BUCKETS],
+}
+
+/// Per CPU: when the current hardirq handler and softirq vectors started, and when each vector
+/// was first raised while not yet running (0: nothing pending).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CpuState {
+    pub irq_entry_ns: u64,
+    pub softirq_entry_ns: [u64; NR_SOFTIRQS],
+    pub softirq_raise_ns: [u64; NR_SOFTIRQS],
+}
+
+/// Per (network device, CPU): NAPI polls and received packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetDevStats {
+    /// Device name; set on the CPU that saw the device first (others read zeros).
+    pub name: [u8; 16],
+    pub ifindex: u32,
+    pub _pad: u32,
+    pub polls: u64,
+    /// Packets processed by those polls (the `work` of napi_poll).
+    pub work: u64,
+    /// Polls that used their whole budget (the device had more to give: softnet pressure).
+    pub budget_exhausted: u64,
+    /// netif_receive_skb: packets and bytes.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+/// `FlowInfo::last_delivery_cpu` before any delivery.
+pub const NO_CPU: u32 = u32::MAX;
+
+/// Per socket: its addresses, who reads it and where its data was last delivered. The counts
+/// live per (socket, CPU) in [`FlowCpuCounts`], each written only by its own CPU, so no
+/// counter is shared between CPUs and none needs an atomic add.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FlowInfo {
+    /// Local and remote addresses as the kernel stores them (network order); IPv4 in the
+    /// first 4 bytes.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    /// Host order.
+    pub local_port: u16,
+    /// Host order (converted from `skc_dport`).
+    pub remote_port: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// IPPROTO_TCP (6) or IPPROTO_UDP (17).
+    pub protocol: u16,
+    /// Thread group (process) and thread name of the latest reader (0 and zeros: none yet).
+    pub tgid: u32,
+    /// CPU of the latest delivery, or [`NO_CPU`].
+    pub last_delivery_cpu: u32,
+    pub comm: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowCpuKey {
+    pub sk: u64,
+    pub cpu: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowCpuCounts {
+    /// sk_data_ready on this CPU (the softirq side).
+    pub deliveries: u64,
+    /// Successful receive calls on this CPU (sock_recv_length with ret > 0).
+    pub reads: u64,
+    /// Reads on this CPU while the socket's latest delivery was on another CPU.
+    pub mismatched_reads: u64,
+    pub read_bytes: u64,
+}
+
+macro_rules! assert_size {
+    ($t:ty, $n:expr) => {
+        const _: () = assert!(core::mem::size_of::<$t>() == $n);
+    };
+}
+assert_size!(KernelOffsets, 14 * 4);
+assert_size!(IrqStats, 3 * 8 + hist::BUCKETS * 8);
+assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
+assert_size!(CpuState, 8 + 2 * NR_SOFTIRQS * 8);
+assert_size!(NetDevStats, 16 + 8 + 5 * 8);
+assert_size!(FlowInfo, 32 + 8 + 8 + 16);
+assert_size!(FlowCpuKey, 16);
+assert_size!(FlowCpuCounts, 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, contain only integers and have no padding
+    // (the size asserts above would fail otherwise).
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for IrqStats {}
+    unsafe impl aya::Pod for SoftirqStats {}
+    unsafe impl aya::Pod for CpuState {}
+    unsafe impl aya::Pod for NetDevStats {}
+    unsafe impl aya::Pod for FlowInfo {}
+    unsafe impl aya::Pod for FlowCpuKey {}
+    unsafe impl aya::Pod for FlowCpuCounts {}
+}

@@ -1,0 +1,203 @@
+//! Per-flow CPU placement: sock:sk_data_ready runs where the softirq delivered the data,
+//! sock:sock_recv_length where the application read it. A read on another CPU than the
+//! socket's latest delivery is a mismatched read: the data crossed CPUs (what RFS avoids,
+//! Documentation/networking/scaling.rst).
+
+use aya_ebpf::{
+    Global,
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::LruHashMap,
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use irq_ebpf::{
+    FlowCpuCounts, FlowCpuKey, FlowInfo, Loss, MAX_FLOW_CPUS, MAX_FLOWS, NO_CPU, tp_format,
+};
+
+use super::common::{count_loss, cpu, offset, read_at};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+
+#[map]
+static FLOWS: LruHashMap<u64, FlowInfo> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+#[map]
+static FLOW_CPUS: LruHashMap<FlowCpuKey, FlowCpuCounts> =
+    LruHashMap::with_max_entries(MAX_FLOW_CPUS, 0);
+
+#[unsafe(no_mangle)]
+static FLOWS_ON: Global<u32> = Global::new(1);
+
+#[unsafe(no_mangle)]
+static FLOW_SAMPLE: Global<u32> = Global::new(1);
+
+/// Sampling is per socket (a hash of its address), so a sampled flow is seen whole.
+#[inline(always)]
+fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
+    if sk == 0 || FLOWS_ON.load() == 0 {
+        return false;
+    }
+    if !(family == AF_INET || family == AF_INET6) || !(protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+        return false;
+    }
+    let n = FLOW_SAMPLE.load() as u64;
+    n <= 1 || ((sk >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n == 0
+}
+
+/// The socket's entry, created with its addresses on first sight.
+#[inline(always)]
+fn flow(sk: u64, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
+    if let Some(f) = FLOWS.get_ptr_mut(sk) {
+        return Some(unsafe { &mut *f });
+    }
+    let mut fresh = FlowInfo {
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+        local_port: read_at::<u16>(sk, offset!(skc_num)).unwrap_or(0),
+        remote_port: u16::from_be(read_at::<u16>(sk, offset!(skc_dport)).unwrap_or(0)),
+        family,
+        protocol,
+        tgid: 0,
+        last_delivery_cpu: NO_CPU,
+        comm: [0; 16],
+    };
+    if family == AF_INET6 {
+        fresh.local_addr = read_at(sk, offset!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
+        fresh.remote_addr = read_at(sk, offset!(skc_v6_daddr)).unwrap_or([0; 16]);
+    } else {
+        let local: [u8; 4] = read_at(sk, offset!(skc_rcv_saddr)).unwrap_or([0; 4]);
+        let remote: [u8; 4] = read_at(sk, offset!(skc_daddr)).unwrap_or([0; 4]);
+        fresh.local_addr[..4].copy_from_slice(&local);
+        fresh.remote_addr[..4].copy_from_slice(&remote);
+    }
+    // LRU maps evict instead of failing when full; an error here is a real refusal.
+    if FLOWS.insert(sk, fresh, BPF_NOEXIST as u64).is_ok() {
+        count_loss(Loss::FlowsCreated);
+    }
+    match FLOWS.get_ptr_mut(sk) {
+        Some(f) => Some(unsafe { &mut *f }),
+        None => {
+            count_loss(Loss::FlowMapFull);
+            None
+        }
+    }
+}
+
+/// This CPU's counts for the socket. Only this CPU writes them, so plain adds are exact.
+#[inline(always)]
+fn counts(sk: u64, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
+    let key = FlowCpuKey { sk, cpu, _pad: 0 };
+    if let Some(c) = FLOW_CPUS.get_ptr_mut(key) {
+        return Some(unsafe { &mut *c });
+    }
+    let zero = FlowCpuCounts { deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 };
+    if FLOW_CPUS.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
+        count_loss(Loss::FlowCpusCreated);
+    }
+    match FLOW_CPUS.get_ptr_mut(key) {
+        Some(c) => Some(unsafe { &mut *c }),
+        None => {
+            count_loss(Loss::FlowMapFull);
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn on_data_ready(sk: u64, family: u16, protocol: u16) {
+    if !wanted(sk, family, protocol) {
+        return;
+    }
+    let cpu = cpu();
+    let Some(f) = flow(sk, family, protocol) else { return };
+    f.last_delivery_cpu = cpu;
+    if let Some(c) = counts(sk, cpu) {
+        c.deliveries += 1;
+    }
+}
+
+#[inline(always)]
+fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
+    if ret <= 0 || !wanted(sk, family, protocol) {
+        return;
+    }
+    let cpu = cpu();
+    let Some(f) = flow(sk, family, protocol) else { return };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if f.tgid != tgid {
+        f.tgid = tgid;
+        f.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    let delivered_on = f.last_delivery_cpu;
+    let Some(c) = counts(sk, cpu) else { return };
+    c.reads += 1;
+    c.read_bytes += ret as u64;
+    if delivered_on != NO_CPU && delivered_on != cpu {
+        c.mismatched_reads += 1;
+    }
+}
+
+/// The BTF tracepoints pass only the socket; family and protocol come from the socket itself.
+#[inline(always)]
+fn family_protocol(sk: u64) -> (u16, u16) {
+    (
+        read_at::<u16>(sk, offset!(skc_family)).unwrap_or(0),
+        read_at::<u16>(sk, offset!(sk_protocol)).unwrap_or(0),
+    )
+}
+
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn sk_data_ready_btf(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    if FLOWS_ON.load() != 0 && sk != 0 {
+        let (family, protocol) = family_protocol(sk);
+        on_data_ready(sk, family, protocol);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn sock_recv_length_btf(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let ret: i32 = ctx.arg(1);
+    if FLOWS_ON.load() != 0 && sk != 0 && ret > 0 {
+        let (family, protocol) = family_protocol(sk);
+        on_recv(sk, family, protocol, ret);
+    }
+    0
+}
+
+#[tracepoint(category = "sock", name = "sk_data_ready")]
+pub fn sk_data_ready_tp(ctx: TracePointContext) -> u32 {
+    let read = || unsafe {
+        Some((
+            ctx.read_at::<u64>(tp_format::SK_DATA_READY_SKADDR).ok()?,
+            ctx.read_at::<u16>(tp_format::SK_DATA_READY_FAMILY).ok()?,
+            ctx.read_at::<u16>(tp_format::SK_DATA_READY_PROTOCOL).ok()?,
+        ))
+    };
+    if let Some((sk, family, protocol)) = read() {
+        on_data_ready(sk, family, protocol);
+    }
+    0
+}
+
+#[tracepoint(category = "sock", name = "sock_recv_length")]
+pub fn sock_recv_length_tp(ctx: TracePointContext) -> u32 {
+    let read = || unsafe {
+        Some((
+            ctx.read_at::<u64>(tp_format::SOCK_RECV_LENGTH_SK).ok()?,
+            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_FAMILY).ok()?,
+            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_PROTOCOL).ok()?,
+            ctx.read_at::<i32>(tp_format::SOCK_RECV_LENGTH_RET).ok()?,
+        ))
+    };
+    if let Some((sk, family, protocol, ret)) = read() {
+        on_recv(sk, family, protocol, ret);
+    }
+    0
+}

@@ -1,0 +1,143 @@
+//! Softirq handler time, raise-to-entry delay and ksoftirqd share per (vector, CPU):
+//! softirq_raise/entry/exit.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::PerCpuArray,
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use irq_ebpf::{Loss, NR_SOFTIRQS, SoftirqStats, tp_format};
+
+use super::common::{count_loss, cpu, cpu_selected, cpu_state, ksoftirqd_pid, now_ns, record};
+
+#[map]
+static SOFTIRQ_STATS: PerCpuArray<SoftirqStats> =
+    PerCpuArray::with_max_entries(NR_SOFTIRQS as u32, 0);
+
+#[inline(always)]
+fn stats(vec: usize) -> Option<&'static mut SoftirqStats> {
+    match SOFTIRQ_STATS.get_ptr_mut(vec as u32) {
+        Some(s) => Some(unsafe { &mut *s }),
+        None => {
+            count_loss(Loss::LookupFailed);
+            None
+        }
+    }
+}
+
+/// raise_softirq() marks the vector pending on the local CPU (kernel/softirq.c), so the delay
+/// is measured per CPU from the first raise while pending to the handler's entry.
+#[inline(always)]
+fn on_raise(vec: u32) {
+    let vec = vec as usize;
+    if vec >= NR_SOFTIRQS || !cpu_selected(cpu()) {
+        return;
+    }
+    let Some(state) = cpu_state() else { return };
+    let Some(s) = stats(vec) else { return };
+    s.raises += 1;
+    let state = unsafe { &mut *state };
+    if let Some(raised) = state.softirq_raise_ns.get_mut(vec) {
+        if *raised == 0 {
+            *raised = now_ns();
+        }
+    }
+}
+
+#[inline(always)]
+fn on_entry(vec: u32) {
+    let vec = vec as usize;
+    if vec >= NR_SOFTIRQS || !cpu_selected(cpu()) {
+        return;
+    }
+    let Some(state) = cpu_state() else { return };
+    let state = unsafe { &mut *state };
+    let now = now_ns();
+    if let Some(raised) = state.softirq_raise_ns.get_mut(vec) {
+        if *raised != 0 {
+            let delay = now.saturating_sub(*raised);
+            *raised = 0;
+            if let Some(s) = stats(vec) {
+                record(
+                    &mut s.delay_count,
+                    &mut s.delay_total_ns,
+                    &mut s.delay_max_ns,
+                    &mut s.delay_hist,
+                    delay,
+                );
+            }
+        }
+    }
+    if let Some(entered) = state.softirq_entry_ns.get_mut(vec) {
+        *entered = now;
+    }
+}
+
+#[inline(always)]
+fn on_exit(vec: u32) {
+    let vec = vec as usize;
+    let cpu = cpu();
+    if vec >= NR_SOFTIRQS || !cpu_selected(cpu) {
+        return;
+    }
+    let Some(state) = cpu_state() else { return };
+    let state = unsafe { &mut *state };
+    let Some(entered) = state.softirq_entry_ns.get_mut(vec) else {
+        return;
+    };
+    if *entered == 0 {
+        count_loss(Loss::SoftirqExitWithoutEntry);
+        return;
+    }
+    let ns = now_ns().saturating_sub(*entered);
+    *entered = 0;
+    let Some(s) = stats(vec) else { return };
+    record(&mut s.count, &mut s.total_ns, &mut s.max_ns, &mut s.handler_hist, ns);
+    let pid = bpf_get_current_pid_tgid() as u32;
+    if pid != 0 && pid == ksoftirqd_pid(cpu) {
+        s.ksoftirqd_runs += 1;
+    }
+}
+
+#[btf_tracepoint(function = "softirq_raise")]
+pub fn softirq_raise_btf(ctx: BtfTracePointContext) -> i32 {
+    on_raise(ctx.arg(0));
+    0
+}
+
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn softirq_entry_btf(ctx: BtfTracePointContext) -> i32 {
+    on_entry(ctx.arg(0));
+    0
+}
+
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn softirq_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    on_exit(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn tp_vec(ctx: &TracePointContext) -> u32 {
+    // An unreadable record yields an out-of-range vector, which the handlers ignore.
+    unsafe { ctx.read_at::<u32>(tp_format::SOFTIRQ_VEC) }.unwrap_or(u32::MAX)
+}
+
+#[tracepoint(category = "irq", name = "softirq_raise")]
+pub fn softirq_raise_tp(ctx: TracePointContext) -> u32 {
+    on_raise(tp_vec(&ctx));
+    0
+}
+
+#[tracepoint(category = "irq", name = "softirq_entry")]
+pub fn softirq_entry_tp(ctx: TracePointContext) -> u32 {
+    on_entry(tp_vec(&ctx));
+    0
+}
+
+#[tracepoint(category = "irq", name = "softirq_exit")]
+pub fn softirq_exit_tp(ctx: TracePointContext) -> u32 {
+    on_exit(tp_vec(&ctx));
+    0
+}

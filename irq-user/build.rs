@@ -1,0 +1,39 @@
+//! Builds the probes (irq-ebpf's binary) for the BPF target with aya-build; the object is
+//! embedded in irqtune with `include_bytes_aligned!`.
+
+use anyhow::{Context as _, anyhow};
+use aya_build::{Package, Toolchain};
+
+/// The probes build with the pinned stable toolchain: its LLVM (22.1) matches the one
+/// bpf-linker is built against (`cargo xtask setup`); a nightly with a newer LLVM would not.
+/// `-Z build-std=core` needs RUSTC_BOOTSTRAP=1 on stable, which aya-build honours.
+const EBPF_TOOLCHAIN: &str = "1.95.0";
+
+fn main() -> anyhow::Result<()> {
+    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = packages
+        .iter()
+        .find(|p| p.name.as_str() == "irq-ebpf")
+        .ok_or_else(|| anyhow!("irq-ebpf package not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("irq-ebpf manifest has no parent directory"))?;
+
+    if std::env::var_os("RUSTC_BOOTSTRAP").is_none() {
+        // SAFETY: build scripts are single-threaded at this point.
+        unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    }
+    aya_build::build_ebpf(
+        [Package {
+            name: "irq-ebpf",
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        Toolchain::Custom(EBPF_TOOLCHAIN),
+    )
+    .context("building the eBPF probes failed; run `cargo xtask setup` to install rust-src and bpf-linker")
+}
