@@ -73,3 +73,72 @@ pub fn bucket_range(i: usize) -> (u64, u64) {
     let low = (1u64 << pow) + sub * width;
     (low, low + width)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values around every bucket edge, plus extremes.
+    fn samples() -> impl Iterator<Item = u64> {
+        let mut v = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 1_000, 999_999, 1_000_000_000, u64::MAX];
+        for p in 0..64 {
+            let x = 1u64 << p;
+            v.extend([x - 1, x, x + 1, x + x / 4, x + x / 2, x + 3 * (x / 4)]);
+        }
+        v.into_iter()
+    }
+
+    #[test]
+    fn log2_matches_leading_zeros() {
+        for v in samples().filter(|&v| v > 0) {
+            assert_eq!(log2(v), 63 - v.leading_zeros(), "log2({v})");
+        }
+    }
+
+    #[test]
+    fn value_to_bucket_to_range_contains_value() {
+        let (_, last_low) = (0, bucket_range(BUCKETS - 1).0);
+        for v in samples() {
+            let b = bucket(v);
+            assert!(b < BUCKETS, "bucket({v}) = {b}");
+            let (lo, hi) = bucket_range(b);
+            if b == BUCKETS - 1 && v >= last_low {
+                assert!(v >= lo, "{v} below the last bucket");
+            } else {
+                assert!(lo <= v && v < hi, "{v} not in bucket {b} = [{lo}, {hi})");
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_tile_the_range_and_are_at_most_25_percent_wide() {
+        let mut expected_low = 0;
+        for b in 0..BUCKETS {
+            let (lo, hi) = bucket_range(b);
+            assert_eq!(lo, expected_low, "bucket {b} leaves a gap");
+            assert_eq!(bucket(lo), b);
+            assert_eq!(bucket(hi - 1), b);
+            if lo >= SUB {
+                assert!((hi - lo) * 4 <= lo, "bucket {b} [{lo}, {hi}) wider than 25%");
+            }
+            expected_low = hi;
+        }
+        // From 1 ns to beyond 1 s.
+        assert_eq!(bucket_range(1).0, 1);
+        assert!(bucket_range(BUCKETS - 1).0 > 1_000_000_000);
+    }
+
+    #[test]
+    fn abi_sizes() {
+        use crate::*;
+        assert_eq!(BUCKETS, 140);
+        assert_eq!(core::mem::size_of::<IrqStats>(), 1144);
+        assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
+        assert_eq!(core::mem::size_of::<FlowInfo>(), 64);
+        assert_eq!(core::mem::size_of::<NetDevStats>(), 64);
+        assert_eq!(Loss::ALL.len(), Loss::COUNT as usize);
+        for (i, l) in Loss::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "Loss::ALL is in index order");
+        }
+    }
+}

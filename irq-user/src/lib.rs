@@ -1,1 +1,16 @@
+//! irqtune's user side: loads the probes, reads /proc, and turns what both saw into reports.
+//!
+//! - [`preflight`]: checks the machine before loading (privileges, BTF, tracefs).
+//! - [`probes`]: loads and attaches the eBPF programs (BTF tracepoints, classic fallback).
+//! - [`snapshot`]: typed copies of the probes' maps and their deltas.
+//! - [`procfs`], [`cpulist`], [`btf`]: parsers of what the kernel exposes.
+//! - [`session`]: a profiling session; [`report`]: its text report.
 
+pub mod btf;
+pub mod cpulist;
+pub mod preflight;
+pub mod probes;
+pub mod procfs;
+pub mod report;
+pub mod session;
+pub mod snapshot;

@@ -1,0 +1,266 @@
+//! Parsers for the /proc files irqtune reads. Each takes a reader, so tests feed them samples
+//! copied from real machines; the `read_*` functions open the live file under a root.
+
+use std::{
+    io::BufRead,
+    path::{Path, PathBuf},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: line {line}: {what}")]
+    Parse { path: PathBuf, line: usize, what: String },
+}
+
+/// One row of /proc/interrupts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterruptRow {
+    /// The first column without its colon: "36", "NMI", "LOC".
+    pub id: String,
+    /// The IRQ number for numeric rows.
+    pub irq: Option<u32>,
+    /// Count per CPU column (`Interrupts::cpus`); rows such as ERR have fewer columns.
+    pub counts: Vec<u64>,
+    /// Interrupt controller ("IO-APIC", "PCI-MSIX-0000:00:02.0"), numeric rows only.
+    pub chip: String,
+    /// The handlers' names ("virtio1-req.0", "eth0-TxRx-3") or, for architecture rows, the
+    /// description ("Local timer interrupts").
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interrupts {
+    /// CPU numbers of the columns (offline CPUs have no column).
+    pub cpus: Vec<u32>,
+    pub rows: Vec<InterruptRow>,
+}
+
+impl Interrupts {
+    pub fn row(&self, irq: u32) -> Option<&InterruptRow> {
+        self.rows.iter().find(|r| r.irq == Some(irq))
+    }
+
+    /// Count of `irq` on `cpu`, 0 if absent.
+    pub fn count(&self, irq: u32, cpu: u32) -> u64 {
+        let col = self.cpus.iter().position(|&c| c == cpu);
+        match (self.row(irq), col) {
+            (Some(r), Some(col)) => r.counts.get(col).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+fn parse_cpu_header(line: &str, path: &Path) -> Result<Vec<u32>, ProcError> {
+    line.split_whitespace()
+        .map(|c| {
+            c.strip_prefix("CPU").and_then(|n| n.parse().ok()).ok_or_else(|| ProcError::Parse {
+                path: path.to_path_buf(),
+                line: 1,
+                what: format!("expected a CPU column header, found {c:?}"),
+            })
+        })
+        .collect()
+}
+
+/// `hwirq-type` columns as printed by kernels since 4.x ("5-edge", "524288-edge") or alone.
+fn is_hwirq_or_type(token: &str) -> bool {
+    let t = token.split('-').next().unwrap_or("");
+    (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        || matches!(token, "edge" | "level" | "fasteoi" | "simple")
+}
+
+/// Parses /proc/interrupts. `path` only names the file in errors.
+pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts, ProcError> {
+    let mut lines = reader.lines();
+    let io = |source| ProcError::Io { path: path.to_path_buf(), source };
+    let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
+    let cpus = parse_cpu_header(&header, path)?;
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((id, rest)) = line.split_once(':') else {
+            return Err(ProcError::Parse {
+                path: path.to_path_buf(),
+                line: i + 2,
+                what: "no ':' after the IRQ number".into(),
+            });
+        };
+        let id = id.trim().to_string();
+        let irq = id.parse().ok();
+        let mut tokens = rest.split_whitespace().peekable();
+        let mut counts = Vec::with_capacity(cpus.len());
+        while counts.len() < cpus.len() {
+            match tokens.peek().and_then(|t| t.parse::<u64>().ok()) {
+                Some(n) => {
+                    counts.push(n);
+                    tokens.next();
+                }
+                None => break,
+            }
+        }
+        let tail: Vec<&str> = tokens.collect();
+        let (chip, name) = if irq.is_some() && !tail.is_empty() {
+            let mut skip = 1;
+            if tail.get(1).is_some_and(|t| is_hwirq_or_type(t)) {
+                skip = 2;
+            }
+            (tail[0].to_string(), tail.get(skip..).unwrap_or_default().join(" "))
+        } else {
+            (String::new(), tail.join(" "))
+        };
+        rows.push(InterruptRow { id, irq, counts, chip, name });
+    }
+    Ok(Interrupts { cpus, rows })
+}
+
+/// /proc/softirqs: count per (vector name, CPU column).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Softirqs {
+    pub cpus: Vec<u32>,
+    pub rows: Vec<(String, Vec<u64>)>,
+}
+
+impl Softirqs {
+    pub fn count(&self, vector: &str, cpu: u32) -> u64 {
+        let col = self.cpus.iter().position(|&c| c == cpu);
+        self.rows
+            .iter()
+            .find(|(name, _)| name == vector)
+            .and_then(|(_, counts)| counts.get(col?).copied())
+            .unwrap_or(0)
+    }
+}
+
+pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, ProcError> {
+    let mut lines = reader.lines();
+    let io = |source| ProcError::Io { path: path.to_path_buf(), source };
+    let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
+    let cpus = parse_cpu_header(&header, path)?;
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parse_err = |what: String| ProcError::Parse { path: path.to_path_buf(), line: i + 2, what };
+        let (name, rest) = line.split_once(':').ok_or_else(|| parse_err("no ':' after the vector name".into()))?;
+        let counts = rest
+            .split_whitespace()
+            .map(|n| n.parse::<u64>().map_err(|_| parse_err(format!("bad count {n:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push((name.trim().to_string(), counts));
+    }
+    Ok(Softirqs { cpus, rows })
+}
+
+fn open(root: &Path, rel: &str) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), ProcError> {
+    let path = root.join(rel);
+    let file = std::fs::File::open(&path).map_err(|source| ProcError::Io { path: path.clone(), source })?;
+    Ok((std::io::BufReader::new(file), path))
+}
+
+/// Reads `<root>/proc/interrupts`.
+pub fn read_interrupts(root: &Path) -> Result<Interrupts, ProcError> {
+    let (r, path) = open(root, "proc/interrupts")?;
+    parse_interrupts(r, &path)
+}
+
+/// Reads `<root>/proc/softirqs`.
+pub fn read_softirqs(root: &Path) -> Result<Softirqs, ProcError> {
+    let (r, path) = open(root, "proc/softirqs")?;
+    parse_softirqs(r, &path)
+}
+
+/// PID of each CPU's ksoftirqd thread, from `<root>/proc/*/comm`, indexed by CPU.
+pub fn ksoftirqd_pids(root: &Path) -> Vec<(u32, u32)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir(root.join("proc")) else { return found };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
+        if let Some(cpu) = comm.trim().strip_prefix("ksoftirqd/").and_then(|c| c.parse().ok()) {
+            found.push((cpu, pid));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This VM (2 CPUs, virtio devices), kernel 6.18.
+    const VM: &str = "           CPU0       CPU1       
+ 24:          1          0  IO-APIC   5-edge      ACPI:Ged
+ 26:          0         15  IO-APIC   4-edge      ttyS0
+ 36:          0      40275 PCI-MSIX-0000:00:02.0   1-edge      virtio1-req.0
+ 38:          0       3544 PCI-MSIX-0000:00:03.0   1-edge      virtio2-input.0
+NMI:          0          0   Non-maskable interrupts
+LOC:      95051     101256   Local timer interrupts
+ERR:          0
+MIS:          0
+";
+
+    /// From the source notes: a 4-CPU server of the 2.6 era, chip and type in one column,
+    /// and a row whose columns are misaligned.
+    const OLD4: &str = "            CPU0       CPU1       CPU2       CPU3
+   0:         57          0          0          0   IO-APIC-edge      timer
+   9:          0          0          0          0   IO-APIC-fasteoi   acpi
+  61:         2346          0          0          0   PCI-MSI-edge      eth0-0
+  62:          0         208711        0         0   PCI-MSI-edge      eth0-1
+  63:         0          0                 0     147535          PCI-MSI-edge      eth0-2
+NMI:       5077       2032       0       0
+";
+
+    #[test]
+    fn parses_a_vm() {
+        let i = parse_interrupts(VM.as_bytes(), Path::new("interrupts")).unwrap();
+        assert_eq!(i.cpus, vec![0, 1]);
+        let r = i.row(36).unwrap();
+        assert_eq!((r.chip.as_str(), r.name.as_str()), ("PCI-MSIX-0000:00:02.0", "virtio1-req.0"));
+        assert_eq!(i.count(36, 1), 40275);
+        assert_eq!(i.count(24, 0), 1);
+        let loc = i.rows.iter().find(|r| r.id == "LOC").unwrap();
+        assert_eq!(loc.name, "Local timer interrupts");
+        assert_eq!(loc.counts, vec![95051, 101256]);
+        let err = i.rows.iter().find(|r| r.id == "ERR").unwrap();
+        assert_eq!(err.counts, vec![0]);
+    }
+
+    #[test]
+    fn parses_old_format_with_combined_chip_and_type() {
+        let i = parse_interrupts(OLD4.as_bytes(), Path::new("interrupts")).unwrap();
+        assert_eq!(i.cpus, vec![0, 1, 2, 3]);
+        assert_eq!(i.row(61).unwrap().name, "eth0-0");
+        assert_eq!(i.row(63).unwrap().counts, vec![0, 0, 0, 147535]);
+        assert_eq!(i.row(63).unwrap().chip, "PCI-MSI-edge");
+        assert_eq!(i.row(0).unwrap().name, "timer");
+    }
+
+    #[test]
+    fn rejects_a_bad_header_naming_the_file() {
+        let err = parse_interrupts("garbage\n".as_bytes(), Path::new("/x/interrupts")).unwrap_err();
+        assert!(err.to_string().contains("/x/interrupts"), "{err}");
+    }
+
+    #[test]
+    fn parses_softirqs() {
+        let text = "                    CPU0       CPU1       
+          HI:          0          0
+      NET_RX:       2332       3422
+       BLOCK:          0      40272
+";
+        let s = parse_softirqs(text.as_bytes(), Path::new("softirqs")).unwrap();
+        assert_eq!(s.count("NET_RX", 1), 3422);
+        assert_eq!(s.count("BLOCK", 0), 0);
+        assert_eq!(s.count("NOPE", 0), 0);
+        let bad = parse_softirqs("  CPU0\n NET_RX: x\n".as_bytes(), Path::new("s")).unwrap_err();
+        assert!(bad.to_string().contains("line 2"), "{bad}");
+    }
+}

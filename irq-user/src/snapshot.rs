@@ -1,0 +1,376 @@
+//! A typed copy of the probes' maps at one moment, per CPU, and the difference of two.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use irq_ebpf::{FlowCpuCounts, FlowInfo, IrqStats, Loss, NR_SOFTIRQS, NetDevStats, SoftirqStats, hist};
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[derive(Clone, Debug)]
+pub struct IrqSeries {
+    /// None for slot 0, which collects IRQs that had no slot.
+    pub irq: Option<u32>,
+    pub name: String,
+    /// Indexed by CPU number.
+    pub per_cpu: Vec<IrqStats>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NetDevSeries {
+    /// The kernel's `struct net_device *`: unique even across network namespaces.
+    pub dev: u64,
+    pub name: String,
+    pub ifindex: u32,
+    pub per_cpu: Vec<NetDevStats>,
+}
+
+impl NetDevSeries {
+    pub fn new(dev: u64, per_cpu: Vec<NetDevStats>) -> Self {
+        // Only the CPU that created the entry wrote the name (see irq_ebpf::NetDevStats).
+        let named = per_cpu.iter().find(|s| s.name[0] != 0);
+        let name = named.map(|s| c_str(&s.name)).unwrap_or_else(|| format!("dev@{dev:x}"));
+        let ifindex = named.map(|s| s.ifindex).unwrap_or(0);
+        Self { dev, name, ifindex, per_cpu }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowSeries {
+    /// The kernel's `struct sock *`.
+    pub sk: u64,
+    pub info: FlowInfo,
+    /// Counts per CPU that saw the socket.
+    pub per_cpu: BTreeMap<u32, FlowCpuCounts>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Other,
+}
+
+impl FlowSeries {
+    pub fn protocol(&self) -> Protocol {
+        match self.info.protocol {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            _ => Protocol::Other,
+        }
+    }
+
+    fn addr(&self, raw: &[u8; 16], port: u16) -> SocketAddr {
+        let ip = if self.info.family == 10 {
+            IpAddr::V6(Ipv6Addr::from(*raw))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.addr(&self.info.local_addr, self.info.local_port)
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.addr(&self.info.remote_addr, self.info.remote_port)
+    }
+
+    pub fn comm(&self) -> String {
+        c_str(&self.info.comm)
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        self.per_cpu.values().map(|c| c.deliveries).sum()
+    }
+
+    pub fn reads(&self) -> u64 {
+        self.per_cpu.values().map(|c| c.reads).sum()
+    }
+
+    pub fn mismatched_reads(&self) -> u64 {
+        self.per_cpu.values().map(|c| c.mismatched_reads).sum()
+    }
+
+    /// Mismatched reads / reads (0 without reads).
+    pub fn mismatch_ratio(&self) -> f64 {
+        let reads = self.reads();
+        if reads == 0 { 0.0 } else { self.mismatched_reads() as f64 / reads as f64 }
+    }
+
+    pub fn deliveries_by_cpu(&self) -> BTreeMap<u32, u64> {
+        self.per_cpu.iter().filter(|(_, c)| c.deliveries > 0).map(|(&cpu, c)| (cpu, c.deliveries)).collect()
+    }
+
+    pub fn reads_by_cpu(&self) -> BTreeMap<u32, u64> {
+        self.per_cpu.iter().filter(|(_, c)| c.reads > 0).map(|(&cpu, c)| (cpu, c.reads)).collect()
+    }
+}
+
+pub fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Everything the probes have counted since they were loaded.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// CLOCK_MONOTONIC when it was read.
+    pub taken_ns: u64,
+    pub irqs: Vec<IrqSeries>,
+    /// `softirqs[vector][cpu]`.
+    pub softirqs: Vec<Vec<SoftirqStats>>,
+    pub netdevs: Vec<NetDevSeries>,
+    pub flows: Vec<FlowSeries>,
+    /// Entries present in FLOWS and FLOW_CPUS (to compute LRU evictions).
+    pub flow_entries: u64,
+    pub flow_cpu_entries: u64,
+    /// Summed over CPUs, indexed by [`Loss`].
+    pub losses: [u64; Loss::COUNT as usize],
+}
+
+/// Counters that can be subtracted. `max_ns` fields cannot: a delta keeps the later maximum,
+/// which is the maximum since the probes were loaded.
+pub trait Counters: Sized {
+    fn minus(&self, earlier: &Self) -> Self;
+}
+
+fn hist_minus(a: &[u64; hist::BUCKETS], b: &[u64; hist::BUCKETS]) -> [u64; hist::BUCKETS] {
+    std::array::from_fn(|i| a[i].saturating_sub(b[i]))
+}
+
+impl Counters for IrqStats {
+    fn minus(&self, e: &Self) -> Self {
+        IrqStats {
+            count: self.count.saturating_sub(e.count),
+            total_ns: self.total_ns.saturating_sub(e.total_ns),
+            max_ns: self.max_ns,
+            hist: hist_minus(&self.hist, &e.hist),
+        }
+    }
+}
+
+impl Counters for SoftirqStats {
+    fn minus(&self, e: &Self) -> Self {
+        SoftirqStats {
+            count: self.count.saturating_sub(e.count),
+            total_ns: self.total_ns.saturating_sub(e.total_ns),
+            max_ns: self.max_ns,
+            ksoftirqd_runs: self.ksoftirqd_runs.saturating_sub(e.ksoftirqd_runs),
+            raises: self.raises.saturating_sub(e.raises),
+            delay_count: self.delay_count.saturating_sub(e.delay_count),
+            delay_total_ns: self.delay_total_ns.saturating_sub(e.delay_total_ns),
+            delay_max_ns: self.delay_max_ns,
+            handler_hist: hist_minus(&self.handler_hist, &e.handler_hist),
+            delay_hist: hist_minus(&self.delay_hist, &e.delay_hist),
+        }
+    }
+}
+
+impl Counters for NetDevStats {
+    fn minus(&self, e: &Self) -> Self {
+        NetDevStats {
+            polls: self.polls.saturating_sub(e.polls),
+            work: self.work.saturating_sub(e.work),
+            budget_exhausted: self.budget_exhausted.saturating_sub(e.budget_exhausted),
+            rx_packets: self.rx_packets.saturating_sub(e.rx_packets),
+            rx_bytes: self.rx_bytes.saturating_sub(e.rx_bytes),
+            ..*self
+        }
+    }
+}
+
+impl Counters for FlowCpuCounts {
+    fn minus(&self, e: &Self) -> Self {
+        FlowCpuCounts {
+            deliveries: self.deliveries.saturating_sub(e.deliveries),
+            reads: self.reads.saturating_sub(e.reads),
+            mismatched_reads: self.mismatched_reads.saturating_sub(e.mismatched_reads),
+            read_bytes: self.read_bytes.saturating_sub(e.read_bytes),
+        }
+    }
+}
+
+fn per_cpu_minus<T: Counters + Clone>(later: &[T], earlier: Option<&[T]>) -> Vec<T> {
+    later
+        .iter()
+        .enumerate()
+        .map(|(cpu, v)| match earlier.and_then(|e| e.get(cpu)) {
+            Some(e) => v.minus(e),
+            None => v.clone(),
+        })
+        .collect()
+}
+
+impl Snapshot {
+    /// What happened between `earlier` and `self`. Series that appeared since count whole;
+    /// series that disappeared (evicted flows) are left out.
+    pub fn delta(&self, earlier: &Snapshot) -> Snapshot {
+        let irqs = self
+            .irqs
+            .iter()
+            .map(|s| {
+                let e = earlier.irqs.iter().find(|e| e.irq == s.irq).map(|e| e.per_cpu.as_slice());
+                IrqSeries { per_cpu: per_cpu_minus(&s.per_cpu, e), ..s.clone() }
+            })
+            .collect();
+        let softirqs = (0..self.softirqs.len())
+            .map(|v| per_cpu_minus(&self.softirqs[v], earlier.softirqs.get(v).map(Vec::as_slice)))
+            .collect();
+        let netdevs = self
+            .netdevs
+            .iter()
+            .map(|s| {
+                let e = earlier.netdevs.iter().find(|e| e.dev == s.dev).map(|e| e.per_cpu.as_slice());
+                NetDevSeries { per_cpu: per_cpu_minus(&s.per_cpu, e), ..s.clone() }
+            })
+            .collect();
+        let flows = self
+            .flows
+            .iter()
+            .map(|f| {
+                let e = earlier.flows.iter().find(|e| e.sk == f.sk);
+                let per_cpu = f
+                    .per_cpu
+                    .iter()
+                    .map(|(cpu, c)| (*cpu, e.and_then(|e| e.per_cpu.get(cpu)).map_or(*c, |ec| c.minus(ec))))
+                    .collect();
+                FlowSeries { per_cpu, ..f.clone() }
+            })
+            .collect();
+        Snapshot {
+            taken_ns: self.taken_ns,
+            irqs,
+            softirqs,
+            netdevs,
+            flows,
+            flow_entries: self.flow_entries,
+            flow_cpu_entries: self.flow_cpu_entries,
+            losses: std::array::from_fn(|i| self.losses[i].saturating_sub(earlier.losses[i])),
+        }
+    }
+
+    pub fn loss(&self, loss: Loss) -> u64 {
+        self.losses[loss as usize]
+    }
+
+    /// Flows evicted from the LRU map since load: created minus present.
+    pub fn flow_evictions(&self) -> u64 {
+        self.loss(Loss::FlowsCreated).saturating_sub(self.flow_entries)
+    }
+
+    /// Handler runs of `vector` on `cpu`.
+    pub fn softirq_count(&self, vector: usize, cpu: usize) -> u64 {
+        self.softirqs.get(vector).and_then(|v| v.get(cpu)).map_or(0, |s| s.count)
+    }
+
+    pub fn irq(&self, irq: u32) -> Option<&IrqSeries> {
+        self.irqs.iter().find(|s| s.irq == Some(irq))
+    }
+
+    pub fn nr_cpus(&self) -> usize {
+        self.softirqs.first().map_or(0, Vec::len)
+    }
+}
+
+/// Sums a histogram over CPUs.
+pub fn merge_hists<'a>(hists: impl IntoIterator<Item = &'a [u64; hist::BUCKETS]>) -> [u64; hist::BUCKETS] {
+    let mut out = [0u64; hist::BUCKETS];
+    for h in hists {
+        for (o, v) in out.iter_mut().zip(h.iter()) {
+            *o += v;
+        }
+    }
+    out
+}
+
+const _: () = assert!(NR_SOFTIRQS == irq_ebpf::SOFTIRQ_NAMES.len());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn irq_stats(count: u64, total: u64, bucket: usize) -> IrqStats {
+        let mut hist = [0; hist::BUCKETS];
+        hist[bucket] = count;
+        IrqStats { count, total_ns: total, max_ns: total, hist }
+    }
+
+    fn snapshot(irq_count: u64, flows: Vec<FlowSeries>, created: u64) -> Snapshot {
+        let mut losses = [0; Loss::COUNT as usize];
+        losses[Loss::FlowsCreated as usize] = created;
+        Snapshot {
+            taken_ns: irq_count,
+            irqs: vec![IrqSeries { irq: Some(36), name: "virtio1-req.0".into(), per_cpu: vec![irq_stats(0, 0, 0), irq_stats(irq_count, irq_count * 1000, 40)] }],
+            softirqs: vec![vec![]; NR_SOFTIRQS],
+            netdevs: vec![],
+            flow_entries: flows.len() as u64,
+            flow_cpu_entries: 0,
+            flows,
+            losses,
+        }
+    }
+
+    fn flow(sk: u64, reads_cpu1: u64, mismatched: u64) -> FlowSeries {
+        let info = FlowInfo {
+            local_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            remote_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            local_port: 5201,
+            remote_port: 40000,
+            family: 2,
+            protocol: 6,
+            tgid: 42,
+            last_delivery_cpu: 0,
+            comm: *b"receiver\0\0\0\0\0\0\0\0",
+        };
+        let mut per_cpu = BTreeMap::new();
+        per_cpu.insert(0, FlowCpuCounts { deliveries: reads_cpu1, reads: 0, mismatched_reads: 0, read_bytes: 0 });
+        per_cpu.insert(1, FlowCpuCounts { deliveries: 0, reads: reads_cpu1, mismatched_reads: mismatched, read_bytes: reads_cpu1 * 100 });
+        FlowSeries { sk, info, per_cpu }
+    }
+
+    #[test]
+    fn delta_subtracts_counts_and_histograms_per_cpu() {
+        let a = snapshot(100, vec![flow(1, 10, 9)], 1);
+        let b = snapshot(250, vec![flow(1, 30, 28), flow(2, 5, 0)], 3);
+        let d = b.delta(&a);
+        let irq = d.irq(36).unwrap();
+        assert_eq!(irq.per_cpu[1].count, 150);
+        assert_eq!(irq.per_cpu[1].total_ns, 150_000);
+        assert_eq!(irq.per_cpu[1].hist[40], 150);
+        assert_eq!(irq.per_cpu[0].count, 0);
+        let f1 = d.flows.iter().find(|f| f.sk == 1).unwrap();
+        assert_eq!((f1.reads(), f1.mismatched_reads(), f1.deliveries()), (20, 19, 20));
+        let f2 = d.flows.iter().find(|f| f.sk == 2).unwrap();
+        assert_eq!(f2.reads(), 5, "a flow that appeared counts whole");
+        assert_eq!(d.loss(Loss::FlowsCreated), 2);
+    }
+
+    #[test]
+    fn flow_views() {
+        let f = flow(1, 10, 9);
+        assert_eq!(f.local().to_string(), "10.0.0.2:5201");
+        assert_eq!(f.remote().to_string(), "10.0.0.1:40000");
+        assert_eq!(f.comm(), "receiver");
+        assert_eq!(f.protocol(), Protocol::Tcp);
+        assert!((f.mismatch_ratio() - 0.9).abs() < 1e-9);
+        assert_eq!(f.deliveries_by_cpu().into_iter().collect::<Vec<_>>(), vec![(0, 10)]);
+        assert_eq!(f.reads_by_cpu().into_iter().collect::<Vec<_>>(), vec![(1, 10)]);
+    }
+
+    #[test]
+    fn evictions_are_created_minus_present() {
+        let s = snapshot(1, vec![flow(1, 1, 0)], 5);
+        assert_eq!(s.flow_evictions(), 4);
+    }
+}
