@@ -45,6 +45,13 @@ pub struct ProbeDef {
     tp_program: &'static str,
 }
 
+impl ProbeDef {
+    /// The two programs' names in the object: BTF tracepoint first, then classic.
+    pub fn program_names(&self) -> [&'static str; 2] {
+        [self.btf_program, self.tp_program]
+    }
+}
+
 const fn def(group: Group, category: &'static str, name: &'static str, btf_program: &'static str, tp_program: &'static str) -> ProbeDef {
     ProbeDef { group, category, name, btf_program, tp_program }
 }

@@ -1,1 +1,203 @@
+//! Helpers for irqtune's kernel tests: root checks, network namespaces joined by a veth,
+//! sysfs/sysctl values restored on drop, CPU pinning.
+//!
+//! Every test creates what it uses and removes it on drop, also when it panics. Traffic only
+//! goes to addresses inside the namespaces a test created.
 
+use std::{
+    fs,
+    io::Write as _,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use irq_user::{
+    preflight,
+    probes::{ProbeOptions, Probes},
+};
+
+/// Whether the kernel tests can run. Without root they cannot; outside CI that is said loudly
+/// and the test returns, in CI (CI set) it is a failure.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: kernel tests must run in CI, and they need root");
+    }
+    eprintln!("NOT RUN: {test} needs root (loads eBPF, creates network namespaces); run `cargo xtask test` as root");
+    false
+}
+
+pub fn load_probes(opts: &ProbeOptions) -> Probes {
+    let env = preflight::check().unwrap_or_else(|p| panic!("{p}"));
+    Probes::load(&env, opts).expect("load and attach the probes")
+}
+
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity get valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
+    }
+}
+
+/// Sets the calling thread's name (the `comm` the flow probes report).
+pub fn name_thread(name: &str) {
+    let c = std::ffi::CString::new(name).expect("no NUL");
+    // SAFETY: valid NUL-terminated name of at most 15 bytes for the current thread.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Two network namespaces joined by a veth pair: `va` (10.231.N.1, fd00:231:N::1) in `a`,
+/// `vb` (10.231.N.2, fd00:231:N::2) in `b`. Removed on drop.
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+    pub ip6_a: String,
+    pub ip6_b: String,
+}
+
+impl NetnsPair {
+    pub fn new(tag: &str) -> Self {
+        let pid = std::process::id();
+        let a = format!("irqt-{tag}-a-{pid}");
+        let b = format!("irqt-{tag}-b-{pid}");
+        let n = pid % 200 + 1;
+        let pair = NetnsPair {
+            a: a.clone(),
+            b: b.clone(),
+            ip_a: format!("10.231.{n}.1"),
+            ip_b: format!("10.231.{n}.2"),
+            ip6_a: format!("fd00:231:{n}::1"),
+            ip6_b: format!("fd00:231:{n}::2"),
+        };
+        // Remove leftovers of a killed run with the same names first.
+        let _ = Command::new("ip").args(["netns", "del", &a]).output();
+        let _ = Command::new("ip").args(["netns", "del", &b]).output();
+        sh(&format!(
+            "set -e
+             ip netns add {a}; ip netns add {b}
+             ip link add va netns {a} type veth peer name vb netns {b}
+             ip -n {a} addr add {ipa}/24 dev va; ip -n {b} addr add {ipb}/24 dev vb
+             ip -n {a} addr add {ip6a}/64 dev va nodad; ip -n {b} addr add {ip6b}/64 dev vb nodad
+             ip -n {a} link set lo up; ip -n {b} link set lo up
+             ip -n {a} link set va up; ip -n {b} link set vb up",
+            ipa = pair.ip_a,
+            ipb = pair.ip_b,
+            ip6a = pair.ip6_a,
+            ip6b = pair.ip6_b,
+        ));
+        pair
+    }
+
+    /// Writes a sysfs value as seen from inside namespace `ns` (`ip netns exec` mounts that
+    /// namespace's sysfs), and reads it back.
+    pub fn sysfs_write(&self, ns: &str, path: &str, value: &str) {
+        sh(&format!("ip netns exec {ns} sh -c 'echo {value} > {path}'"));
+    }
+
+    pub fn sysfs_read(&self, ns: &str, path: &str) -> String {
+        sh(&format!("ip netns exec {ns} cat {path}")).trim().to_string()
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Moves the calling thread into a named network namespace (setns affects only this thread).
+pub fn enter_netns(ns: &str) {
+    let f = fs::File::open(format!("/var/run/netns/{ns}")).unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
+    // SAFETY: setns with a valid namespace fd.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+/// A file value (sysctl, sysfs, /proc/irq) restored to what it was when the guard was made.
+pub struct Restore {
+    path: PathBuf,
+    original: String,
+}
+
+impl Restore {
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref().to_path_buf();
+        let original = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        Restore { path, original }
+    }
+
+    pub fn set(&self, value: &str) {
+        let mut f = fs::OpenOptions::new().write(true).open(&self.path).unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
+        f.write_all(value.as_bytes()).unwrap_or_else(|e| panic!("write {value} to {}: {e}", self.path.display()));
+    }
+
+    pub fn original(&self) -> &str {
+        self.original.trim()
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let value = self.original.trim().to_string();
+        if let Err(e) = fs::write(&self.path, &value) {
+            eprintln!("could not restore {} to {value}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The irqtune binary built by `cargo xtask test` (IRQTUNE_BIN), or the release build.
+pub fn irqtune_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("IRQTUNE_BIN") {
+        return p.into();
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/irqtune");
+    assert!(p.is_file(), "irqtune binary not found: run through `cargo xtask test` or build it with cargo build --release -p irq-user");
+    p
+}
+
+/// Names of loaded BPF programs (`bpftool prog show`), as the kernel keeps them (15 chars).
+pub fn loaded_program_names() -> Vec<String> {
+    let out = sh("bpftool prog show -j");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bpftool JSON");
+    v.as_array()
+        .map(|a| a.iter().filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// irqtune's program names truncated as the kernel stores them.
+pub fn irqtune_program_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for p in irq_user::probes::PROBES.iter() {
+        for n in p.program_names() {
+            names.push(n.chars().take(15).collect());
+        }
+    }
+    names
+}
+
+pub fn irqtune_programs_loaded() -> Vec<String> {
+    let ours = irqtune_program_names();
+    loaded_program_names().into_iter().filter(|n| ours.contains(n)).collect()
+}
+
+/// Relative difference |a - b| / b.
+pub fn rel_diff(a: u64, b: u64) -> f64 {
+    (a as f64 - b as f64).abs() / (b.max(1) as f64)
+}

@@ -1,1 +1,123 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | test | run | bench`.
+//!
+//! `setup` installs every missing piece the build and the tests need, checking each one on its
+//! own, so it is quick when all is there and complete on a bare machine.
+
+mod bench;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: toolchain pieces, LLVM 22, bpf-linker, test tools, peers.
+    Setup,
+    /// Set up, then run every test: unit tests and the kernel tests (as root, one at a time).
+    Test {
+        /// Only the unit tests.
+        #[arg(long)]
+        unit: bool,
+        /// Extra arguments for the kernel test run (e.g. a test name filter).
+        args: Vec<String>,
+    },
+    /// Set up, build, and run `irqtune ARGS` as root.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then measure the probes' cost per event next to libbpf-tools.
+    Bench(bench::BenchArgs),
+}
+
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a command, streaming its output, and fails naming it.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Builds irqtune (release) and returns its path.
+pub fn build_irqtune() -> anyhow::Result<std::path::PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "irq-user", "--bin", "irqtune"]))?;
+    Ok(workspace_root().join("target/release/irqtune"))
+}
+
+fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    println!("== unit tests");
+    run(cargo().args(["test", "-p", "irq-ebpf", "--lib", "-p", "irq-user", "-p", "xtask"]))?;
+    if unit_only {
+        return Ok(());
+    }
+    let bin = build_irqtune()?;
+    println!("== kernel tests (one at a time: they share the kernel's state)");
+    if !is_root() {
+        if std::env::var_os("CI").is_some() {
+            bail!("kernel tests need root and CI is set: run as root");
+        }
+        eprintln!("NOT RUN: kernel tests need root (they load eBPF and create network namespaces); rerun as root");
+        return Ok(());
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "-p", "irqtune-tests", "--", "--test-threads=1"]).args(extra).env("IRQTUNE_BIN", &bin);
+    run(&mut cmd)
+}
+
+fn run_irqtune(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    let bin = build_irqtune()?;
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        eprintln!("irqtune needs root to load eBPF; running it with sudo");
+        let mut c = Command::new("sudo");
+        c.arg(&bin);
+        c
+    };
+    run(cmd.args(args))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::setup(),
+        Task::Test { unit, args } => test(unit, &args),
+        Task::Run { args } => run_irqtune(&args),
+        Task::Bench(args) => bench::bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Hardirq probes against /proc/interrupts, with disk I/O made on purpose.
+
+use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+
+use irq_user::{
+    probes::{Group, ProbeOptions},
+    procfs,
+};
+use irqtune_tests::{load_probes, rel_diff, require_root};
+
+/// The virtio block request queue IRQ ("virtio1-req.0"), which fires on disk I/O.
+fn block_irq() -> (u32, String) {
+    let interrupts = procfs::read_interrupts(Path::new("/")).expect("read /proc/interrupts");
+    interrupts
+        .rows
+        .iter()
+        .find(|r| r.name.starts_with("virtio") && r.name.contains("-req"))
+        .map(|r| (r.irq.expect("numeric IRQ"), r.name.clone()))
+        .expect("no virtio block IRQ (virtioN-req.M) in /proc/interrupts on this machine")
+}
+
+/// Writes and re-reads `blocks` 4 KiB blocks with O_DIRECT, so each is a request to the disk.
+fn direct_io(dir: &Path, blocks: usize) {
+    let path = dir.join(format!("irqtune-direct-io-{}", std::process::id()));
+    let _cleanup = scopeguard(path.clone());
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
+    // SAFETY: the layout is non-zero; the buffer is freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: buf is valid for 4096 bytes.
+    let block = unsafe { std::slice::from_raw_parts_mut(buf, 4096) };
+    block.fill(0x5a);
+    {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
+        for _ in 0..blocks {
+            f.write_all(block).expect("direct write");
+        }
+    }
+    {
+        use std::io::Read as _;
+        let mut f = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).expect("open for direct read");
+        for _ in 0..blocks {
+            f.read_exact(block).expect("direct read");
+        }
+    }
+    // SAFETY: allocated above with the same layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+fn scopeguard(p: std::path::PathBuf) -> RemoveOnDrop {
+    RemoveOnDrop(p)
+}
+
+#[test]
+fn hardirq_count_matches_proc_interrupts_for_disk_io() {
+    if !require_root("hardirq_count_matches_proc_interrupts_for_disk_io") {
+        return;
+    }
+    let (irq, name) = block_irq();
+    let probes = load_probes(&ProbeOptions { skip: vec![Group::Flows, Group::NetRx], ..Default::default() });
+    // /var/tmp is on the disk (tmpfs would refuse O_DIRECT and never touch the device).
+    let dir = Path::new("/var/tmp");
+
+    let s0 = probes.snapshot().expect("snapshot");
+    let i0 = procfs::read_interrupts(Path::new("/")).expect("interrupts");
+    direct_io(dir, 1500);
+    let s1 = probes.snapshot().expect("snapshot");
+    let i1 = procfs::read_interrupts(Path::new("/")).expect("interrupts");
+
+    let proc_delta: u64 = i1.cpus.iter().map(|&c| i1.count(irq, c) - i0.count(irq, c)).sum();
+    let d = s1.delta(&s0);
+    let series = d.irq(irq).unwrap_or_else(|| panic!("IRQ {irq} ({name}) has no statistics slot"));
+    let seen: u64 = series.per_cpu.iter().map(|v| v.count).sum();
+    let in_hist: u64 = series.per_cpu.iter().flat_map(|v| v.hist.iter()).sum();
+    eprintln!("IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_delta}, histogram {in_hist}");
+    assert!(proc_delta >= 1000, "disk I/O made only {proc_delta} interrupts on IRQ {irq}");
+    assert!(rel_diff(seen, proc_delta) <= 0.02, "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart");
+    assert_eq!(in_hist, seen, "every handler run is in the histogram");
+    let total: u64 = series.per_cpu.iter().map(|v| v.total_ns).sum();
+    assert!(total > 0, "handler time recorded");
+    for cpu in 0..i1.cpus.len() {
+        let per_cpu_proc = i1.count(irq, cpu as u32) - i0.count(irq, cpu as u32);
+        let per_cpu_seen = series.per_cpu[cpu].count;
+        assert!(
+            per_cpu_seen.abs_diff(per_cpu_proc) <= per_cpu_proc / 50 + 2,
+            "CPU {cpu}: probes {per_cpu_seen}, /proc/interrupts {per_cpu_proc}"
+        );
+    }
+}

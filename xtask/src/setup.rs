@@ -1,0 +1,104 @@
+//! The bootstrap: each piece is checked on its own and installed only when missing.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::{is_root, run};
+
+/// The toolchain that builds the probes (see irq-user/build.rs): its LLVM must match the one
+/// bpf-linker links against.
+pub const EBPF_TOOLCHAIN: &str = "1.95.0";
+pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages: LLVM 22 for bpf-linker, iproute2 for the kernel tests' namespaces,
+/// bpftool and libbpf-tools for the benchmarks' measurements and peers.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "bpftool",
+    "libbpf-tools",
+];
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    home.join("bin").join(name)
+}
+
+fn step(what: &str, present: bool) -> bool {
+    println!("setup: {what}: {}", if present { "present" } else { "missing, installing" });
+    present
+}
+
+fn toolchain() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup not found: install Rust with rustup first")?
+        .lines()
+        .any(|l| l.starts_with(EBPF_TOOLCHAIN) || l.starts_with(&format!("{EBPF_TOOLCHAIN}-")));
+    if !step(&format!("Rust toolchain {EBPF_TOOLCHAIN}"), installed) {
+        run(Command::new("rustup").args(["toolchain", "install", EBPF_TOOLCHAIN, "--profile", "minimal"]))?;
+    }
+    let sysroot = output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
+        .context("cannot ask the toolchain for its sysroot")?;
+    let core_src = PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust/library/core/Cargo.toml");
+    if !step(&format!("rust-src for {EBPF_TOOLCHAIN}"), core_src.is_file()) {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
+    }
+    Ok(())
+}
+
+fn apt() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if !step(&format!("Debian packages {}", APT_PACKAGES.join(" ")), missing.is_empty()) {
+        if !is_root() {
+            bail!("missing Debian packages; as root run: apt-get update && apt-get install -y {}", missing.join(" "));
+        }
+        println!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let bin = cargo_bin("bpf-linker");
+    let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
+    if !step(&format!("bpf-linker {BPF_LINKER_VERSION}"), version.contains(BPF_LINKER_VERSION)) {
+        // Without LLVM_PREFIX the build looks for libLLVM in /usr and fails to link.
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22", "--force"])
+            .env("LLVM_PREFIX", LLVM_PREFIX))?;
+    }
+    Ok(())
+}
+
+pub fn setup() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    toolchain()?;
+    apt()?;
+    bpf_linker()?;
+    println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
