@@ -49,7 +49,7 @@ pub mod maps {
     pub const CPU_STATE: &str = "CPU_STATE";
     /// `PerCpuHashMap<u64, NetDevStats>`, key: `struct net_device *`.
     pub const NETDEV_STATS: &str = "NETDEV_STATS";
-    /// `LruHashMap<u64, FlowInfo>`, key: `struct sock *`.
+    /// `LruHashMap<FlowKey, FlowInfo>`.
     pub const FLOWS: &str = "FLOWS";
     /// `LruHashMap<FlowCpuKey, FlowCpuCounts>`.
     pub const FLOW_CPUS: &str = "FLOW_CPUS";
@@ -206,6 +206,9 @@ pub struct SoftirqStats {
 #[derive(Clone, Copy, Debug)]
 pub struct CpuState {
     pub irq_entry_ns: u64,
+    /// 1 while this CPU runs the NET_RX softirq: tells the flow probes whether a delivery is
+    /// the softirq's or comes from a socket backlog processed in the reader's context.
+    pub in_net_rx: u64,
     pub softirq_entry_ns: [u64; NR_SOFTIRQS],
     pub softirq_raise_ns: [u64; NR_SOFTIRQS],
 }
@@ -251,27 +254,50 @@ pub struct FlowInfo {
     pub protocol: u16,
     /// Thread group (process) and thread name of the latest reader (0 and zeros: none yet).
     pub tgid: u32,
-    /// CPU of the latest delivery, or [`NO_CPU`].
+    /// CPU of the latest softirq delivery, or [`NO_CPU`].
     pub last_delivery_cpu: u32,
     pub comm: [u8; 16],
+}
+
+/// A flow: the socket, and its ports as the kernel stores them side by side
+/// (`skc_portpair`: `skc_dport` big-endian, then `skc_num`). The ports are part of the key
+/// because a closed socket's memory is soon reused for a new socket: without them the new
+/// socket would inherit the old one's entry and addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub sk: u64,
+    pub remote_port_be: u16,
+    pub local_port: u16,
+    pub _pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowCpuKey {
     pub sk: u64,
+    pub remote_port_be: u16,
+    pub local_port: u16,
     pub cpu: u32,
-    pub _pad: u32,
+}
+
+impl FlowCpuKey {
+    pub const fn flow(&self) -> FlowKey {
+        FlowKey { sk: self.sk, remote_port_be: self.remote_port_be, local_port: self.local_port, _pad: 0 }
+    }
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FlowCpuCounts {
-    /// sk_data_ready on this CPU (the softirq side).
+    /// sk_data_ready on this CPU from the NET_RX softirq.
     pub deliveries: u64,
+    /// sk_data_ready on this CPU outside NET_RX: packets queued to the socket backlog while
+    /// the reader held the socket, processed when it released it (release_sock), on its CPU.
+    pub backlog_deliveries: u64,
     /// Successful receive calls on this CPU (sock_recv_length with ret > 0).
     pub reads: u64,
-    /// Reads on this CPU while the socket's latest delivery was on another CPU.
+    /// Reads on this CPU while the socket's latest softirq delivery was on another CPU.
     pub mismatched_reads: u64,
     pub read_bytes: u64,
 }
@@ -284,11 +310,12 @@ macro_rules! assert_size {
 assert_size!(KernelOffsets, 14 * 4);
 assert_size!(IrqStats, 3 * 8 + hist::BUCKETS * 8);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
-assert_size!(CpuState, 8 + 2 * NR_SOFTIRQS * 8);
+assert_size!(CpuState, 16 + 2 * NR_SOFTIRQS * 8);
 assert_size!(NetDevStats, 16 + 8 + 5 * 8);
 assert_size!(FlowInfo, 32 + 8 + 8 + 16);
+assert_size!(FlowKey, 16);
 assert_size!(FlowCpuKey, 16);
-assert_size!(FlowCpuCounts, 32);
+assert_size!(FlowCpuCounts, 40);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -301,6 +328,7 @@ mod pod {
     unsafe impl aya::Pod for CpuState {}
     unsafe impl aya::Pod for NetDevStats {}
     unsafe impl aya::Pod for FlowInfo {}
+    unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowCpuKey {}
     unsafe impl aya::Pod for FlowCpuCounts {}
 }

@@ -13,7 +13,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use irq_ebpf::{
-    FlowCpuCounts, FlowCpuKey, FlowInfo, IrqStats, Loss, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS,
+    FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, IrqStats, Loss, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS,
     NR_SOFTIRQS, NetDevStats, SoftirqStats, globals, maps,
 };
 
@@ -216,10 +216,19 @@ impl Probes {
             }
         }
 
-        let mut attached = Vec::new();
+        let mut attached: Vec<Attached> = Vec::new();
         let mut disabled = Vec::new();
         for probe in &PROBES {
             if opts.skip.contains(&probe.group) {
+                continue;
+            }
+            // The flow probes tell softirq deliveries from backlog ones by the NET_RX marker
+            // the softirq probes keep: without both softirq entry and exit they would lie.
+            let softirq_marks = attached.iter().filter(|a| matches!(a.probe.name, "softirq_entry" | "softirq_exit")).count() == 2;
+            if probe.group == Group::Flows && !softirq_marks {
+                let reason = "needs the softirq_entry/exit probes, which are not attached".to_string();
+                log::warn!("tracepoint {}:{} disabled: {reason}", probe.category, probe.name);
+                disabled.push(Disabled { probe, reason });
                 continue;
             }
             match attach(&mut ebpf, &btf, probe, opts.force_classic) {
@@ -284,11 +293,11 @@ impl Probes {
             netdevs.push(NetDevSeries::new(dev, per_cpu.to_vec()));
         }
 
-        let flow_info: HashMap<_, u64, FlowInfo> = HashMap::try_from(map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
-        let mut flows: BTreeMap<u64, FlowSeries> = BTreeMap::new();
+        let flow_info: HashMap<_, FlowKey, FlowInfo> = HashMap::try_from(map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
+        let mut flows: BTreeMap<FlowKey, FlowSeries> = BTreeMap::new();
         for item in flow_info.iter() {
-            let (sk, info) = item.map_err(err(maps::FLOWS))?;
-            flows.insert(sk, FlowSeries { sk, info, per_cpu: BTreeMap::new() });
+            let (key, info) = item.map_err(err(maps::FLOWS))?;
+            flows.insert(key, FlowSeries { key, info, per_cpu: BTreeMap::new() });
         }
         let flow_cpus: HashMap<_, FlowCpuKey, FlowCpuCounts> =
             HashMap::try_from(map(maps::FLOW_CPUS)?).map_err(err(maps::FLOW_CPUS))?;
@@ -298,7 +307,7 @@ impl Probes {
             flow_cpu_entries += 1;
             // Counts of a socket whose FLOWS entry was evicted have no addresses: left out, and
             // visible in the eviction count.
-            if let Some(f) = flows.get_mut(&key.sk) {
+            if let Some(f) = flows.get_mut(&key.flow()) {
                 f.per_cpu.insert(key.cpu, counts);
             }
         }

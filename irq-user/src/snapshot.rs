@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
-use irq_ebpf::{FlowCpuCounts, FlowInfo, IrqStats, Loss, NR_SOFTIRQS, NetDevStats, SoftirqStats, hist};
+use irq_ebpf::{FlowCpuCounts, FlowInfo, FlowKey, IrqStats, Loss, NR_SOFTIRQS, NetDevStats, SoftirqStats, hist};
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
@@ -45,8 +45,8 @@ impl NetDevSeries {
 
 #[derive(Clone, Debug)]
 pub struct FlowSeries {
-    /// The kernel's `struct sock *`.
-    pub sk: u64,
+    /// The kernel's `struct sock *` and the ports.
+    pub key: FlowKey,
     pub info: FlowInfo,
     /// Counts per CPU that saw the socket.
     pub per_cpu: BTreeMap<u32, FlowCpuCounts>,
@@ -92,6 +92,11 @@ impl FlowSeries {
 
     pub fn deliveries(&self) -> u64 {
         self.per_cpu.values().map(|c| c.deliveries).sum()
+    }
+
+    /// Deliveries from the socket backlog, in the reader's context (see FlowCpuCounts).
+    pub fn backlog_deliveries(&self) -> u64 {
+        self.per_cpu.values().map(|c| c.backlog_deliveries).sum()
     }
 
     pub fn reads(&self) -> u64 {
@@ -194,6 +199,7 @@ impl Counters for FlowCpuCounts {
     fn minus(&self, e: &Self) -> Self {
         FlowCpuCounts {
             deliveries: self.deliveries.saturating_sub(e.deliveries),
+            backlog_deliveries: self.backlog_deliveries.saturating_sub(e.backlog_deliveries),
             reads: self.reads.saturating_sub(e.reads),
             mismatched_reads: self.mismatched_reads.saturating_sub(e.mismatched_reads),
             read_bytes: self.read_bytes.saturating_sub(e.read_bytes),
@@ -239,7 +245,7 @@ impl Snapshot {
             .flows
             .iter()
             .map(|f| {
-                let e = earlier.flows.iter().find(|e| e.sk == f.sk);
+                let e = earlier.flows.iter().find(|e| e.key == f.key);
                 let per_cpu = f
                     .per_cpu
                     .iter()
@@ -334,9 +340,9 @@ mod tests {
             comm: *b"receiver\0\0\0\0\0\0\0\0",
         };
         let mut per_cpu = BTreeMap::new();
-        per_cpu.insert(0, FlowCpuCounts { deliveries: reads_cpu1, reads: 0, mismatched_reads: 0, read_bytes: 0 });
-        per_cpu.insert(1, FlowCpuCounts { deliveries: 0, reads: reads_cpu1, mismatched_reads: mismatched, read_bytes: reads_cpu1 * 100 });
-        FlowSeries { sk, info, per_cpu }
+        per_cpu.insert(0, FlowCpuCounts { deliveries: reads_cpu1, backlog_deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 });
+        per_cpu.insert(1, FlowCpuCounts { deliveries: 0, backlog_deliveries: 1, reads: reads_cpu1, mismatched_reads: mismatched, read_bytes: reads_cpu1 * 100 });
+        FlowSeries { key: FlowKey { sk, remote_port_be: 40000u16.to_be(), local_port: 5201, _pad: 0 }, info, per_cpu }
     }
 
     #[test]
@@ -349,9 +355,9 @@ mod tests {
         assert_eq!(irq.per_cpu[1].total_ns, 150_000);
         assert_eq!(irq.per_cpu[1].hist[40], 150);
         assert_eq!(irq.per_cpu[0].count, 0);
-        let f1 = d.flows.iter().find(|f| f.sk == 1).unwrap();
+        let f1 = d.flows.iter().find(|f| f.key.sk == 1).unwrap();
         assert_eq!((f1.reads(), f1.mismatched_reads(), f1.deliveries()), (20, 19, 20));
-        let f2 = d.flows.iter().find(|f| f.sk == 2).unwrap();
+        let f2 = d.flows.iter().find(|f| f.key.sk == 2).unwrap();
         assert_eq!(f2.reads(), 5, "a flow that appeared counts whole");
         assert_eq!(d.loss(Loss::FlowsCreated), 2);
     }

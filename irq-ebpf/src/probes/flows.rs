@@ -12,10 +12,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use irq_ebpf::{
-    FlowCpuCounts, FlowCpuKey, FlowInfo, Loss, MAX_FLOW_CPUS, MAX_FLOWS, NO_CPU, tp_format,
+    FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, Loss, MAX_FLOW_CPUS, MAX_FLOWS, NO_CPU, tp_format,
 };
 
-use super::common::{count_loss, cpu, offset, read_at};
+use super::common::{count_loss, cpu, cpu_state, offset, read_at};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -23,7 +23,7 @@ const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 
 #[map]
-static FLOWS: LruHashMap<u64, FlowInfo> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+static FLOWS: LruHashMap<FlowKey, FlowInfo> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 
 #[map]
 static FLOW_CPUS: LruHashMap<FlowCpuKey, FlowCpuCounts> =
@@ -48,17 +48,26 @@ fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
     n <= 1 || ((sk >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n == 0
 }
 
-/// The socket's entry, created with its addresses on first sight.
+/// The flow's key: the socket and its current ports, read in one go (`skc_dport` and
+/// `skc_num` are adjacent in `skc_portpair`).
 #[inline(always)]
-fn flow(sk: u64, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
-    if let Some(f) = FLOWS.get_ptr_mut(sk) {
+fn key(sk: u64) -> FlowKey {
+    let [remote_port_be, local_port] = read_at::<[u16; 2]>(sk, offset!(skc_dport)).unwrap_or([0; 2]);
+    FlowKey { sk, remote_port_be, local_port, _pad: 0 }
+}
+
+/// The flow's entry, created with its addresses on first sight.
+#[inline(always)]
+fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
+    if let Some(f) = FLOWS.get_ptr_mut(key) {
         return Some(unsafe { &mut *f });
     }
+    let sk = key.sk;
     let mut fresh = FlowInfo {
         local_addr: [0; 16],
         remote_addr: [0; 16],
-        local_port: read_at::<u16>(sk, offset!(skc_num)).unwrap_or(0),
-        remote_port: u16::from_be(read_at::<u16>(sk, offset!(skc_dport)).unwrap_or(0)),
+        local_port: key.local_port,
+        remote_port: u16::from_be(key.remote_port_be),
         family,
         protocol,
         tgid: 0,
@@ -75,10 +84,10 @@ fn flow(sk: u64, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
         fresh.remote_addr[..4].copy_from_slice(&remote);
     }
     // LRU maps evict instead of failing when full; an error here is a real refusal.
-    if FLOWS.insert(sk, fresh, BPF_NOEXIST as u64).is_ok() {
+    if FLOWS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
         count_loss(Loss::FlowsCreated);
     }
-    match FLOWS.get_ptr_mut(sk) {
+    match FLOWS.get_ptr_mut(key) {
         Some(f) => Some(unsafe { &mut *f }),
         None => {
             count_loss(Loss::FlowMapFull);
@@ -89,12 +98,12 @@ fn flow(sk: u64, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
 
 /// This CPU's counts for the socket. Only this CPU writes them, so plain adds are exact.
 #[inline(always)]
-fn counts(sk: u64, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
-    let key = FlowCpuKey { sk, cpu, _pad: 0 };
+fn counts(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
+    let key = FlowCpuKey { sk: flow.sk, remote_port_be: flow.remote_port_be, local_port: flow.local_port, cpu };
     if let Some(c) = FLOW_CPUS.get_ptr_mut(key) {
         return Some(unsafe { &mut *c });
     }
-    let zero = FlowCpuCounts { deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 };
+    let zero = FlowCpuCounts { deliveries: 0, backlog_deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 };
     if FLOW_CPUS.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
         count_loss(Loss::FlowCpusCreated);
     }
@@ -113,10 +122,18 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
         return;
     }
     let cpu = cpu();
-    let Some(f) = flow(sk, family, protocol) else { return };
-    f.last_delivery_cpu = cpu;
-    if let Some(c) = counts(sk, cpu) {
-        c.deliveries += 1;
+    let key = key(sk);
+    let in_softirq = cpu_state().is_some_and(|s| unsafe { (*s).in_net_rx } != 0);
+    let Some(f) = flow(&key, family, protocol) else { return };
+    if in_softirq {
+        f.last_delivery_cpu = cpu;
+    }
+    if let Some(c) = counts(&key, cpu) {
+        if in_softirq {
+            c.deliveries += 1;
+        } else {
+            c.backlog_deliveries += 1;
+        }
     }
 }
 
@@ -126,14 +143,15 @@ fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
         return;
     }
     let cpu = cpu();
-    let Some(f) = flow(sk, family, protocol) else { return };
+    let key = key(sk);
+    let Some(f) = flow(&key, family, protocol) else { return };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if f.tgid != tgid {
         f.tgid = tgid;
         f.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
     let delivered_on = f.last_delivery_cpu;
-    let Some(c) = counts(sk, cpu) else { return };
+    let Some(c) = counts(&key, cpu) else { return };
     c.reads += 1;
     c.read_bytes += ret as u64;
     if delivered_on != NO_CPU && delivered_on != cpu {

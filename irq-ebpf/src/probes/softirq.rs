@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext},
 };
-use irq_ebpf::{Loss, NR_SOFTIRQS, SoftirqStats, tp_format};
+use irq_ebpf::{Loss, NET_RX_VEC, NR_SOFTIRQS, SoftirqStats, tp_format};
 
 use super::common::{count_loss, cpu, cpu_selected, cpu_state, ksoftirqd_pid, now_ns, record};
 
@@ -48,11 +48,15 @@ fn on_raise(vec: u32) {
 #[inline(always)]
 fn on_entry(vec: u32) {
     let vec = vec as usize;
+    let Some(state) = cpu_state() else { return };
+    let state = unsafe { &mut *state };
+    // Marked whatever the CPU filter: the flow probes rely on it on every CPU.
+    if vec == NET_RX_VEC {
+        state.in_net_rx = 1;
+    }
     if vec >= NR_SOFTIRQS || !cpu_selected(cpu()) {
         return;
     }
-    let Some(state) = cpu_state() else { return };
-    let state = unsafe { &mut *state };
     let now = now_ns();
     if let Some(raised) = state.softirq_raise_ns.get_mut(vec) {
         if *raised != 0 {
@@ -78,11 +82,14 @@ fn on_entry(vec: u32) {
 fn on_exit(vec: u32) {
     let vec = vec as usize;
     let cpu = cpu();
+    let Some(state) = cpu_state() else { return };
+    let state = unsafe { &mut *state };
+    if vec == NET_RX_VEC {
+        state.in_net_rx = 0;
+    }
     if vec >= NR_SOFTIRQS || !cpu_selected(cpu) {
         return;
     }
-    let Some(state) = cpu_state() else { return };
-    let state = unsafe { &mut *state };
     let Some(entered) = state.softirq_entry_ns.get_mut(vec) else {
         return;
     };

@@ -1,0 +1,200 @@
+//! Flow placement: where the softirq delivered a socket's data vs where the application read
+//! it, with RPS/RFS set on purpose on a veth between two namespaces (scaling.rst).
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use irq_user::{
+    probes::{Group, ProbeOptions, Probes},
+    snapshot::{FlowSeries, Protocol},
+};
+use irqtune_tests::{NetnsPair, Restore, enter_netns, load_probes, name_thread, pin_to_cpu, require_root};
+
+const RX_QUEUE: &str = "/sys/class/net/vb/queues/rx-0";
+const SOCK_FLOW_ENTRIES: &str = "/proc/sys/net/core/rps_sock_flow_entries";
+const READER_CPU: usize = 1;
+
+/// Steering of vb's receive queue: RPS CPU mask, and RFS on or off.
+fn steer(pair: &NetnsPair, rps_cpus: &str, rfs: bool, entries: &Restore) {
+    pair.sysfs_write(&pair.b, &format!("{RX_QUEUE}/rps_cpus"), rps_cpus);
+    pair.sysfs_write(&pair.b, &format!("{RX_QUEUE}/rps_flow_cnt"), if rfs { "32768" } else { "0" });
+    entries.set(if rfs { "32768" } else { "0" });
+    assert_eq!(pair.sysfs_read(&pair.b, &format!("{RX_QUEUE}/rps_cpus")).trim_start_matches('0'), rps_cpus);
+}
+
+/// A TCP receiver pinned to READER_CPU in namespace b, fed from namespace a for a bounded time.
+fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
+    let (ip_a, ip_b) = if v6 { (&pair.ip6_a, &pair.ip6_b) } else { (&pair.ip_a, &pair.ip_b) };
+    let server: SocketAddr = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
+    let _ = ip_a;
+    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        enter_netns(&b);
+        pin_to_cpu(READER_CPU);
+        name_thread(&comm);
+        let l = TcpListener::bind(server).expect("bind");
+        ready_tx.send(()).expect("ready");
+        let (mut s, _) = l.accept().expect("accept");
+        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
+        // as data arrives rather than in a few large gulps.
+        let mut buf = [0u8; 4096];
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    let sender = std::thread::spawn(move || {
+        enter_netns(&a);
+        pin_to_cpu(0);
+        let mut s = TcpStream::connect(server).expect("connect");
+        let chunk = [0x42u8; 1024];
+        let start = Instant::now();
+        // Paced so the receiver keeps up: deliveries then happen in softirq context, not from
+        // the socket backlog when the reader releases the socket lock.
+        s.set_nodelay(true).expect("nodelay");
+        for i in 0..10_000u32 {
+            if start.elapsed() > Duration::from_secs(4) {
+                break;
+            }
+            s.write_all(&chunk).expect("send");
+            if i % 4 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    sender.join().expect("sender");
+    receiver.join().expect("receiver");
+    server
+}
+
+/// An unconnected UDP receiver pinned to READER_CPU in namespace b.
+fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
+    let server = SocketAddr::new(pair.ip_b.parse::<IpAddr>().expect("ip"), port);
+    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        enter_netns(&b);
+        pin_to_cpu(READER_CPU);
+        name_thread(&comm);
+        let s = UdpSocket::bind(server).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        ready_tx.send(()).expect("ready");
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            if n == 1 && buf[0] == 0 {
+                break; // end marker
+            }
+            got += 1;
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    let a2 = a.clone();
+    let sender = std::thread::spawn(move || {
+        enter_netns(&a2);
+        pin_to_cpu(0);
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind sender");
+        let payload = [0x42u8; 512];
+        for i in 0..5_000u32 {
+            let _ = s.send_to(&payload, server);
+            if i % 8 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let _ = s.send_to(&[0u8], server);
+    });
+    sender.join().expect("sender");
+    let got = receiver.join().expect("receiver");
+    assert!(got > 1000, "UDP receiver got only {got} datagrams");
+    server
+}
+
+fn find_flow(probes: &Probes, proto: Protocol, local: SocketAddr, comm: &str) -> FlowSeries {
+    let snap = probes.snapshot().expect("snapshot");
+    let found: Vec<_> = snap.flows.into_iter().filter(|f| f.protocol() == proto && f.local() == local).collect();
+    let f = found
+        .into_iter()
+        .max_by_key(|f| f.reads())
+        .unwrap_or_else(|| panic!("no {proto:?} flow with local address {local}"));
+    assert_eq!(f.comm(), comm, "reader comm");
+    assert_eq!(f.info.tgid, std::process::id(), "reader pid");
+    eprintln!(
+        "{proto:?} {} -> {}: deliveries {:?}, reads {:?}, mismatched {} of {} ({:.1}%)",
+        f.remote(),
+        f.local(),
+        f.deliveries_by_cpu(),
+        f.reads_by_cpu(),
+        f.mismatched_reads(),
+        f.reads(),
+        f.mismatch_ratio() * 100.0
+    );
+    f
+}
+
+fn share(map: &std::collections::BTreeMap<u32, u64>, cpu: u32) -> f64 {
+    let total: u64 = map.values().sum();
+    map.get(&cpu).copied().unwrap_or(0) as f64 / total.max(1) as f64
+}
+
+#[test]
+fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
+    if !require_root("flows_report_softirq_and_reader_cpus_with_rps_and_rfs") {
+        return;
+    }
+    let entries = Restore::new(SOCK_FLOW_ENTRIES);
+    let original_entries = entries.original().to_string();
+    {
+        let pair = NetnsPair::new("flow");
+        let probes = load_probes(&ProbeOptions { skip: vec![Group::Hardirq], ..Default::default() });
+
+        // RPS to CPU 0 only, RFS off: every delivery on CPU 0, every read on CPU 1.
+        steer(&pair, "1", false, &entries);
+        let local = tcp_flow(&pair, false, 5401, "irqt-tcp-rps1");
+        let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rps1");
+        assert!(share(&f.deliveries_by_cpu(), 0) >= 0.9, "TCP deliveries not on CPU 0: {:?}", f.deliveries_by_cpu());
+        assert!(share(&f.reads_by_cpu(), 1) >= 0.99, "TCP reads not on CPU 1: {:?}", f.reads_by_cpu());
+        assert!(f.mismatch_ratio() >= 0.9, "TCP with rps_cpus=1: mismatch {:.3} < 0.9", f.mismatch_ratio());
+        assert!(f.remote().ip().to_string() == pair.ip_a, "remote address {}", f.remote());
+
+        // RPS over both CPUs with RFS on: deliveries follow the reader to CPU 1.
+        steer(&pair, "3", true, &entries);
+        let local = tcp_flow(&pair, false, 5402, "irqt-tcp-rfs");
+        let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rfs");
+        assert!(f.mismatch_ratio() <= 0.1, "TCP with RFS: mismatch {:.3} > 0.1", f.mismatch_ratio());
+
+        // IPv6, same steering: reported with its IPv6 addresses.
+        let local = tcp_flow(&pair, true, 5403, "irqt-tcp6");
+        let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp6");
+        assert_eq!(f.info.family, 10);
+        assert_eq!(f.local().ip().to_string(), pair.ip6_b);
+        assert_eq!(f.remote().ip().to_string(), pair.ip6_a);
+
+        // UDP, unconnected receiver: RPS to CPU 0 → mismatched.
+        steer(&pair, "1", false, &entries);
+        let local = udp_flow(&pair, 5404, "irqt-udp-rps1");
+        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps1");
+        assert!(f.mismatch_ratio() >= 0.9, "UDP with rps_cpus=1: mismatch {:.3} < 0.9", f.mismatch_ratio());
+
+        // RFS on does not help an unconnected UDP socket (no flow hash recorded for it):
+        // still mismatched, and reported as such.
+        steer(&pair, "1", true, &entries);
+        let local = udp_flow(&pair, 5405, "irqt-udp-rfs");
+        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rfs");
+        assert!(f.mismatch_ratio() >= 0.9, "unconnected UDP with RFS on: mismatch {:.3} < 0.9", f.mismatch_ratio());
+
+        // RPS to the reader's CPU: matched.
+        steer(&pair, "2", false, &entries);
+        let local = udp_flow(&pair, 5406, "irqt-udp-rps2");
+        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps2");
+        assert!(f.mismatch_ratio() <= 0.1, "UDP with rps_cpus=2: mismatch {:.3} > 0.1", f.mismatch_ratio());
+
+        let snap = probes.snapshot().expect("snapshot");
+        assert_eq!(snap.flow_evictions(), 0, "flows evicted in a small test");
+    }
+    drop(entries);
+    let now = std::fs::read_to_string(SOCK_FLOW_ENTRIES).expect("read back");
+    assert_eq!(now.trim(), original_entries, "rps_sock_flow_entries restored");
+}

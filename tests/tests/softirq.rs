@@ -1,0 +1,100 @@
+//! Softirq probes against /proc/softirqs, with TCP traffic between two namespaces.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use irq_ebpf::NET_RX_VEC;
+use irq_user::{
+    probes::{Group, ProbeOptions},
+    procfs,
+};
+use irqtune_tests::{NetnsPair, enter_netns, load_probes, pin_to_cpu, rel_diff, require_root};
+
+/// Streams data from namespace `a` to `b` over one TCP connection per CPU, each sender pinned
+/// to its CPU so both CPUs run NET_RX. Bounded by `limit` bytes and `deadline`.
+fn tcp_traffic(pair: &NetnsPair, port: u16, cpus: &[usize], limit: usize, run_for: Duration) {
+    let b = pair.b.clone();
+    let ip_b = pair.ip_b.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let n = cpus.len();
+    let server = std::thread::spawn(move || {
+        enter_netns(&b);
+        let l = TcpListener::bind((ip_b.as_str(), port)).expect("bind in namespace b");
+        ready_tx.send(()).expect("signal ready");
+        let mut readers = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = l.accept().expect("accept");
+            readers.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while s.read(&mut buf).map(|r| r > 0).unwrap_or(false) {}
+            }));
+        }
+        for r in readers {
+            r.join().expect("reader");
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    let senders: Vec<_> = cpus
+        .iter()
+        .map(|&cpu| {
+            let a = pair.a.clone();
+            let ip_b = pair.ip_b.clone();
+            std::thread::spawn(move || {
+                enter_netns(&a);
+                pin_to_cpu(cpu);
+                let mut s = TcpStream::connect((ip_b.as_str(), port)).expect("connect");
+                let chunk = vec![0x42u8; 16384];
+                let start = Instant::now();
+                let mut sent = 0;
+                while sent < limit && start.elapsed() < run_for {
+                    s.write_all(&chunk).expect("send");
+                    sent += chunk.len();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("sender");
+    }
+    server.join().expect("server");
+}
+
+#[test]
+fn net_rx_counts_match_proc_softirqs() {
+    if !require_root("net_rx_counts_match_proc_softirqs") {
+        return;
+    }
+    let pair = NetnsPair::new("sirq");
+    let probes = load_probes(&ProbeOptions { skip: vec![Group::Flows], ..Default::default() });
+    let root = Path::new("/");
+
+    let s0 = probes.snapshot().expect("snapshot");
+    let p0 = procfs::read_softirqs(root).expect("softirqs");
+    tcp_traffic(&pair, 5301, &[0, 1], 256 << 20, Duration::from_secs(2));
+    let s1 = probes.snapshot().expect("snapshot");
+    let p1 = procfs::read_softirqs(root).expect("softirqs");
+
+    let d = s1.delta(&s0);
+    for (col, &cpu) in p1.cpus.iter().enumerate() {
+        let proc = p1.count("NET_RX", cpu) - p0.count("NET_RX", cpu);
+        let seen = d.softirq_count(NET_RX_VEC, cpu as usize);
+        eprintln!("CPU {cpu}: NET_RX probes {seen}, /proc/softirqs {proc}");
+        assert!(proc >= 100, "CPU {cpu} (column {col}) ran only {proc} NET_RX softirqs: traffic did not reach it");
+        assert!(rel_diff(seen, proc) <= 0.05, "CPU {cpu}: probes {seen} vs /proc/softirqs {proc}, more than 5% apart");
+    }
+    let netrx = &d.softirqs[NET_RX_VEC];
+    let delays: u64 = netrx.iter().flat_map(|s| s.delay_hist.iter()).sum();
+    let handler: u64 = netrx.iter().flat_map(|s| s.handler_hist.iter()).sum();
+    eprintln!("NET_RX raise-to-entry delays recorded: {delays}; handler runs in histogram: {handler}");
+    assert!(delays > 0, "the NET_RX raise-to-entry histogram is empty");
+    assert_eq!(handler, netrx.iter().map(|s| s.count).sum::<u64>());
+
+    // The NET_RX device probes saw the veth receiving.
+    let vb = d.netdevs.iter().find(|n| n.name == "vb").expect("veth vb seen by netif_receive_skb");
+    let packets: u64 = vb.per_cpu.iter().map(|v| v.rx_packets).sum();
+    assert!(packets > 1000, "vb received only {packets} packets");
+}
