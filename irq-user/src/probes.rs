@@ -130,15 +130,39 @@ pub enum LoadError {
     NothingAttached(String),
 }
 
-/// Loaded and attached probes. Dropping it detaches and unloads them.
+/// Loaded and attached probes. Dropping it detaches and unloads them, and waits (briefly)
+/// until the kernel has released the programs, so none is listed after irqtune exits.
 pub struct Probes {
-    ebpf: Ebpf,
+    /// Always Some until dropped.
+    ebpf: Option<Ebpf>,
+    program_ids: Vec<u32>,
     pub attached: Vec<Attached>,
     pub disabled: Vec<Disabled>,
     /// IRQ number of each slot of IRQ_STATS (slot 0: IRQs without a slot).
     slot_irqs: Vec<Option<u32>>,
     irq_names: BTreeMap<u32, String>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        self.logger = None;
+        // Closing the links and program fds detaches; the kernel then frees the programs after
+        // an RCU grace period (tens of ms), so wait for that, bounded.
+        drop(self.ebpf.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        while std::time::Instant::now() < deadline {
+            let still: usize = aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .filter(|p| self.program_ids.contains(&p.id()))
+                .count();
+            if still == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        log::warn!("the kernel has not released irqtune's programs yet; they go away on their own");
+    }
 }
 
 fn cpu_filter(cpus: &[u32]) -> Result<[u64; MAX_CPUS / 64], LoadError> {
@@ -247,7 +271,8 @@ impl Probes {
             return Err(LoadError::NothingAttached(reasons.join("\n")));
         }
         let _ = env;
-        Ok(Self { ebpf, attached, disabled, slot_irqs, irq_names, logger })
+        let program_ids = ebpf.programs().filter_map(|(_, p)| p.info().ok()).map(|i| i.id()).collect();
+        Ok(Self { ebpf: Some(ebpf), program_ids, attached, disabled, slot_irqs, irq_names, logger })
     }
 
     /// Prints what the probes logged (only with `kernel_log`).
@@ -263,7 +288,8 @@ impl Probes {
 
     /// Reads every map. Per-CPU values are kept per CPU.
     pub fn snapshot(&self) -> Result<Snapshot, LoadError> {
-        let map = |name: &'static str| self.ebpf.map(name).ok_or(LoadError::MissingMap(name));
+        let ebpf = self.ebpf.as_ref().expect("present until drop");
+        let map = |name: &'static str| ebpf.map(name).ok_or(LoadError::MissingMap(name));
         let err = |name: &'static str| move |source| LoadError::Map { name, source };
         let taken_ns = crate::snapshot::monotonic_ns();
 
@@ -331,6 +357,23 @@ impl Probes {
     }
 }
 
+/// A verifier log is hundreds of lines; the reason keeps the error and the verifier's verdict
+/// (the line before "verification time"). The whole log is at debug level.
+fn short_reason(e: &aya::programs::ProgramError) -> String {
+    let full = e.to_string();
+    let Some((head, log)) = full.split_once("Verifier output:") else { return full };
+    log::debug!("verifier log: {log}");
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let verdict = lines
+        .iter()
+        .position(|l| l.starts_with("verification time"))
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| lines.get(i))
+        .copied()
+        .unwrap_or("(see -vv for the verifier log)");
+    format!("{}verifier: {verdict}", head.trim_end_matches([' ', '.']).to_string() + ". ")
+}
+
 fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: bool) -> Result<(AttachKind, &'static str), String> {
     let mut btf_error = String::from("not tried (classic tracepoints forced)");
     if !force_classic {
@@ -344,7 +387,7 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: b
         match result {
             Ok(()) => return Ok((AttachKind::Btf, probe.btf_program)),
             Err(e) => {
-                btf_error = e.to_string();
+                btf_error = short_reason(&e);
                 log::info!("BTF tracepoint {} unavailable ({btf_error}); trying the classic tracepoint", probe.name);
                 // Unload the failed program so its fd does not linger.
                 if let Some(p) = ebpf.program_mut(probe.btf_program) {
@@ -365,6 +408,6 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: b
     })();
     match result {
         Ok(()) => Ok((AttachKind::Classic, probe.tp_program)),
-        Err(e) => Err(format!("BTF tracepoint: {btf_error}; classic tracepoint: {e}")),
+        Err(e) => Err(format!("BTF tracepoint: {btf_error}; classic tracepoint: {}", short_reason(&e))),
     }
 }

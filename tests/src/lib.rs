@@ -181,20 +181,14 @@ pub fn loaded_program_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// irqtune's program names truncated as the kernel stores them.
-pub fn irqtune_program_names() -> Vec<String> {
-    let mut names = Vec::new();
-    for p in irq_user::probes::PROBES.iter() {
-        for n in p.program_names() {
-            names.push(n.chars().take(15).collect());
-        }
-    }
-    names
-}
-
+/// irqtune's program names. bpftool prints the full name from BTF, or the kernel's copy cut
+/// to 15 characters when there is no BTF: both match.
 pub fn irqtune_programs_loaded() -> Vec<String> {
-    let ours = irqtune_program_names();
-    loaded_program_names().into_iter().filter(|n| ours.contains(n)).collect()
+    let ours: Vec<&str> = irq_user::probes::PROBES.iter().flat_map(|p| p.program_names()).collect();
+    loaded_program_names()
+        .into_iter()
+        .filter(|n| ours.iter().any(|o| *o == n || (n.len() == 15 && o.starts_with(n.as_str()))))
+        .collect()
 }
 
 /// Relative difference |a - b| / b.

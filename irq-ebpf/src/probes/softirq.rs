@@ -48,13 +48,16 @@ fn on_raise(vec: u32) {
 #[inline(always)]
 fn on_entry(vec: u32) {
     let vec = vec as usize;
+    if vec >= NR_SOFTIRQS {
+        return;
+    }
     let Some(state) = cpu_state() else { return };
     let state = unsafe { &mut *state };
     // Marked whatever the CPU filter: the flow probes rely on it on every CPU.
     if vec == NET_RX_VEC {
         state.in_net_rx = 1;
     }
-    if vec >= NR_SOFTIRQS || !cpu_selected(cpu()) {
+    if !cpu_selected(cpu()) {
         return;
     }
     let now = now_ns();
@@ -82,12 +85,15 @@ fn on_entry(vec: u32) {
 fn on_exit(vec: u32) {
     let vec = vec as usize;
     let cpu = cpu();
+    if vec >= NR_SOFTIRQS {
+        return;
+    }
     let Some(state) = cpu_state() else { return };
     let state = unsafe { &mut *state };
     if vec == NET_RX_VEC {
         state.in_net_rx = 0;
     }
-    if vec >= NR_SOFTIRQS || !cpu_selected(cpu) {
+    if !cpu_selected(cpu) {
         return;
     }
     let Some(entered) = state.softirq_entry_ns.get_mut(vec) else {
