@@ -1,8 +1,247 @@
-//! Benchmarks (filled in below).
+//! `cargo xtask bench`: the probes' kernel cost per event, next to libbpf-tools' `softirqs -d`
+//! and `hardirqs -d` on the same tracepoints, under the same generated load, in one run.
+//!
+//! The cost is the kernel's own accounting: with `kernel.bpf_stats_enabled=1`, `bpftool prog
+//! show` reports each program's run_time_ns and run_cnt; their deltas over the load window give
+//! ns per invocation. Load: TCP over loopback in small writes (NET_RX softirqs) and O_DIRECT
+//! writes to a file under /var/tmp (disk IRQs), both bounded in time.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    os::unix::fs::OpenOptionsExt as _,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{build_irqtune, is_root, setup};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Seconds of load per tool.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
 
-pub fn bench(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+const TRACEPOINTS: [(&str, &str); 9] = [
+    ("irq_handler_entry", "handler_en"),
+    ("irq_handler_exit", "handler_ex"),
+    ("softirq_raise", "softirq_raise"),
+    ("softirq_entry", "softirq_entry"),
+    ("softirq_exit", "softirq_exit"),
+    ("napi_poll", "napi_poll"),
+    ("netif_receive_skb", "netif_receive"),
+    ("sk_data_ready", "sk_data_ready"),
+    ("sock_recv_length", "sock_recv_len"),
+];
+
+#[derive(Clone, Copy, Default)]
+struct ProgStats {
+    run_time_ns: u64,
+    run_cnt: u64,
+}
+
+/// Loaded programs by id: (name, stats).
+fn programs() -> anyhow::Result<BTreeMap<u64, (String, ProgStats)>> {
+    let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().context("run bpftool")?;
+    if !out.status.success() {
+        bail!("bpftool prog show failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A small hand parse of bpftool's flat JSON objects keeps xtask free of a JSON dependency.
+    let mut progs = BTreeMap::new();
+    for obj in text.split("},{") {
+        let field = |key: &str| -> Option<&str> {
+            let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = &obj[at..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim_matches('"'))
+        };
+        let (Some(id), Some(name)) = (field("id").and_then(|v| v.parse().ok()), field("name")) else { continue };
+        let stats = ProgStats {
+            run_time_ns: field("run_time_ns").and_then(|v| v.parse().ok()).unwrap_or(0),
+            run_cnt: field("run_cnt").and_then(|v| v.parse().ok()).unwrap_or(0),
+        };
+        progs.insert(id, (name.to_string(), stats));
+    }
+    Ok(progs)
+}
+
+/// Restores a sysctl on drop.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> anyhow::Result<Self> {
+        let old = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+        std::fs::write(path, value).with_context(|| format!("write {path}"))?;
+        Ok(Self { path, old })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// Loopback TCP in 1 KiB writes and O_DIRECT disk writes until `stop`.
+fn load(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let rx_stop = stop.clone();
+    let rx = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 65536];
+            while !rx_stop.load(Ordering::Relaxed) && s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        }
+    });
+    let tx_stop = stop.clone();
+    let tx = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(addr) else { return };
+        let _ = s.set_nodelay(true);
+        let chunk = [0x42u8; 1024];
+        while !tx_stop.load(Ordering::Relaxed) {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let io_stop = stop;
+    let io = std::thread::spawn(move || {
+        let path = std::path::PathBuf::from(format!("/var/tmp/irqtune-bench-{}", std::process::id()));
+        let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
+        // SAFETY: non-zero layout; freed below.
+        let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+        // SAFETY: valid for 4096 bytes.
+        let block = unsafe { std::slice::from_raw_parts(buf, 4096) };
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).write(true).truncate(true).custom_flags(libc::O_DIRECT).open(&path) {
+            let mut n = 0u64;
+            while !io_stop.load(Ordering::Relaxed) {
+                if f.write_all(block).is_err() {
+                    break;
+                }
+                n += 1;
+                if n % 4096 == 0 {
+                    use std::io::Seek as _;
+                    let _ = f.seek(std::io::SeekFrom::Start(0));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(buf, layout) };
+    });
+    Ok(vec![rx, tx, io])
+}
+
+struct Tool {
+    label: &'static str,
+    cmd: Vec<String>,
+}
+
+/// Per tracepoint: (ns per event, events) of the tool's program on it.
+type Costs = BTreeMap<&'static str, (f64, u64)>;
+
+fn measure(tool: &Tool, seconds: u64) -> anyhow::Result<Costs> {
+    let before: BTreeSet<u64> = programs()?.keys().copied().collect();
+    let mut child: Child = Command::new(&tool.cmd[0])
+        .args(&tool.cmd[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", tool.cmd.join(" ")))?;
+    let started = Instant::now();
+    let ours = loop {
+        let now = programs()?;
+        let new: Vec<u64> = now.keys().filter(|id| !before.contains(id)).copied().collect();
+        if new.len() >= 2 && started.elapsed() > Duration::from_millis(1500) {
+            break new;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            bail!("{}: its programs did not load within 20 s", tool.label);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let s0 = programs()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(stop.clone())?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    let s1 = programs()?;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    // SAFETY: signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+
+    let mut costs = Costs::new();
+    for id in ours {
+        let (Some((name, a)), Some((_, b))) = (s0.get(&id), s1.get(&id)) else { continue };
+        let Some((tp, _)) = TRACEPOINTS.iter().find(|(_, key)| name.contains(key)) else { continue };
+        let cnt = b.run_cnt.saturating_sub(a.run_cnt);
+        if cnt > 0 {
+            costs.insert(tp, (b.run_time_ns.saturating_sub(a.run_time_ns) as f64 / cnt as f64, cnt));
+        }
+    }
+    Ok(costs)
+}
+
+pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    setup::setup()?;
+    if !is_root() {
+        bail!("the benchmark loads eBPF and sets kernel.bpf_stats_enabled: run it as root");
+    }
+    let bin = build_irqtune()?.display().to_string();
+    if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+        crate::run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))?;
+    }
+    let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
+    let long = (args.seconds + 30).to_string();
+    let tools = [
+        Tool { label: "irqtune (tp_btf)", cmd: vec![bin.clone(), "record".into(), "--duration".into(), long.clone()] },
+        Tool { label: "irqtune (classic)", cmd: vec![bin.clone(), "record".into(), "--classic".into(), "--duration".into(), long.clone()] },
+        Tool { label: "softirqs -d", cmd: vec!["/usr/sbin/softirqs".into(), "-d".into(), long.clone(), "1".into()] },
+        Tool { label: "hardirqs -d", cmd: vec!["/usr/sbin/hardirqs".into(), "-d".into(), long.clone(), "1".into()] },
+    ];
+    let mut results = Vec::new();
+    for tool in &tools {
+        println!("bench: {} under {} s of load ...", tool.label, args.seconds);
+        results.push((tool.label, measure(tool, args.seconds)?));
+    }
+
+    println!("\nns per event (events in the window), kernel.bpf_stats_enabled run_time_ns / run_cnt:\n");
+    print!("| tracepoint |");
+    for (label, _) in &results {
+        print!(" {label} |");
+    }
+    println!(" irqtune tp_btf / libbpf-tools |");
+    println!("|---|{}---|", "---|".repeat(results.len()));
+    for (tp, _) in TRACEPOINTS {
+        print!("| {tp} |");
+        for (_, costs) in &results {
+            match costs.get(tp) {
+                Some((ns, n)) => print!(" {ns:.0} ({n}) |"),
+                None => print!(" - |"),
+            }
+        }
+        let ours = results[0].1.get(tp).map(|c| c.0);
+        let peer = results[2..].iter().find_map(|(_, c)| c.get(tp)).map(|c| c.0);
+        match (ours, peer) {
+            (Some(o), Some(p)) => println!(" {:.2}x |", o / p),
+            _ => println!(" - |"),
+        }
+    }
+    Ok(())
 }
