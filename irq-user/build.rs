@@ -1,7 +1,7 @@
 //! Builds the probes (irq-ebpf's binary) for the BPF target with aya-build; the object is
 //! embedded in irqtune with `include_bytes_aligned!`.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
 /// The probes build with the pinned stable toolchain: its LLVM (22.1) matches the one

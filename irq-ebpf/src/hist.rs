@@ -80,7 +80,21 @@ mod tests {
 
     /// Values around every bucket edge, plus extremes.
     fn samples() -> impl Iterator<Item = u64> {
-        let mut v = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 1_000, 999_999, 1_000_000_000, u64::MAX];
+        let mut v = vec![
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            1_000,
+            999_999,
+            1_000_000_000,
+            u64::MAX,
+        ];
         for p in 0..64 {
             let x = 1u64 << p;
             v.extend([x - 1, x, x + 1, x + x / 4, x + x / 2, x + 3 * (x / 4)]);
@@ -119,7 +133,10 @@ mod tests {
             assert_eq!(bucket(lo), b);
             assert_eq!(bucket(hi - 1), b);
             if lo >= SUB {
-                assert!((hi - lo) * 4 <= lo, "bucket {b} [{lo}, {hi}) wider than 25%");
+                assert!(
+                    (hi - lo) * 4 <= lo,
+                    "bucket {b} [{lo}, {hi}) wider than 25%"
+                );
             }
             expected_low = hi;
         }

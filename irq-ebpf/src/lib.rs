@@ -283,7 +283,12 @@ pub struct FlowCpuKey {
 
 impl FlowCpuKey {
     pub const fn flow(&self) -> FlowKey {
-        FlowKey { sk: self.sk, remote_port_be: self.remote_port_be, local_port: self.local_port, _pad: 0 }
+        FlowKey {
+            sk: self.sk,
+            remote_port_be: self.remote_port_be,
+            local_port: self.local_port,
+            _pad: 0,
+        }
     }
 }
 

@@ -11,7 +11,10 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("malformed BTF: {0}")]
     Malformed(&'static str),
     #[error("BTF has no struct {0}")]
@@ -94,7 +97,13 @@ impl Btf {
             .get(hdr_len + type_off..hdr_len + type_off + type_len)
             .ok_or(BtfError::Malformed("type section out of bounds"))?;
 
-        let mut types = vec![Type { name_off: 0, kind: 0, kind_flag: false, type_id: 0, members: vec![] }];
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            kind_flag: false,
+            type_id: 0,
+            members: vec![],
+        }];
         let mut at = 0;
         while at < tdata.len() {
             let name_off = u32_at(tdata, at)?;
@@ -123,9 +132,19 @@ impl Btf {
                 0..=KIND_TYPE_TAG => {}
                 _ => return Err(BtfError::Malformed("unknown type kind")),
             }
-            types.push(Type { name_off, kind, kind_flag: info >> 31 == 1, type_id: size_or_type, members });
+            types.push(Type {
+                name_off,
+                kind,
+                kind_flag: info >> 31 == 1,
+                type_id: size_or_type,
+                members,
+            });
         }
-        let mut btf = Btf { strings, types, structs: HashMap::new() };
+        let mut btf = Btf {
+            strings,
+            types,
+            structs: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if t.kind == KIND_STRUCT && t.name_off != 0 {
                 let name = btf.name(t.name_off).to_string();
@@ -146,7 +165,9 @@ impl Btf {
         for _ in 0..32 {
             let t = self.types.get(id as usize)?;
             match t.kind {
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => id = t.type_id,
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = t.type_id
+                }
                 _ => return Some(t),
             }
         }
@@ -182,7 +203,10 @@ impl Btf {
 
     /// Byte offset of `member` in `struct name`.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.structs.get(name).ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
+        let id = *self
+            .structs
+            .get(name)
+            .ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
         let t = &self.types[id as usize];
         match self.find_bits(t, member, 0) {
             Some((_, true)) => Err(BtfError::Bitfield(name.to_string(), member.to_string())),
@@ -223,7 +247,9 @@ mod tests {
     fn blob() -> Vec<u8> {
         let strings = b"\0int\0outer\0a\0b\0c\0d\0";
         let s = |name: &str| {
-            let pos = strings.windows(name.len() + 1).position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0);
+            let pos = strings
+                .windows(name.len() + 1)
+                .position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0);
             pos.unwrap() as u32
         };
         let mut types: Vec<u32> = Vec::new();
@@ -234,10 +260,26 @@ mod tests {
         // 3: anonymous union { b @0, <struct 2> @0 }
         types.extend([0, (KIND_UNION << 24) | 2, 8, s("b"), 1, 0, 0, 2, 0]);
         // 4: struct outer { a @0, <union 3> @32 }
-        types.extend([s("outer"), (KIND_STRUCT << 24) | 2, 12, s("a"), 1, 0, 0, 3, 32]);
+        types.extend([
+            s("outer"),
+            (KIND_STRUCT << 24) | 2,
+            12,
+            s("a"),
+            1,
+            0,
+            0,
+            3,
+            32,
+        ]);
         let tbytes: Vec<u8> = types.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = vec![0x9f, 0xeb, 1, 0];
-        for v in [24u32, 0, tbytes.len() as u32, tbytes.len() as u32, strings.len() as u32] {
+        for v in [
+            24u32,
+            0,
+            tbytes.len() as u32,
+            tbytes.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend(v.to_le_bytes());
         }
         out.extend(tbytes);
@@ -252,8 +294,14 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "b").unwrap(), 4);
         assert_eq!(btf.member_offset("outer", "c").unwrap(), 4);
         assert_eq!(btf.member_offset("outer", "d").unwrap(), 8);
-        assert!(matches!(btf.member_offset("outer", "e"), Err(BtfError::NoMember(..))));
-        assert!(matches!(btf.member_offset("inner", "a"), Err(BtfError::NoStruct(..))));
+        assert!(matches!(
+            btf.member_offset("outer", "e"),
+            Err(BtfError::NoMember(..))
+        ));
+        assert!(matches!(
+            btf.member_offset("inner", "a"),
+            Err(BtfError::NoStruct(..))
+        ));
     }
 
     #[test]

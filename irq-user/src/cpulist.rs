@@ -19,7 +19,11 @@ pub fn parse(text: &str) -> Result<Vec<u32>, CpuListError> {
     let mut cpus = Vec::new();
     for item in text.split(',') {
         let item = item.trim();
-        let num = |s: &str| s.trim().parse::<u32>().map_err(|_| CpuListError::Item(item.to_string()));
+        let num = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| CpuListError::Item(item.to_string()))
+        };
         match item.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -50,7 +54,11 @@ pub fn format(cpus: &[u32]) -> String {
             i += 1;
             end = sorted[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     parts.join(",")

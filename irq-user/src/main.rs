@@ -11,7 +11,11 @@ use irq_user::{
 };
 
 #[derive(Parser)]
-#[command(name = "irqtune", version, about = "Find and fix interrupt and softirq bottlenecks")]
+#[command(
+    name = "irqtune",
+    version,
+    about = "Find and fix interrupt and softirq bottlenecks"
+)]
 struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -82,7 +86,10 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
     };
     let session = session::record(&opts, Duration::from_secs(args.duration), stop_signal()).await?;
     if session.interrupted {
-        eprintln!("stopped early; reporting the {:.1} s recorded", session.duration_ns as f64 / 1e9);
+        eprintln!(
+            "stopped early; reporting the {:.1} s recorded",
+            session.duration_ns as f64 / 1e9
+        );
     }
     print!("{}", session.text_report());
     Ok(())
@@ -95,8 +102,14 @@ fn main() -> ExitCode {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    env_logger::Builder::new().filter_level(level).parse_default_env().init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("irqtune: cannot start the runtime: {e}");

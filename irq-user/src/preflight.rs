@@ -48,7 +48,11 @@ pub struct Environment {
 impl Environment {
     /// Whether a classic tracepoint exists (`events/<category>/<name>`).
     pub fn has_tracepoint(&self, category: &str, name: &str) -> bool {
-        self.tracefs.join("events").join(category).join(name).is_dir()
+        self.tracefs
+            .join("events")
+            .join(category)
+            .join(name)
+            .is_dir()
     }
 }
 
@@ -72,16 +76,29 @@ fn mount_tracefs() -> std::io::Result<()> {
     let fstype = std::ffi::CString::new("tracefs").expect("no NUL in a constant");
     // SAFETY: plain mount(2) with valid NUL-terminated strings and no data.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (before 5.11). Kernels
 /// since then account BPF memory to the memory cgroup, and where CAP_SYS_RESOURCE is dropped
 /// the raise fails harmlessly: so a failure is only logged.
 fn raise_memlock() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         log::debug!(
@@ -96,7 +113,8 @@ pub fn check() -> Result<Environment, Problems> {
     let mut problems = Vec::new();
 
     let caps = effective_caps().unwrap_or(0);
-    let bpf_ok = has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
+    let bpf_ok =
+        has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
     if !bpf_ok {
         problems.push(Problem {
             what: "not privileged to load eBPF (needs root, or CAP_BPF and CAP_PERFMON)".into(),
@@ -116,7 +134,10 @@ pub fn check() -> Result<Environment, Problems> {
     let mut env = None;
     for dir in [TRACEFS, TRACEFS_LEGACY] {
         if tracefs_mounted(Path::new(dir)) {
-            env = Some(Environment { tracefs: dir.into(), mounted_tracefs: false });
+            env = Some(Environment {
+                tracefs: dir.into(),
+                mounted_tracefs: false,
+            });
             break;
         }
     }
@@ -124,7 +145,10 @@ pub fn check() -> Result<Environment, Problems> {
         match mount_tracefs() {
             Ok(()) if tracefs_mounted(Path::new(TRACEFS)) => {
                 log::info!("mounted tracefs at {TRACEFS}");
-                env = Some(Environment { tracefs: TRACEFS.into(), mounted_tracefs: true });
+                env = Some(Environment {
+                    tracefs: TRACEFS.into(),
+                    mounted_tracefs: true,
+                });
             }
             Ok(()) => problems.push(Problem {
                 what: format!("tracefs mounted at {TRACEFS} but has no events/"),

@@ -8,13 +8,13 @@
 use std::{collections::BTreeMap, path::Path};
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
 use irq_ebpf::{
-    FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, IrqStats, Loss, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS,
-    NR_SOFTIRQS, NetDevStats, SoftirqStats, globals, maps,
+    globals, maps, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, IrqStats, Loss, NetDevStats,
+    SoftirqStats, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS, NR_SOFTIRQS,
 };
 
 use crate::{
@@ -52,21 +52,87 @@ impl ProbeDef {
     }
 }
 
-const fn def(group: Group, category: &'static str, name: &'static str, btf_program: &'static str, tp_program: &'static str) -> ProbeDef {
-    ProbeDef { group, category, name, btf_program, tp_program }
+const fn def(
+    group: Group,
+    category: &'static str,
+    name: &'static str,
+    btf_program: &'static str,
+    tp_program: &'static str,
+) -> ProbeDef {
+    ProbeDef {
+        group,
+        category,
+        name,
+        btf_program,
+        tp_program,
+    }
 }
 
 /// Entry probes come before exit probes, so an exit never runs without its entry attached.
 pub const PROBES: [ProbeDef; 9] = [
-    def(Group::Hardirq, "irq", "irq_handler_entry", "irq_handler_entry_btf", "irq_handler_entry_tp"),
-    def(Group::Hardirq, "irq", "irq_handler_exit", "irq_handler_exit_btf", "irq_handler_exit_tp"),
-    def(Group::Softirq, "irq", "softirq_raise", "softirq_raise_btf", "softirq_raise_tp"),
-    def(Group::Softirq, "irq", "softirq_entry", "softirq_entry_btf", "softirq_entry_tp"),
-    def(Group::Softirq, "irq", "softirq_exit", "softirq_exit_btf", "softirq_exit_tp"),
-    def(Group::NetRx, "napi", "napi_poll", "napi_poll_btf", "napi_poll_tp"),
-    def(Group::NetRx, "net", "netif_receive_skb", "netif_receive_skb_btf", "netif_receive_skb_tp"),
-    def(Group::Flows, "sock", "sk_data_ready", "sk_data_ready_btf", "sk_data_ready_tp"),
-    def(Group::Flows, "sock", "sock_recv_length", "sock_recv_length_btf", "sock_recv_length_tp"),
+    def(
+        Group::Hardirq,
+        "irq",
+        "irq_handler_entry",
+        "irq_handler_entry_btf",
+        "irq_handler_entry_tp",
+    ),
+    def(
+        Group::Hardirq,
+        "irq",
+        "irq_handler_exit",
+        "irq_handler_exit_btf",
+        "irq_handler_exit_tp",
+    ),
+    def(
+        Group::Softirq,
+        "irq",
+        "softirq_raise",
+        "softirq_raise_btf",
+        "softirq_raise_tp",
+    ),
+    def(
+        Group::Softirq,
+        "irq",
+        "softirq_entry",
+        "softirq_entry_btf",
+        "softirq_entry_tp",
+    ),
+    def(
+        Group::Softirq,
+        "irq",
+        "softirq_exit",
+        "softirq_exit_btf",
+        "softirq_exit_tp",
+    ),
+    def(
+        Group::NetRx,
+        "napi",
+        "napi_poll",
+        "napi_poll_btf",
+        "napi_poll_tp",
+    ),
+    def(
+        Group::NetRx,
+        "net",
+        "netif_receive_skb",
+        "netif_receive_skb_btf",
+        "netif_receive_skb_tp",
+    ),
+    def(
+        Group::Flows,
+        "sock",
+        "sk_data_ready",
+        "sk_data_ready_btf",
+        "sk_data_ready_tp",
+    ),
+    def(
+        Group::Flows,
+        "sock",
+        "sock_recv_length",
+        "sock_recv_length_btf",
+        "sock_recv_length_tp",
+    ),
 ];
 
 /// How a tracepoint ended up attached.
@@ -106,7 +172,13 @@ pub struct ProbeOptions {
 
 impl Default for ProbeOptions {
     fn default() -> Self {
-        Self { cpus: None, skip: Vec::new(), flow_sample: 1, force_classic: false, kernel_log: false }
+        Self {
+            cpus: None,
+            skip: Vec::new(),
+            flow_sample: 1,
+            force_classic: false,
+            kernel_log: false,
+        }
     }
 }
 
@@ -121,7 +193,10 @@ pub enum LoadError {
     #[error("map {0} missing from the eBPF object (build mismatch)")]
     MissingMap(&'static str),
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("{0}")]
     Proc(#[from] procfs::ProcError),
     #[error("CPU {0} is above the {MAX_CPUS} CPUs the probes support")]
@@ -179,7 +254,8 @@ fn cpu_filter(cpus: &[u32]) -> Result<[u64; MAX_CPUS / 64], LoadError> {
 impl Probes {
     pub fn load(env: &Environment, opts: &ProbeOptions) -> Result<Self, LoadError> {
         let btf = Btf::from_sys_fs()?;
-        let offsets = crate::btf::Btf::from_file(Path::new(crate::btf::VMLINUX))?.kernel_offsets()?;
+        let offsets =
+            crate::btf::Btf::from_file(Path::new(crate::btf::VMLINUX))?.kernel_offsets()?;
 
         let mut ksoftirqd = [0u32; MAX_CPUS];
         for (cpu, pid) in procfs::ksoftirqd_pids(Path::new("/")) {
@@ -223,19 +299,30 @@ impl Probes {
         let mut slot_irqs = vec![None];
         let mut irq_names = BTreeMap::new();
         {
-            let map = ebpf.map_mut(maps::IRQ_SLOTS).ok_or(LoadError::MissingMap(maps::IRQ_SLOTS))?;
+            let map = ebpf
+                .map_mut(maps::IRQ_SLOTS)
+                .ok_or(LoadError::MissingMap(maps::IRQ_SLOTS))?;
             let mut slots: Array<_, u32> =
-                Array::try_from(map).map_err(|source| LoadError::Map { name: maps::IRQ_SLOTS, source })?;
+                Array::try_from(map).map_err(|source| LoadError::Map {
+                    name: maps::IRQ_SLOTS,
+                    source,
+                })?;
             for row in &interrupts.rows {
                 let Some(irq) = row.irq else { continue };
                 irq_names.insert(irq, row.name.clone());
                 if irq >= MAX_IRQ_NR || slot_irqs.len() >= MAX_IRQ_SLOTS as usize {
-                    log::warn!("IRQ {irq} ({}) has no statistics slot; counted as unmapped", row.name);
+                    log::warn!(
+                        "IRQ {irq} ({}) has no statistics slot; counted as unmapped",
+                        row.name
+                    );
                     continue;
                 }
                 slots
                     .set(irq, slot_irqs.len() as u32 + 1, 0)
-                    .map_err(|source| LoadError::Map { name: maps::IRQ_SLOTS, source })?;
+                    .map_err(|source| LoadError::Map {
+                        name: maps::IRQ_SLOTS,
+                        source,
+                    })?;
                 slot_irqs.push(Some(irq));
             }
         }
@@ -248,17 +335,34 @@ impl Probes {
             }
             // The flow probes tell softirq deliveries from backlog ones by the NET_RX marker
             // the softirq probes keep: without both softirq entry and exit they would lie.
-            let softirq_marks = attached.iter().filter(|a| matches!(a.probe.name, "softirq_entry" | "softirq_exit")).count() == 2;
+            let softirq_marks = attached
+                .iter()
+                .filter(|a| matches!(a.probe.name, "softirq_entry" | "softirq_exit"))
+                .count()
+                == 2;
             if probe.group == Group::Flows && !softirq_marks {
-                let reason = "needs the softirq_entry/exit probes, which are not attached".to_string();
-                log::warn!("tracepoint {}:{} disabled: {reason}", probe.category, probe.name);
+                let reason =
+                    "needs the softirq_entry/exit probes, which are not attached".to_string();
+                log::warn!(
+                    "tracepoint {}:{} disabled: {reason}",
+                    probe.category,
+                    probe.name
+                );
                 disabled.push(Disabled { probe, reason });
                 continue;
             }
             match attach(&mut ebpf, &btf, probe, opts.force_classic) {
-                Ok((kind, program)) => attached.push(Attached { probe, kind, program }),
+                Ok((kind, program)) => attached.push(Attached {
+                    probe,
+                    kind,
+                    program,
+                }),
                 Err(reason) => {
-                    log::warn!("tracepoint {}:{} disabled: {reason}", probe.category, probe.name);
+                    log::warn!(
+                        "tracepoint {}:{} disabled: {reason}",
+                        probe.category,
+                        probe.name
+                    );
                     disabled.push(Disabled { probe, reason });
                 }
             }
@@ -271,8 +375,20 @@ impl Probes {
             return Err(LoadError::NothingAttached(reasons.join("\n")));
         }
         let _ = env;
-        let program_ids = ebpf.programs().filter_map(|(_, p)| p.info().ok()).map(|i| i.id()).collect();
-        Ok(Self { ebpf: Some(ebpf), program_ids, attached, disabled, slot_irqs, irq_names, logger })
+        let program_ids = ebpf
+            .programs()
+            .filter_map(|(_, p)| p.info().ok())
+            .map(|i| i.id())
+            .collect();
+        Ok(Self {
+            ebpf: Some(ebpf),
+            program_ids,
+            attached,
+            disabled,
+            slot_irqs,
+            irq_names,
+            logger,
+        })
     }
 
     /// Prints what the probes logged (only with `kernel_log`).
@@ -293,22 +409,34 @@ impl Probes {
         let err = |name: &'static str| move |source| LoadError::Map { name, source };
         let taken_ns = crate::snapshot::monotonic_ns();
 
-        let irq_stats: PerCpuArray<_, IrqStats> = PerCpuArray::try_from(map(maps::IRQ_STATS)?).map_err(err(maps::IRQ_STATS))?;
+        let irq_stats: PerCpuArray<_, IrqStats> =
+            PerCpuArray::try_from(map(maps::IRQ_STATS)?).map_err(err(maps::IRQ_STATS))?;
         let mut irqs = Vec::with_capacity(self.slot_irqs.len());
         for (slot, irq) in self.slot_irqs.iter().enumerate() {
-            let per_cpu = irq_stats.get(&(slot as u32), 0).map_err(err(maps::IRQ_STATS))?;
+            let per_cpu = irq_stats
+                .get(&(slot as u32), 0)
+                .map_err(err(maps::IRQ_STATS))?;
             let name = match irq {
                 Some(n) => self.irq_names.get(n).cloned().unwrap_or_default(),
                 None => "(IRQs without a slot)".to_string(),
             };
-            irqs.push(IrqSeries { irq: *irq, name, per_cpu: per_cpu.to_vec() });
+            irqs.push(IrqSeries {
+                irq: *irq,
+                name,
+                per_cpu: per_cpu.to_vec(),
+            });
         }
 
         let softirq_stats: PerCpuArray<_, SoftirqStats> =
             PerCpuArray::try_from(map(maps::SOFTIRQ_STATS)?).map_err(err(maps::SOFTIRQ_STATS))?;
         let mut softirqs = Vec::with_capacity(NR_SOFTIRQS);
         for vec in 0..NR_SOFTIRQS as u32 {
-            softirqs.push(softirq_stats.get(&vec, 0).map_err(err(maps::SOFTIRQ_STATS))?.to_vec());
+            softirqs.push(
+                softirq_stats
+                    .get(&vec, 0)
+                    .map_err(err(maps::SOFTIRQ_STATS))?
+                    .to_vec(),
+            );
         }
 
         let netdev_stats: PerCpuHashMap<_, u64, NetDevStats> =
@@ -319,11 +447,19 @@ impl Probes {
             netdevs.push(NetDevSeries::new(dev, per_cpu.to_vec()));
         }
 
-        let flow_info: HashMap<_, FlowKey, FlowInfo> = HashMap::try_from(map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
+        let flow_info: HashMap<_, FlowKey, FlowInfo> =
+            HashMap::try_from(map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
         let mut flows: BTreeMap<FlowKey, FlowSeries> = BTreeMap::new();
         for item in flow_info.iter() {
             let (key, info) = item.map_err(err(maps::FLOWS))?;
-            flows.insert(key, FlowSeries { key, info, per_cpu: BTreeMap::new() });
+            flows.insert(
+                key,
+                FlowSeries {
+                    key,
+                    info,
+                    per_cpu: BTreeMap::new(),
+                },
+            );
         }
         let flow_cpus: HashMap<_, FlowCpuKey, FlowCpuCounts> =
             HashMap::try_from(map(maps::FLOW_CPUS)?).map_err(err(maps::FLOW_CPUS))?;
@@ -338,10 +474,15 @@ impl Probes {
             }
         }
 
-        let losses_map: PerCpuArray<_, u64> = PerCpuArray::try_from(map(maps::LOSSES)?).map_err(err(maps::LOSSES))?;
+        let losses_map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map(maps::LOSSES)?).map_err(err(maps::LOSSES))?;
         let mut losses = [0u64; Loss::COUNT as usize];
         for loss in Loss::ALL {
-            losses[loss as usize] = losses_map.get(&(loss as u32), 0).map_err(err(maps::LOSSES))?.iter().sum();
+            losses[loss as usize] = losses_map
+                .get(&(loss as u32), 0)
+                .map_err(err(maps::LOSSES))?
+                .iter()
+                .sum();
         }
 
         Ok(Snapshot {
@@ -361,9 +502,15 @@ impl Probes {
 /// (the line before "verification time"). The whole log is at debug level.
 fn short_reason(e: &aya::programs::ProgramError) -> String {
     let full = e.to_string();
-    let Some((head, log)) = full.split_once("Verifier output:") else { return full };
+    let Some((head, log)) = full.split_once("Verifier output:") else {
+        return full;
+    };
     log::debug!("verifier log: {log}");
-    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let verdict = lines
         .iter()
         .position(|l| l.starts_with("verification time"))
@@ -371,13 +518,23 @@ fn short_reason(e: &aya::programs::ProgramError) -> String {
         .and_then(|i| lines.get(i))
         .copied()
         .unwrap_or("(see -vv for the verifier log)");
-    format!("{}verifier: {verdict}", head.trim_end_matches([' ', '.']).to_string() + ". ")
+    format!(
+        "{}verifier: {verdict}",
+        head.trim_end_matches([' ', '.']).to_string() + ". "
+    )
 }
 
-fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: bool) -> Result<(AttachKind, &'static str), String> {
+fn attach(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    probe: &'static ProbeDef,
+    force_classic: bool,
+) -> Result<(AttachKind, &'static str), String> {
     let mut btf_error = String::from("not tried (classic tracepoints forced)");
     if !force_classic {
-        let prog = ebpf.program_mut(probe.btf_program).ok_or_else(|| format!("program {} missing", probe.btf_program))?;
+        let prog = ebpf
+            .program_mut(probe.btf_program)
+            .ok_or_else(|| format!("program {} missing", probe.btf_program))?;
         let result = (|| -> Result<(), aya::programs::ProgramError> {
             let p: &mut BtfTracePoint = prog.try_into()?;
             p.load(probe.name, btf)?;
@@ -388,7 +545,10 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: b
             Ok(()) => return Ok((AttachKind::Btf, probe.btf_program)),
             Err(e) => {
                 btf_error = short_reason(&e);
-                log::info!("BTF tracepoint {} unavailable ({btf_error}); trying the classic tracepoint", probe.name);
+                log::info!(
+                    "BTF tracepoint {} unavailable ({btf_error}); trying the classic tracepoint",
+                    probe.name
+                );
                 // Unload the failed program so its fd does not linger.
                 if let Some(p) = ebpf.program_mut(probe.btf_program) {
                     let p: Result<&mut BtfTracePoint, _> = p.try_into();
@@ -399,7 +559,9 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: b
             }
         }
     }
-    let prog = ebpf.program_mut(probe.tp_program).ok_or_else(|| format!("program {} missing", probe.tp_program))?;
+    let prog = ebpf
+        .program_mut(probe.tp_program)
+        .ok_or_else(|| format!("program {} missing", probe.tp_program))?;
     let result = (|| -> Result<(), aya::programs::ProgramError> {
         let p: &mut TracePoint = prog.try_into()?;
         p.load()?;
@@ -408,6 +570,9 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, probe: &'static ProbeDef, force_classic: b
     })();
     match result {
         Ok(()) => Ok((AttachKind::Classic, probe.tp_program)),
-        Err(e) => Err(format!("BTF tracepoint: {btf_error}; classic tracepoint: {}", short_reason(&e))),
+        Err(e) => Err(format!(
+            "BTF tracepoint: {btf_error}; classic tracepoint: {}",
+            short_reason(&e)
+        )),
     }
 }

@@ -9,9 +9,16 @@ use std::{
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: line {line}: {what}")]
-    Parse { path: PathBuf, line: usize, what: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
 }
 
 /// One row of /proc/interrupts.
@@ -55,11 +62,13 @@ impl Interrupts {
 fn parse_cpu_header(line: &str, path: &Path) -> Result<Vec<u32>, ProcError> {
     line.split_whitespace()
         .map(|c| {
-            c.strip_prefix("CPU").and_then(|n| n.parse().ok()).ok_or_else(|| ProcError::Parse {
-                path: path.to_path_buf(),
-                line: 1,
-                what: format!("expected a CPU column header, found {c:?}"),
-            })
+            c.strip_prefix("CPU")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| ProcError::Parse {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    what: format!("expected a CPU column header, found {c:?}"),
+                })
         })
         .collect()
 }
@@ -74,7 +83,10 @@ fn is_hwirq_or_type(token: &str) -> bool {
 /// Parses /proc/interrupts. `path` only names the file in errors.
 pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts, ProcError> {
     let mut lines = reader.lines();
-    let io = |source| ProcError::Io { path: path.to_path_buf(), source };
+    let io = |source| ProcError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
     let cpus = parse_cpu_header(&header, path)?;
     let mut rows = Vec::new();
@@ -109,11 +121,20 @@ pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts,
             if tail.get(1).is_some_and(|t| is_hwirq_or_type(t)) {
                 skip = 2;
             }
-            (tail[0].to_string(), tail.get(skip..).unwrap_or_default().join(" "))
+            (
+                tail[0].to_string(),
+                tail.get(skip..).unwrap_or_default().join(" "),
+            )
         } else {
             (String::new(), tail.join(" "))
         };
-        rows.push(InterruptRow { id, irq, counts, chip, name });
+        rows.push(InterruptRow {
+            id,
+            irq,
+            counts,
+            chip,
+            name,
+        });
     }
     Ok(Interrupts { cpus, rows })
 }
@@ -138,7 +159,10 @@ impl Softirqs {
 
 pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, ProcError> {
     let mut lines = reader.lines();
-    let io = |source| ProcError::Io { path: path.to_path_buf(), source };
+    let io = |source| ProcError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
     let cpus = parse_cpu_header(&header, path)?;
     let mut rows = Vec::new();
@@ -147,11 +171,20 @@ pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, Pro
         if line.trim().is_empty() {
             continue;
         }
-        let parse_err = |what: String| ProcError::Parse { path: path.to_path_buf(), line: i + 2, what };
-        let (name, rest) = line.split_once(':').ok_or_else(|| parse_err("no ':' after the vector name".into()))?;
+        let parse_err = |what: String| ProcError::Parse {
+            path: path.to_path_buf(),
+            line: i + 2,
+            what,
+        };
+        let (name, rest) = line
+            .split_once(':')
+            .ok_or_else(|| parse_err("no ':' after the vector name".into()))?;
         let counts = rest
             .split_whitespace()
-            .map(|n| n.parse::<u64>().map_err(|_| parse_err(format!("bad count {n:?}"))))
+            .map(|n| {
+                n.parse::<u64>()
+                    .map_err(|_| parse_err(format!("bad count {n:?}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         rows.push((name.trim().to_string(), counts));
     }
@@ -160,7 +193,10 @@ pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, Pro
 
 fn open(root: &Path, rel: &str) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), ProcError> {
     let path = root.join(rel);
-    let file = std::fs::File::open(&path).map_err(|source| ProcError::Io { path: path.clone(), source })?;
+    let file = std::fs::File::open(&path).map_err(|source| ProcError::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok((std::io::BufReader::new(file), path))
 }
 
@@ -179,11 +215,25 @@ pub fn read_softirqs(root: &Path) -> Result<Softirqs, ProcError> {
 /// PID of each CPU's ksoftirqd thread, from `<root>/proc/*/comm`, indexed by CPU.
 pub fn ksoftirqd_pids(root: &Path) -> Vec<(u32, u32)> {
     let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir(root.join("proc")) else { return found };
+    let Ok(dir) = std::fs::read_dir(root.join("proc")) else {
+        return found;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
-        if let Some(cpu) = comm.trim().strip_prefix("ksoftirqd/").and_then(|c| c.parse().ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if let Some(cpu) = comm
+            .trim()
+            .strip_prefix("ksoftirqd/")
+            .and_then(|c| c.parse().ok())
+        {
             found.push((cpu, pid));
         }
     }
@@ -223,7 +273,10 @@ NMI:       5077       2032       0       0
         let i = parse_interrupts(VM.as_bytes(), Path::new("interrupts")).unwrap();
         assert_eq!(i.cpus, vec![0, 1]);
         let r = i.row(36).unwrap();
-        assert_eq!((r.chip.as_str(), r.name.as_str()), ("PCI-MSIX-0000:00:02.0", "virtio1-req.0"));
+        assert_eq!(
+            (r.chip.as_str(), r.name.as_str()),
+            ("PCI-MSIX-0000:00:02.0", "virtio1-req.0")
+        );
         assert_eq!(i.count(36, 1), 40275);
         assert_eq!(i.count(24, 0), 1);
         let loc = i.rows.iter().find(|r| r.id == "LOC").unwrap();

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
-use irq_ebpf::{Loss, NET_RX_VEC, SOFTIRQ_NAMES, hist};
+use irq_ebpf::{hist, Loss, NET_RX_VEC, SOFTIRQ_NAMES};
 
 use crate::{
     probes::{AttachKind, Attached, Disabled},
-    snapshot::{Snapshot, merge_hists},
+    snapshot::{merge_hists, Snapshot},
 };
 
 /// Percentiles and extremes of one bucketed histogram.
@@ -71,7 +71,14 @@ pub fn ascii_distribution(buckets: &[u64; hist::BUCKETS], indent: &str) -> Strin
     for (i, &n) in buckets.iter().enumerate().take(last + 1).skip(first) {
         let (lo, hi) = hist::bucket_range(i);
         let bar = "*".repeat(((n * 40).div_ceil(max)) as usize);
-        let _ = writeln!(out, "{indent}{:>9} .. {:<9} {:>10} |{:<40}|", fmt_ns(lo), fmt_ns(hi), n, bar);
+        let _ = writeln!(
+            out,
+            "{indent}{:>9} .. {:<9} {:>10} |{:<40}|",
+            fmt_ns(lo),
+            fmt_ns(hi),
+            n,
+            bar
+        );
     }
     out
 }
@@ -84,7 +91,11 @@ pub struct ReportInput<'a> {
 }
 
 fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 pub fn text(input: &ReportInput) -> String {
@@ -93,26 +104,58 @@ pub fn text(input: &ReportInput) -> String {
     let ncpu = d.nr_cpus();
     let mut out = String::new();
     let _ = writeln!(out, "irqtune profile: {secs:.1} s, {ncpu} CPUs");
-    let btf = input.attached.iter().filter(|a| a.kind == AttachKind::Btf).count();
+    let btf = input
+        .attached
+        .iter()
+        .filter(|a| a.kind == AttachKind::Btf)
+        .count();
     let _ = writeln!(
         out,
         "probes: {} attached ({btf} BTF tracepoints, {} classic){}",
         input.attached.len(),
         input.attached.len() - btf,
-        if input.disabled.is_empty() { String::new() } else { format!(", {} disabled", input.disabled.len()) }
+        if input.disabled.is_empty() {
+            String::new()
+        } else {
+            format!(", {} disabled", input.disabled.len())
+        }
     );
     for dis in input.disabled {
-        let _ = writeln!(out, "  disabled {}:{}: {}", dis.probe.category, dis.probe.name, dis.reason);
+        let _ = writeln!(
+            out,
+            "  disabled {}:{}: {}",
+            dis.probe.category, dis.probe.name, dis.reason
+        );
     }
 
     // Per-CPU time.
     let _ = writeln!(out, "\nPer CPU (share of wall time):");
-    let _ = writeln!(out, "  {:>4} {:>9} {:>9} {:>9} {:>10} {:>11}", "CPU", "hardirq%", "softirq%", "NET_RX%", "NET_RX runs", "ksoftirqd%");
+    let _ = writeln!(
+        out,
+        "  {:>4} {:>9} {:>9} {:>9} {:>10} {:>11}",
+        "CPU", "hardirq%", "softirq%", "NET_RX%", "NET_RX runs", "ksoftirqd%"
+    );
     for cpu in 0..ncpu {
-        let hard: u64 = d.irqs.iter().map(|s| s.per_cpu.get(cpu).map_or(0, |v| v.total_ns)).sum();
-        let soft: u64 = d.softirqs.iter().map(|v| v.get(cpu).map_or(0, |s| s.total_ns)).sum();
-        let runs: u64 = d.softirqs.iter().map(|v| v.get(cpu).map_or(0, |s| s.count)).sum();
-        let ksoft: u64 = d.softirqs.iter().map(|v| v.get(cpu).map_or(0, |s| s.ksoftirqd_runs)).sum();
+        let hard: u64 = d
+            .irqs
+            .iter()
+            .map(|s| s.per_cpu.get(cpu).map_or(0, |v| v.total_ns))
+            .sum();
+        let soft: u64 = d
+            .softirqs
+            .iter()
+            .map(|v| v.get(cpu).map_or(0, |s| s.total_ns))
+            .sum();
+        let runs: u64 = d
+            .softirqs
+            .iter()
+            .map(|v| v.get(cpu).map_or(0, |s| s.count))
+            .sum();
+        let ksoft: u64 = d
+            .softirqs
+            .iter()
+            .map(|v| v.get(cpu).map_or(0, |s| s.ksoftirqd_runs))
+            .sum();
         let netrx = d.softirqs.get(NET_RX_VEC).and_then(|v| v.get(cpu)).copied();
         let _ = writeln!(
             out,
@@ -137,14 +180,24 @@ pub fn text(input: &ReportInput) -> String {
         })
         .filter(|(_, _, count)| *count > 0)
         .collect();
-    irqs.sort_by(|a, b| b.1.cmp(&a.1));
+    irqs.sort_by_key(|s| std::cmp::Reverse(s.1));
     let _ = writeln!(out, "\nTop IRQs by handler time:");
-    let _ = writeln!(out, "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  per CPU", "IRQ", "name", "count", "time", "p50", "p99", "max");
+    let _ = writeln!(
+        out,
+        "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  per CPU",
+        "IRQ", "name", "count", "time", "p50", "p99", "max"
+    );
     for (s, total, count) in irqs.iter().take(10) {
         let h = merge_hists(s.per_cpu.iter().map(|v| &v.hist));
         let max = s.per_cpu.iter().map(|v| v.max_ns).max().unwrap_or(0);
         let sum = summarize(&h, max);
-        let per_cpu: Vec<String> = s.per_cpu.iter().enumerate().filter(|(_, v)| v.count > 0).map(|(c, v)| format!("{c}:{}", v.count)).collect();
+        let per_cpu: Vec<String> = s
+            .per_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.count > 0)
+            .map(|(c, v)| format!("{c}:{}", v.count))
+            .collect();
         let _ = writeln!(
             out,
             "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
@@ -163,7 +216,10 @@ pub fn text(input: &ReportInput) -> String {
     }
 
     // Softirq latency per vector and CPU.
-    let _ = writeln!(out, "\nSoftirqs per vector and CPU (handler time; raise-to-entry delay):");
+    let _ = writeln!(
+        out,
+        "\nSoftirqs per vector and CPU (handler time; raise-to-entry delay):"
+    );
     let _ = writeln!(
         out,
         "  {:<8} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -206,13 +262,30 @@ pub fn text(input: &ReportInput) -> String {
     }
 
     // NET_RX per device.
-    let mut devs: Vec<_> = d.netdevs.iter().filter(|s| s.per_cpu.iter().any(|v| v.polls + v.rx_packets > 0)).collect();
+    let mut devs: Vec<_> = d
+        .netdevs
+        .iter()
+        .filter(|s| s.per_cpu.iter().any(|v| v.polls + v.rx_packets > 0))
+        .collect();
     devs.sort_by_key(|s| std::cmp::Reverse(s.per_cpu.iter().map(|v| v.rx_packets).sum::<u64>()));
     let _ = writeln!(out, "\nNET_RX per device and CPU:");
-    let _ = writeln!(out, "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}", "device", "CPU", "polls", "exhausted", "packets", "bytes");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
+        "device", "CPU", "polls", "exhausted", "packets", "bytes"
+    );
     for s in &devs {
-        for (cpu, v) in s.per_cpu.iter().enumerate().filter(|(_, v)| v.polls + v.rx_packets > 0) {
-            let _ = writeln!(out, "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}", s.name, cpu, v.polls, v.budget_exhausted, v.rx_packets, v.rx_bytes);
+        for (cpu, v) in s
+            .per_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.polls + v.rx_packets > 0)
+        {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
+                s.name, cpu, v.polls, v.budget_exhausted, v.rx_packets, v.rx_bytes
+            );
         }
     }
     if devs.is_empty() {
@@ -222,13 +295,25 @@ pub fn text(input: &ReportInput) -> String {
     // Flows.
     let mut flows: Vec<_> = d.flows.iter().filter(|f| f.reads() > 0).collect();
     flows.sort_by_key(|f| std::cmp::Reverse(f.mismatched_reads()));
-    let _ = writeln!(out, "\nFlows (softirq CPU vs reader CPU), most mismatched reads first:");
-    let _ = writeln!(out, "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>6}  deliveries@cpu / reads@cpu", "proto", "local", "remote", "pid", "comm", "reads", "mism%");
+    let _ = writeln!(
+        out,
+        "\nFlows (softirq CPU vs reader CPU), most mismatched reads first:"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>6}  deliveries@cpu / reads@cpu",
+        "proto", "local", "remote", "pid", "comm", "reads", "mism%"
+    );
     for f in flows.iter().take(20) {
-        let fmt_map = |m: std::collections::BTreeMap<u32, u64>| m.iter().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join(" ");
+        let fmt_map = |m: std::collections::BTreeMap<u32, u64>| {
+            m.iter()
+                .map(|(c, n)| format!("{c}:{n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let _ = writeln!(
             out,
-            "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>5.1}%  {} / {}",
+            "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>5.1}%  {}{} / {}",
             format!("{:?}", f.protocol()).to_lowercase(),
             f.local().to_string(),
             f.remote().to_string(),
@@ -237,6 +322,10 @@ pub fn text(input: &ReportInput) -> String {
             f.reads(),
             f.mismatch_ratio() * 100.0,
             fmt_map(f.deliveries_by_cpu()),
+            match f.backlog_deliveries() {
+                0 => String::new(),
+                n => format!(" (+{n} from backlog)"),
+            },
             fmt_map(f.reads_by_cpu()),
         );
     }
@@ -245,22 +334,37 @@ pub fn text(input: &ReportInput) -> String {
     }
 
     // Losses.
-    let lost: Vec<String> = [Loss::IrqExitWithoutEntry, Loss::SoftirqExitWithoutEntry, Loss::IrqUnmapped, Loss::LookupFailed, Loss::NetdevMapFull, Loss::FlowMapFull]
-        .into_iter()
-        .filter(|&l| d.loss(l) > 0)
-        .map(|l| format!("{}={}", l.name(), d.loss(l)))
-        .collect();
+    let lost: Vec<String> = [
+        Loss::IrqExitWithoutEntry,
+        Loss::SoftirqExitWithoutEntry,
+        Loss::IrqUnmapped,
+        Loss::LookupFailed,
+        Loss::NetdevMapFull,
+        Loss::FlowMapFull,
+    ]
+    .into_iter()
+    .filter(|&l| d.loss(l) > 0)
+    .map(|l| format!("{}={}", l.name(), d.loss(l)))
+    .collect();
     let _ = writeln!(
         out,
         "\nProbe losses: {}; flow evictions since load: {}",
-        if lost.is_empty() { "none".to_string() } else { lost.join(", ") },
+        if lost.is_empty() {
+            "none".to_string()
+        } else {
+            lost.join(", ")
+        },
         d.flow_evictions()
     );
     out
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "~" }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "~"
+    }
 }
 
 #[cfg(test)]

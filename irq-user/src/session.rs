@@ -39,7 +39,11 @@ impl Session {
 }
 
 /// Runs a session of `duration`, ending early when `stop` completes.
-pub async fn record(opts: &ProbeOptions, duration: Duration, stop: impl Future<Output = ()>) -> anyhow::Result<Session> {
+pub async fn record(
+    opts: &ProbeOptions,
+    duration: Duration,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Session> {
     let env = preflight::check()?;
     let mut probes = Probes::load(&env, opts).context("loading the probes")?;
     let root = Path::new("/");
@@ -50,8 +54,10 @@ pub async fn record(opts: &ProbeOptions, duration: Duration, stop: impl Future<O
     let progress = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
         bar.set_style(
-            indicatif::ProgressStyle::with_template("recording {bar:40} {pos}/{len} s (Ctrl-C stops early and keeps the data)")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "recording {bar:40} {pos}/{len} s (Ctrl-C stops early and keeps the data)",
+            )
+            .expect("valid template"),
         );
         Some(bar)
     } else {

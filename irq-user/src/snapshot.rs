@@ -5,11 +5,16 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
-use irq_ebpf::{FlowCpuCounts, FlowInfo, FlowKey, IrqStats, Loss, NR_SOFTIRQS, NetDevStats, SoftirqStats, hist};
+use irq_ebpf::{
+    hist, FlowCpuCounts, FlowInfo, FlowKey, IrqStats, Loss, NetDevStats, SoftirqStats, NR_SOFTIRQS,
+};
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -37,9 +42,16 @@ impl NetDevSeries {
     pub fn new(dev: u64, per_cpu: Vec<NetDevStats>) -> Self {
         // Only the CPU that created the entry wrote the name (see irq_ebpf::NetDevStats).
         let named = per_cpu.iter().find(|s| s.name[0] != 0);
-        let name = named.map(|s| c_str(&s.name)).unwrap_or_else(|| format!("dev@{dev:x}"));
+        let name = named
+            .map(|s| c_str(&s.name))
+            .unwrap_or_else(|| format!("dev@{dev:x}"));
         let ifindex = named.map(|s| s.ifindex).unwrap_or(0);
-        Self { dev, name, ifindex, per_cpu }
+        Self {
+            dev,
+            name,
+            ifindex,
+            per_cpu,
+        }
     }
 }
 
@@ -110,15 +122,27 @@ impl FlowSeries {
     /// Mismatched reads / reads (0 without reads).
     pub fn mismatch_ratio(&self) -> f64 {
         let reads = self.reads();
-        if reads == 0 { 0.0 } else { self.mismatched_reads() as f64 / reads as f64 }
+        if reads == 0 {
+            0.0
+        } else {
+            self.mismatched_reads() as f64 / reads as f64
+        }
     }
 
     pub fn deliveries_by_cpu(&self) -> BTreeMap<u32, u64> {
-        self.per_cpu.iter().filter(|(_, c)| c.deliveries > 0).map(|(&cpu, c)| (cpu, c.deliveries)).collect()
+        self.per_cpu
+            .iter()
+            .filter(|(_, c)| c.deliveries > 0)
+            .map(|(&cpu, c)| (cpu, c.deliveries))
+            .collect()
     }
 
     pub fn reads_by_cpu(&self) -> BTreeMap<u32, u64> {
-        self.per_cpu.iter().filter(|(_, c)| c.reads > 0).map(|(&cpu, c)| (cpu, c.reads)).collect()
+        self.per_cpu
+            .iter()
+            .filter(|(_, c)| c.reads > 0)
+            .map(|(&cpu, c)| (cpu, c.reads))
+            .collect()
     }
 }
 
@@ -226,19 +250,38 @@ impl Snapshot {
             .irqs
             .iter()
             .map(|s| {
-                let e = earlier.irqs.iter().find(|e| e.irq == s.irq).map(|e| e.per_cpu.as_slice());
-                IrqSeries { per_cpu: per_cpu_minus(&s.per_cpu, e), ..s.clone() }
+                let e = earlier
+                    .irqs
+                    .iter()
+                    .find(|e| e.irq == s.irq)
+                    .map(|e| e.per_cpu.as_slice());
+                IrqSeries {
+                    per_cpu: per_cpu_minus(&s.per_cpu, e),
+                    ..s.clone()
+                }
             })
             .collect();
         let softirqs = (0..self.softirqs.len())
-            .map(|v| per_cpu_minus(&self.softirqs[v], earlier.softirqs.get(v).map(Vec::as_slice)))
+            .map(|v| {
+                per_cpu_minus(
+                    &self.softirqs[v],
+                    earlier.softirqs.get(v).map(Vec::as_slice),
+                )
+            })
             .collect();
         let netdevs = self
             .netdevs
             .iter()
             .map(|s| {
-                let e = earlier.netdevs.iter().find(|e| e.dev == s.dev).map(|e| e.per_cpu.as_slice());
-                NetDevSeries { per_cpu: per_cpu_minus(&s.per_cpu, e), ..s.clone() }
+                let e = earlier
+                    .netdevs
+                    .iter()
+                    .find(|e| e.dev == s.dev)
+                    .map(|e| e.per_cpu.as_slice());
+                NetDevSeries {
+                    per_cpu: per_cpu_minus(&s.per_cpu, e),
+                    ..s.clone()
+                }
             })
             .collect();
         let flows = self
@@ -249,9 +292,18 @@ impl Snapshot {
                 let per_cpu = f
                     .per_cpu
                     .iter()
-                    .map(|(cpu, c)| (*cpu, e.and_then(|e| e.per_cpu.get(cpu)).map_or(*c, |ec| c.minus(ec))))
+                    .map(|(cpu, c)| {
+                        (
+                            *cpu,
+                            e.and_then(|e| e.per_cpu.get(cpu))
+                                .map_or(*c, |ec| c.minus(ec)),
+                        )
+                    })
                     .collect();
-                FlowSeries { per_cpu, ..f.clone() }
+                FlowSeries {
+                    per_cpu,
+                    ..f.clone()
+                }
             })
             .collect();
         Snapshot {
@@ -272,12 +324,16 @@ impl Snapshot {
 
     /// Flows evicted from the LRU map since load: created minus present.
     pub fn flow_evictions(&self) -> u64 {
-        self.loss(Loss::FlowsCreated).saturating_sub(self.flow_entries)
+        self.loss(Loss::FlowsCreated)
+            .saturating_sub(self.flow_entries)
     }
 
     /// Handler runs of `vector` on `cpu`.
     pub fn softirq_count(&self, vector: usize, cpu: usize) -> u64 {
-        self.softirqs.get(vector).and_then(|v| v.get(cpu)).map_or(0, |s| s.count)
+        self.softirqs
+            .get(vector)
+            .and_then(|v| v.get(cpu))
+            .map_or(0, |s| s.count)
     }
 
     pub fn irq(&self, irq: u32) -> Option<&IrqSeries> {
@@ -290,7 +346,9 @@ impl Snapshot {
 }
 
 /// Sums a histogram over CPUs.
-pub fn merge_hists<'a>(hists: impl IntoIterator<Item = &'a [u64; hist::BUCKETS]>) -> [u64; hist::BUCKETS] {
+pub fn merge_hists<'a>(
+    hists: impl IntoIterator<Item = &'a [u64; hist::BUCKETS]>,
+) -> [u64; hist::BUCKETS] {
     let mut out = [0u64; hist::BUCKETS];
     for h in hists {
         for (o, v) in out.iter_mut().zip(h.iter()) {
@@ -309,7 +367,12 @@ mod tests {
     fn irq_stats(count: u64, total: u64, bucket: usize) -> IrqStats {
         let mut hist = [0; hist::BUCKETS];
         hist[bucket] = count;
-        IrqStats { count, total_ns: total, max_ns: total, hist }
+        IrqStats {
+            count,
+            total_ns: total,
+            max_ns: total,
+            hist,
+        }
     }
 
     fn snapshot(irq_count: u64, flows: Vec<FlowSeries>, created: u64) -> Snapshot {
@@ -317,7 +380,14 @@ mod tests {
         losses[Loss::FlowsCreated as usize] = created;
         Snapshot {
             taken_ns: irq_count,
-            irqs: vec![IrqSeries { irq: Some(36), name: "virtio1-req.0".into(), per_cpu: vec![irq_stats(0, 0, 0), irq_stats(irq_count, irq_count * 1000, 40)] }],
+            irqs: vec![IrqSeries {
+                irq: Some(36),
+                name: "virtio1-req.0".into(),
+                per_cpu: vec![
+                    irq_stats(0, 0, 0),
+                    irq_stats(irq_count, irq_count * 1000, 40),
+                ],
+            }],
             softirqs: vec![vec![]; NR_SOFTIRQS],
             netdevs: vec![],
             flow_entries: flows.len() as u64,
@@ -340,9 +410,36 @@ mod tests {
             comm: *b"receiver\0\0\0\0\0\0\0\0",
         };
         let mut per_cpu = BTreeMap::new();
-        per_cpu.insert(0, FlowCpuCounts { deliveries: reads_cpu1, backlog_deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 });
-        per_cpu.insert(1, FlowCpuCounts { deliveries: 0, backlog_deliveries: 1, reads: reads_cpu1, mismatched_reads: mismatched, read_bytes: reads_cpu1 * 100 });
-        FlowSeries { key: FlowKey { sk, remote_port_be: 40000u16.to_be(), local_port: 5201, _pad: 0 }, info, per_cpu }
+        per_cpu.insert(
+            0,
+            FlowCpuCounts {
+                deliveries: reads_cpu1,
+                backlog_deliveries: 0,
+                reads: 0,
+                mismatched_reads: 0,
+                read_bytes: 0,
+            },
+        );
+        per_cpu.insert(
+            1,
+            FlowCpuCounts {
+                deliveries: 0,
+                backlog_deliveries: 1,
+                reads: reads_cpu1,
+                mismatched_reads: mismatched,
+                read_bytes: reads_cpu1 * 100,
+            },
+        );
+        FlowSeries {
+            key: FlowKey {
+                sk,
+                remote_port_be: 40000u16.to_be(),
+                local_port: 5201,
+                _pad: 0,
+            },
+            info,
+            per_cpu,
+        }
     }
 
     #[test]
@@ -356,7 +453,10 @@ mod tests {
         assert_eq!(irq.per_cpu[1].hist[40], 150);
         assert_eq!(irq.per_cpu[0].count, 0);
         let f1 = d.flows.iter().find(|f| f.key.sk == 1).unwrap();
-        assert_eq!((f1.reads(), f1.mismatched_reads(), f1.deliveries()), (20, 19, 20));
+        assert_eq!(
+            (f1.reads(), f1.mismatched_reads(), f1.deliveries()),
+            (20, 19, 20)
+        );
         let f2 = d.flows.iter().find(|f| f.key.sk == 2).unwrap();
         assert_eq!(f2.reads(), 5, "a flow that appeared counts whole");
         assert_eq!(d.loss(Loss::FlowsCreated), 2);
@@ -370,8 +470,14 @@ mod tests {
         assert_eq!(f.comm(), "receiver");
         assert_eq!(f.protocol(), Protocol::Tcp);
         assert!((f.mismatch_ratio() - 0.9).abs() < 1e-9);
-        assert_eq!(f.deliveries_by_cpu().into_iter().collect::<Vec<_>>(), vec![(0, 10)]);
-        assert_eq!(f.reads_by_cpu().into_iter().collect::<Vec<_>>(), vec![(1, 10)]);
+        assert_eq!(
+            f.deliveries_by_cpu().into_iter().collect::<Vec<_>>(),
+            vec![(0, 10)]
+        );
+        assert_eq!(
+            f.reads_by_cpu().into_iter().collect::<Vec<_>>(),
+            vec![(1, 10)]
+        );
     }
 
     #[test]

@@ -37,8 +37,16 @@ pub fn load_probes(opts: &ProbeOptions) -> Probes {
 }
 
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -48,7 +56,11 @@ pub fn pin_to_cpu(cpu: usize) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to CPU {cpu}");
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin to CPU {cpu}"
+        );
     }
 }
 
@@ -110,7 +122,9 @@ impl NetnsPair {
     }
 
     pub fn sysfs_read(&self, ns: &str, path: &str) -> String {
-        sh(&format!("ip netns exec {ns} cat {path}")).trim().to_string()
+        sh(&format!("ip netns exec {ns} cat {path}"))
+            .trim()
+            .to_string()
     }
 }
 
@@ -124,7 +138,8 @@ impl Drop for NetnsPair {
 
 /// Moves the calling thread into a named network namespace (setns affects only this thread).
 pub fn enter_netns(ns: &str) {
-    let f = fs::File::open(format!("/var/run/netns/{ns}")).unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
+    let f = fs::File::open(format!("/var/run/netns/{ns}"))
+        .unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
     // SAFETY: setns with a valid namespace fd.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
@@ -139,13 +154,18 @@ pub struct Restore {
 impl Restore {
     pub fn new(path: impl AsRef<Path>) -> Self {
         let path = path.as_ref().to_path_buf();
-        let original = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let original =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         Restore { path, original }
     }
 
     pub fn set(&self, value: &str) {
-        let mut f = fs::OpenOptions::new().write(true).open(&self.path).unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
-        f.write_all(value.as_bytes()).unwrap_or_else(|e| panic!("write {value} to {}: {e}", self.path.display()));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
+        f.write_all(value.as_bytes())
+            .unwrap_or_else(|e| panic!("write {value} to {}: {e}", self.path.display()));
     }
 
     pub fn original(&self) -> &str {
@@ -177,17 +197,27 @@ pub fn loaded_program_names() -> Vec<String> {
     let out = sh("bpftool prog show -j");
     let v: serde_json::Value = serde_json::from_str(&out).expect("bpftool JSON");
     v.as_array()
-        .map(|a| a.iter().filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// irqtune's program names. bpftool prints the full name from BTF, or the kernel's copy cut
 /// to 15 characters when there is no BTF: both match.
 pub fn irqtune_programs_loaded() -> Vec<String> {
-    let ours: Vec<&str> = irq_user::probes::PROBES.iter().flat_map(|p| p.program_names()).collect();
+    let ours: Vec<&str> = irq_user::probes::PROBES
+        .iter()
+        .flat_map(|p| p.program_names())
+        .collect();
     loaded_program_names()
         .into_iter()
-        .filter(|n| ours.iter().any(|o| *o == n || (n.len() == 15 && o.starts_with(n.as_str()))))
+        .filter(|n| {
+            ours.iter()
+                .any(|o| *o == n || (n.len() == 15 && o.starts_with(n.as_str())))
+        })
         .collect()
 }
 

@@ -11,7 +11,9 @@ use irq_user::{
     probes::{Group, ProbeOptions, Probes},
     snapshot::{FlowSeries, Protocol},
 };
-use irqtune_tests::{NetnsPair, Restore, enter_netns, load_probes, name_thread, pin_to_cpu, require_root};
+use irqtune_tests::{
+    enter_netns, load_probes, name_thread, pin_to_cpu, require_root, NetnsPair, Restore,
+};
 
 const RX_QUEUE: &str = "/sys/class/net/vb/queues/rx-0";
 const SOCK_FLOW_ENTRIES: &str = "/proc/sys/net/core/rps_sock_flow_entries";
@@ -20,14 +22,26 @@ const READER_CPU: usize = 1;
 /// Steering of vb's receive queue: RPS CPU mask, and RFS on or off.
 fn steer(pair: &NetnsPair, rps_cpus: &str, rfs: bool, entries: &Restore) {
     pair.sysfs_write(&pair.b, &format!("{RX_QUEUE}/rps_cpus"), rps_cpus);
-    pair.sysfs_write(&pair.b, &format!("{RX_QUEUE}/rps_flow_cnt"), if rfs { "32768" } else { "0" });
+    pair.sysfs_write(
+        &pair.b,
+        &format!("{RX_QUEUE}/rps_flow_cnt"),
+        if rfs { "32768" } else { "0" },
+    );
     entries.set(if rfs { "32768" } else { "0" });
-    assert_eq!(pair.sysfs_read(&pair.b, &format!("{RX_QUEUE}/rps_cpus")).trim_start_matches('0'), rps_cpus);
+    assert_eq!(
+        pair.sysfs_read(&pair.b, &format!("{RX_QUEUE}/rps_cpus"))
+            .trim_start_matches('0'),
+        rps_cpus
+    );
 }
 
 /// A TCP receiver pinned to READER_CPU in namespace b, fed from namespace a for a bounded time.
 fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
-    let (ip_a, ip_b) = if v6 { (&pair.ip6_a, &pair.ip6_b) } else { (&pair.ip_a, &pair.ip_b) };
+    let (ip_a, ip_b) = if v6 {
+        (&pair.ip6_a, &pair.ip6_b)
+    } else {
+        (&pair.ip_a, &pair.ip_b)
+    };
     let server: SocketAddr = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
     let _ = ip_a;
     let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
@@ -44,7 +58,9 @@ fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
         let mut buf = [0u8; 4096];
         while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("receiver ready");
     let sender = std::thread::spawn(move || {
         enter_netns(&a);
         pin_to_cpu(0);
@@ -79,7 +95,8 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
         pin_to_cpu(READER_CPU);
         name_thread(&comm);
         let s = UdpSocket::bind(server).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
         ready_tx.send(()).expect("ready");
         let mut buf = [0u8; 2048];
         let mut got = 0;
@@ -91,7 +108,9 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
         }
         got
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("receiver ready");
     let a2 = a.clone();
     let sender = std::thread::spawn(move || {
         enter_netns(&a2);
@@ -114,7 +133,11 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
 
 fn find_flow(probes: &Probes, proto: Protocol, local: SocketAddr, comm: &str) -> FlowSeries {
     let snap = probes.snapshot().expect("snapshot");
-    let found: Vec<_> = snap.flows.into_iter().filter(|f| f.protocol() == proto && f.local() == local).collect();
+    let found: Vec<_> = snap
+        .flows
+        .into_iter()
+        .filter(|f| f.protocol() == proto && f.local() == local)
+        .collect();
     let f = found
         .into_iter()
         .max_by_key(|f| f.reads())
@@ -148,22 +171,45 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
     let original_entries = entries.original().to_string();
     {
         let pair = NetnsPair::new("flow");
-        let probes = load_probes(&ProbeOptions { skip: vec![Group::Hardirq], ..Default::default() });
+        let probes = load_probes(&ProbeOptions {
+            skip: vec![Group::Hardirq],
+            ..Default::default()
+        });
 
         // RPS to CPU 0 only, RFS off: every delivery on CPU 0, every read on CPU 1.
         steer(&pair, "1", false, &entries);
         let local = tcp_flow(&pair, false, 5401, "irqt-tcp-rps1");
         let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rps1");
-        assert!(share(&f.deliveries_by_cpu(), 0) >= 0.9, "TCP deliveries not on CPU 0: {:?}", f.deliveries_by_cpu());
-        assert!(share(&f.reads_by_cpu(), 1) >= 0.99, "TCP reads not on CPU 1: {:?}", f.reads_by_cpu());
-        assert!(f.mismatch_ratio() >= 0.9, "TCP with rps_cpus=1: mismatch {:.3} < 0.9", f.mismatch_ratio());
-        assert!(f.remote().ip().to_string() == pair.ip_a, "remote address {}", f.remote());
+        assert!(
+            share(&f.deliveries_by_cpu(), 0) >= 0.9,
+            "TCP deliveries not on CPU 0: {:?}",
+            f.deliveries_by_cpu()
+        );
+        assert!(
+            share(&f.reads_by_cpu(), 1) >= 0.99,
+            "TCP reads not on CPU 1: {:?}",
+            f.reads_by_cpu()
+        );
+        assert!(
+            f.mismatch_ratio() >= 0.9,
+            "TCP with rps_cpus=1: mismatch {:.3} < 0.9",
+            f.mismatch_ratio()
+        );
+        assert!(
+            f.remote().ip().to_string() == pair.ip_a,
+            "remote address {}",
+            f.remote()
+        );
 
         // RPS over both CPUs with RFS on: deliveries follow the reader to CPU 1.
         steer(&pair, "3", true, &entries);
         let local = tcp_flow(&pair, false, 5402, "irqt-tcp-rfs");
         let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rfs");
-        assert!(f.mismatch_ratio() <= 0.1, "TCP with RFS: mismatch {:.3} > 0.1", f.mismatch_ratio());
+        assert!(
+            f.mismatch_ratio() <= 0.1,
+            "TCP with RFS: mismatch {:.3} > 0.1",
+            f.mismatch_ratio()
+        );
 
         // IPv6, same steering: reported with its IPv6 addresses.
         let local = tcp_flow(&pair, true, 5403, "irqt-tcp6");
@@ -176,25 +222,41 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
         steer(&pair, "1", false, &entries);
         let local = udp_flow(&pair, 5404, "irqt-udp-rps1");
         let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps1");
-        assert!(f.mismatch_ratio() >= 0.9, "UDP with rps_cpus=1: mismatch {:.3} < 0.9", f.mismatch_ratio());
+        assert!(
+            f.mismatch_ratio() >= 0.9,
+            "UDP with rps_cpus=1: mismatch {:.3} < 0.9",
+            f.mismatch_ratio()
+        );
 
         // RFS on does not help an unconnected UDP socket (no flow hash recorded for it):
         // still mismatched, and reported as such.
         steer(&pair, "1", true, &entries);
         let local = udp_flow(&pair, 5405, "irqt-udp-rfs");
         let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rfs");
-        assert!(f.mismatch_ratio() >= 0.9, "unconnected UDP with RFS on: mismatch {:.3} < 0.9", f.mismatch_ratio());
+        assert!(
+            f.mismatch_ratio() >= 0.9,
+            "unconnected UDP with RFS on: mismatch {:.3} < 0.9",
+            f.mismatch_ratio()
+        );
 
         // RPS to the reader's CPU: matched.
         steer(&pair, "2", false, &entries);
         let local = udp_flow(&pair, 5406, "irqt-udp-rps2");
         let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps2");
-        assert!(f.mismatch_ratio() <= 0.1, "UDP with rps_cpus=2: mismatch {:.3} > 0.1", f.mismatch_ratio());
+        assert!(
+            f.mismatch_ratio() <= 0.1,
+            "UDP with rps_cpus=2: mismatch {:.3} > 0.1",
+            f.mismatch_ratio()
+        );
 
         let snap = probes.snapshot().expect("snapshot");
         assert_eq!(snap.flow_evictions(), 0, "flows evicted in a small test");
     }
     drop(entries);
     let now = std::fs::read_to_string(SOCK_FLOW_ENTRIES).expect("read back");
-    assert_eq!(now.trim(), original_entries, "rps_sock_flow_entries restored");
+    assert_eq!(
+        now.trim(),
+        original_entries,
+        "rps_sock_flow_entries restored"
+    );
 }

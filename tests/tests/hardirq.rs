@@ -43,7 +43,11 @@ fn direct_io(dir: &Path, blocks: usize) {
     }
     {
         use std::io::Read as _;
-        let mut f = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&path).expect("open for direct read");
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .expect("open for direct read");
         for _ in 0..blocks {
             f.read_exact(block).expect("direct read");
         }
@@ -68,7 +72,10 @@ fn hardirq_count_matches_proc_interrupts_for_disk_io() {
         return;
     }
     let (irq, name) = block_irq();
-    let probes = load_probes(&ProbeOptions { skip: vec![Group::Flows, Group::NetRx], ..Default::default() });
+    let probes = load_probes(&ProbeOptions {
+        skip: vec![Group::Flows, Group::NetRx],
+        ..Default::default()
+    });
     // /var/tmp is on the disk (tmpfs would refuse O_DIRECT and never touch the device).
     let dir = Path::new("/var/tmp");
 
@@ -78,14 +85,28 @@ fn hardirq_count_matches_proc_interrupts_for_disk_io() {
     let s1 = probes.snapshot().expect("snapshot");
     let i1 = procfs::read_interrupts(Path::new("/")).expect("interrupts");
 
-    let proc_delta: u64 = i1.cpus.iter().map(|&c| i1.count(irq, c) - i0.count(irq, c)).sum();
+    let proc_delta: u64 = i1
+        .cpus
+        .iter()
+        .map(|&c| i1.count(irq, c) - i0.count(irq, c))
+        .sum();
     let d = s1.delta(&s0);
-    let series = d.irq(irq).unwrap_or_else(|| panic!("IRQ {irq} ({name}) has no statistics slot"));
+    let series = d
+        .irq(irq)
+        .unwrap_or_else(|| panic!("IRQ {irq} ({name}) has no statistics slot"));
     let seen: u64 = series.per_cpu.iter().map(|v| v.count).sum();
     let in_hist: u64 = series.per_cpu.iter().flat_map(|v| v.hist.iter()).sum();
-    eprintln!("IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_delta}, histogram {in_hist}");
-    assert!(proc_delta >= 1000, "disk I/O made only {proc_delta} interrupts on IRQ {irq}");
-    assert!(rel_diff(seen, proc_delta) <= 0.02, "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart");
+    eprintln!(
+        "IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_delta}, histogram {in_hist}"
+    );
+    assert!(
+        proc_delta >= 1000,
+        "disk I/O made only {proc_delta} interrupts on IRQ {irq}"
+    );
+    assert!(
+        rel_diff(seen, proc_delta) <= 0.02,
+        "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart"
+    );
     assert_eq!(in_hist, seen, "every handler run is in the histogram");
     let total: u64 = series.per_cpu.iter().map(|v| v.total_ns).sum();
     assert!(total > 0, "handler time recorded");

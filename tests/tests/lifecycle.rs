@@ -10,7 +10,11 @@ use irq_ebpf::tp_format;
 use irqtune_tests::{irqtune_bin, irqtune_programs_loaded, require_root};
 
 fn record(args: &[&str]) -> std::process::Output {
-    Command::new(irqtune_bin()).arg("record").args(args).output().expect("run irqtune")
+    Command::new(irqtune_bin())
+        .arg("record")
+        .args(args)
+        .output()
+        .expect("run irqtune")
 }
 
 #[test]
@@ -18,12 +22,23 @@ fn nothing_stays_loaded_after_exit_and_a_second_run_works() {
     if !require_root("nothing_stays_loaded_after_exit_and_a_second_run_works") {
         return;
     }
-    assert!(irqtune_programs_loaded().is_empty(), "irqtune programs loaded before the test: {:?}", irqtune_programs_loaded());
+    assert!(
+        irqtune_programs_loaded().is_empty(),
+        "irqtune programs loaded before the test: {:?}",
+        irqtune_programs_loaded()
+    );
     for run in 1..=2 {
         let out = record(&["--duration", "1"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "run {run} failed: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("probes: 9 attached"), "run {run} report:\n{stdout}");
+        assert!(
+            out.status.success(),
+            "run {run} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("probes: 9 attached"),
+            "run {run} report:\n{stdout}"
+        );
         let left = irqtune_programs_loaded();
         assert!(left.is_empty(), "after run {run}, still loaded: {left:?}");
     }
@@ -53,7 +68,10 @@ fn sigterm_and_sigint_detach_and_still_report() {
         let guard = KillOnDrop(child.id());
         let start = Instant::now();
         while irqtune_programs_loaded().len() < 9 {
-            assert!(start.elapsed() < Duration::from_secs(20), "probes never showed up in bpftool");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "probes never showed up in bpftool"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // SAFETY: kill with the child's valid pid.
@@ -62,10 +80,25 @@ fn sigterm_and_sigint_detach_and_still_report() {
         let out = child.wait_with_output().expect("wait");
         std::mem::forget(guard);
         let took = sent.elapsed();
-        assert!(out.status.success(), "signal {signal}: exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-        assert!(took < Duration::from_secs(2), "signal {signal}: took {took:?} to exit");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Per CPU"), "signal {signal}: no report");
-        assert!(irqtune_programs_loaded().is_empty(), "signal {signal}: programs left: {:?}", irqtune_programs_loaded());
+        assert!(
+            out.status.success(),
+            "signal {signal}: exit {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "signal {signal}: took {took:?} to exit"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Per CPU"),
+            "signal {signal}: no report"
+        );
+        assert!(
+            irqtune_programs_loaded().is_empty(),
+            "signal {signal}: programs left: {:?}",
+            irqtune_programs_loaded()
+        );
     }
 }
 
@@ -76,8 +109,15 @@ fn classic_tracepoint_fallback_attaches_everything() {
     }
     let out = record(&["--duration", "1", "--classic"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("probes: 9 attached (0 BTF tracepoints, 9 classic)"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("probes: 9 attached (0 BTF tracepoints, 9 classic)"),
+        "{stdout}"
+    );
 }
 
 /// The classic fallback reads records at fixed offsets: they must be this kernel's.
@@ -88,28 +128,66 @@ fn tracepoint_record_offsets_match_this_kernel() {
     }
     let env = irq_user::preflight::check().unwrap_or_else(|p| panic!("{p}"));
     let offset = |event: &str, field: &str| -> usize {
-        let format = std::fs::read_to_string(env.tracefs.join("events").join(event).join("format")).expect("format file");
+        let format = std::fs::read_to_string(env.tracefs.join("events").join(event).join("format"))
+            .expect("format file");
         let line = format
             .lines()
             .find(|l| l.contains(&format!(" {field};")))
             .unwrap_or_else(|| panic!("{event} has no field {field}"));
-        let at = line.split("offset:").nth(1).and_then(|r| r.split(';').next()).expect("offset");
+        let at = line
+            .split("offset:")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .expect("offset");
         at.parse().expect("number")
     };
-    assert_eq!(offset("irq/irq_handler_exit", "irq"), tp_format::IRQ_HANDLER_IRQ);
+    assert_eq!(
+        offset("irq/irq_handler_exit", "irq"),
+        tp_format::IRQ_HANDLER_IRQ
+    );
     assert_eq!(offset("irq/softirq_entry", "vec"), tp_format::SOFTIRQ_VEC);
     assert_eq!(offset("napi/napi_poll", "napi"), tp_format::NAPI_POLL_NAPI);
     assert_eq!(offset("napi/napi_poll", "work"), tp_format::NAPI_POLL_WORK);
-    assert_eq!(offset("napi/napi_poll", "budget"), tp_format::NAPI_POLL_BUDGET);
-    assert_eq!(offset("net/netif_receive_skb", "skbaddr"), tp_format::NETIF_RECEIVE_SKB_SKBADDR);
-    assert_eq!(offset("net/netif_receive_skb", "len"), tp_format::NETIF_RECEIVE_SKB_LEN);
-    assert_eq!(offset("sock/sk_data_ready", "skaddr"), tp_format::SK_DATA_READY_SKADDR);
-    assert_eq!(offset("sock/sk_data_ready", "family"), tp_format::SK_DATA_READY_FAMILY);
-    assert_eq!(offset("sock/sk_data_ready", "protocol"), tp_format::SK_DATA_READY_PROTOCOL);
-    assert_eq!(offset("sock/sock_recv_length", "sk"), tp_format::SOCK_RECV_LENGTH_SK);
-    assert_eq!(offset("sock/sock_recv_length", "family"), tp_format::SOCK_RECV_LENGTH_FAMILY);
-    assert_eq!(offset("sock/sock_recv_length", "protocol"), tp_format::SOCK_RECV_LENGTH_PROTOCOL);
-    assert_eq!(offset("sock/sock_recv_length", "ret"), tp_format::SOCK_RECV_LENGTH_RET);
+    assert_eq!(
+        offset("napi/napi_poll", "budget"),
+        tp_format::NAPI_POLL_BUDGET
+    );
+    assert_eq!(
+        offset("net/netif_receive_skb", "skbaddr"),
+        tp_format::NETIF_RECEIVE_SKB_SKBADDR
+    );
+    assert_eq!(
+        offset("net/netif_receive_skb", "len"),
+        tp_format::NETIF_RECEIVE_SKB_LEN
+    );
+    assert_eq!(
+        offset("sock/sk_data_ready", "skaddr"),
+        tp_format::SK_DATA_READY_SKADDR
+    );
+    assert_eq!(
+        offset("sock/sk_data_ready", "family"),
+        tp_format::SK_DATA_READY_FAMILY
+    );
+    assert_eq!(
+        offset("sock/sk_data_ready", "protocol"),
+        tp_format::SK_DATA_READY_PROTOCOL
+    );
+    assert_eq!(
+        offset("sock/sock_recv_length", "sk"),
+        tp_format::SOCK_RECV_LENGTH_SK
+    );
+    assert_eq!(
+        offset("sock/sock_recv_length", "family"),
+        tp_format::SOCK_RECV_LENGTH_FAMILY
+    );
+    assert_eq!(
+        offset("sock/sock_recv_length", "protocol"),
+        tp_format::SOCK_RECV_LENGTH_PROTOCOL
+    );
+    assert_eq!(
+        offset("sock/sock_recv_length", "ret"),
+        tp_format::SOCK_RECV_LENGTH_RET
+    );
 }
 
 /// The BTF reader finds this kernel's offsets; `struct sock_common` starts with the address
@@ -119,6 +197,10 @@ fn kernel_offsets_from_btf() {
     let btf = irq_user::btf::Btf::from_file(Path::new(irq_user::btf::VMLINUX)).expect("kernel BTF");
     let o = btf.kernel_offsets().expect("offsets");
     assert_eq!((o.skc_daddr, o.skc_rcv_saddr), (0, 4));
-    assert_eq!(o.skc_num, o.skc_dport + 2, "skc_dport and skc_num are adjacent (skc_portpair)");
+    assert_eq!(
+        o.skc_num,
+        o.skc_dport + 2,
+        "skc_dport and skc_num are adjacent (skc_portpair)"
+    );
     assert!(o.sk_protocol > o.skc_v6_rcv_saddr && o.skb_len > 0 && o.napi_dev > 0);
 }

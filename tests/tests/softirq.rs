@@ -12,7 +12,7 @@ use irq_user::{
     probes::{Group, ProbeOptions},
     procfs,
 };
-use irqtune_tests::{NetnsPair, enter_netns, load_probes, pin_to_cpu, rel_diff, require_root};
+use irqtune_tests::{enter_netns, load_probes, pin_to_cpu, rel_diff, require_root, NetnsPair};
 
 /// Streams data from namespace `a` to `b` over one TCP connection per CPU, each sender pinned
 /// to its CPU so both CPUs run NET_RX. Bounded by `limit` bytes and `deadline`.
@@ -37,7 +37,9 @@ fn tcp_traffic(pair: &NetnsPair, port: u16, cpus: &[usize], limit: usize, run_fo
             r.join().expect("reader");
         }
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
     let senders: Vec<_> = cpus
         .iter()
         .map(|&cpu| {
@@ -69,7 +71,10 @@ fn net_rx_counts_match_proc_softirqs() {
         return;
     }
     let pair = NetnsPair::new("sirq");
-    let probes = load_probes(&ProbeOptions { skip: vec![Group::Flows], ..Default::default() });
+    let probes = load_probes(&ProbeOptions {
+        skip: vec![Group::Flows],
+        ..Default::default()
+    });
     let root = Path::new("/");
 
     let s0 = probes.snapshot().expect("snapshot");
@@ -83,18 +88,30 @@ fn net_rx_counts_match_proc_softirqs() {
         let proc = p1.count("NET_RX", cpu) - p0.count("NET_RX", cpu);
         let seen = d.softirq_count(NET_RX_VEC, cpu as usize);
         eprintln!("CPU {cpu}: NET_RX probes {seen}, /proc/softirqs {proc}");
-        assert!(proc >= 100, "CPU {cpu} (column {col}) ran only {proc} NET_RX softirqs: traffic did not reach it");
-        assert!(rel_diff(seen, proc) <= 0.05, "CPU {cpu}: probes {seen} vs /proc/softirqs {proc}, more than 5% apart");
+        assert!(
+            proc >= 100,
+            "CPU {cpu} (column {col}) ran only {proc} NET_RX softirqs: traffic did not reach it"
+        );
+        assert!(
+            rel_diff(seen, proc) <= 0.05,
+            "CPU {cpu}: probes {seen} vs /proc/softirqs {proc}, more than 5% apart"
+        );
     }
     let netrx = &d.softirqs[NET_RX_VEC];
     let delays: u64 = netrx.iter().flat_map(|s| s.delay_hist.iter()).sum();
     let handler: u64 = netrx.iter().flat_map(|s| s.handler_hist.iter()).sum();
-    eprintln!("NET_RX raise-to-entry delays recorded: {delays}; handler runs in histogram: {handler}");
+    eprintln!(
+        "NET_RX raise-to-entry delays recorded: {delays}; handler runs in histogram: {handler}"
+    );
     assert!(delays > 0, "the NET_RX raise-to-entry histogram is empty");
     assert_eq!(handler, netrx.iter().map(|s| s.count).sum::<u64>());
 
     // The NET_RX device probes saw the veth receiving.
-    let vb = d.netdevs.iter().find(|n| n.name == "vb").expect("veth vb seen by netif_receive_skb");
+    let vb = d
+        .netdevs
+        .iter()
+        .find(|n| n.name == "vb")
+        .expect("veth vb seen by netif_receive_skb");
     let packets: u64 = vb.per_cpu.iter().map(|v| v.rx_packets).sum();
     assert!(packets > 1000, "vb received only {packets} packets");
 }

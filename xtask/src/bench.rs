@@ -13,13 +13,13 @@ use std::{
     os::unix::fs::OpenOptionsExt as _,
     process::{Child, Command, Stdio},
     sync::{
-        Arc,
         atomic::{AtomicBool, Ordering},
+        Arc,
     },
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{bail, Context as _};
 
 use crate::{build_irqtune, is_root, setup};
 
@@ -50,9 +50,15 @@ struct ProgStats {
 
 /// Loaded programs by id: (name, stats).
 fn programs() -> anyhow::Result<BTreeMap<u64, (String, ProgStats)>> {
-    let out = Command::new("bpftool").args(["prog", "show", "-j"]).output().context("run bpftool")?;
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .context("run bpftool")?;
     if !out.status.success() {
-        bail!("bpftool prog show failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "bpftool prog show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // A small hand parse of bpftool's flat JSON objects keeps xtask free of a JSON dependency.
@@ -64,9 +70,14 @@ fn programs() -> anyhow::Result<BTreeMap<u64, (String, ProgStats)>> {
             let end = rest.find([',', '}']).unwrap_or(rest.len());
             Some(rest[..end].trim_matches('"'))
         };
-        let (Some(id), Some(name)) = (field("id").and_then(|v| v.parse().ok()), field("name")) else { continue };
+        let (Some(id), Some(name)) = (field("id").and_then(|v| v.parse().ok()), field("name"))
+        else {
+            continue;
+        };
         let stats = ProgStats {
-            run_time_ns: field("run_time_ns").and_then(|v| v.parse().ok()).unwrap_or(0),
+            run_time_ns: field("run_time_ns")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             run_cnt: field("run_cnt").and_then(|v| v.parse().ok()).unwrap_or(0),
         };
         progs.insert(id, (name.to_string(), stats));
@@ -102,12 +113,16 @@ fn load(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::JoinHandle<()>
     let rx = std::thread::spawn(move || {
         if let Ok((mut s, _)) = listener.accept() {
             let mut buf = [0u8; 65536];
-            while !rx_stop.load(Ordering::Relaxed) && s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+            while !rx_stop.load(Ordering::Relaxed)
+                && s.read(&mut buf).map(|n| n > 0).unwrap_or(false)
+            {}
         }
     });
     let tx_stop = stop.clone();
     let tx = std::thread::spawn(move || {
-        let Ok(mut s) = TcpStream::connect(addr) else { return };
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return;
+        };
         let _ = s.set_nodelay(true);
         let chunk = [0x42u8; 1024];
         while !tx_stop.load(Ordering::Relaxed) {
@@ -118,20 +133,27 @@ fn load(stop: Arc<AtomicBool>) -> anyhow::Result<Vec<std::thread::JoinHandle<()>
     });
     let io_stop = stop;
     let io = std::thread::spawn(move || {
-        let path = std::path::PathBuf::from(format!("/var/tmp/irqtune-bench-{}", std::process::id()));
+        let path =
+            std::path::PathBuf::from(format!("/var/tmp/irqtune-bench-{}", std::process::id()));
         let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
         // SAFETY: non-zero layout; freed below.
         let buf = unsafe { std::alloc::alloc_zeroed(layout) };
         // SAFETY: valid for 4096 bytes.
         let block = unsafe { std::slice::from_raw_parts(buf, 4096) };
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).write(true).truncate(true).custom_flags(libc::O_DIRECT).open(&path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+        {
             let mut n = 0u64;
             while !io_stop.load(Ordering::Relaxed) {
                 if f.write_all(block).is_err() {
                     break;
                 }
                 n += 1;
-                if n % 4096 == 0 {
+                if n.is_multiple_of(4096) {
                     use std::io::Seek as _;
                     let _ = f.seek(std::io::SeekFrom::Start(0));
                 }
@@ -163,7 +185,11 @@ fn measure(tool: &Tool, seconds: u64) -> anyhow::Result<Costs> {
     let started = Instant::now();
     let ours = loop {
         let now = programs()?;
-        let new: Vec<u64> = now.keys().filter(|id| !before.contains(id)).copied().collect();
+        let new: Vec<u64> = now
+            .keys()
+            .filter(|id| !before.contains(id))
+            .copied()
+            .collect();
         if new.len() >= 2 && started.elapsed() > Duration::from_millis(1500) {
             break new;
         }
@@ -188,11 +214,21 @@ fn measure(tool: &Tool, seconds: u64) -> anyhow::Result<Costs> {
 
     let mut costs = Costs::new();
     for id in ours {
-        let (Some((name, a)), Some((_, b))) = (s0.get(&id), s1.get(&id)) else { continue };
-        let Some((tp, _)) = TRACEPOINTS.iter().find(|(_, key)| name.contains(key)) else { continue };
+        let (Some((name, a)), Some((_, b))) = (s0.get(&id), s1.get(&id)) else {
+            continue;
+        };
+        let Some((tp, _)) = TRACEPOINTS.iter().find(|(_, key)| name.contains(key)) else {
+            continue;
+        };
         let cnt = b.run_cnt.saturating_sub(a.run_cnt);
         if cnt > 0 {
-            costs.insert(tp, (b.run_time_ns.saturating_sub(a.run_time_ns) as f64 / cnt as f64, cnt));
+            costs.insert(
+                tp,
+                (
+                    b.run_time_ns.saturating_sub(a.run_time_ns) as f64 / cnt as f64,
+                    cnt,
+                ),
+            );
         }
     }
     Ok(costs)
@@ -205,15 +241,53 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let bin = build_irqtune()?.display().to_string();
     if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
-        crate::run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))?;
+        crate::run(Command::new("mount").args([
+            "-t",
+            "tracefs",
+            "tracefs",
+            "/sys/kernel/tracing",
+        ]))?;
     }
     let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
     let long = (args.seconds + 30).to_string();
     let tools = [
-        Tool { label: "irqtune (tp_btf)", cmd: vec![bin.clone(), "record".into(), "--duration".into(), long.clone()] },
-        Tool { label: "irqtune (classic)", cmd: vec![bin.clone(), "record".into(), "--classic".into(), "--duration".into(), long.clone()] },
-        Tool { label: "softirqs -d", cmd: vec!["/usr/sbin/softirqs".into(), "-d".into(), long.clone(), "1".into()] },
-        Tool { label: "hardirqs -d", cmd: vec!["/usr/sbin/hardirqs".into(), "-d".into(), long.clone(), "1".into()] },
+        Tool {
+            label: "irqtune (tp_btf)",
+            cmd: vec![
+                bin.clone(),
+                "record".into(),
+                "--duration".into(),
+                long.clone(),
+            ],
+        },
+        Tool {
+            label: "irqtune (classic)",
+            cmd: vec![
+                bin.clone(),
+                "record".into(),
+                "--classic".into(),
+                "--duration".into(),
+                long.clone(),
+            ],
+        },
+        Tool {
+            label: "softirqs -d",
+            cmd: vec![
+                "/usr/sbin/softirqs".into(),
+                "-d".into(),
+                long.clone(),
+                "1".into(),
+            ],
+        },
+        Tool {
+            label: "hardirqs -d",
+            cmd: vec![
+                "/usr/sbin/hardirqs".into(),
+                "-d".into(),
+                long.clone(),
+                "1".into(),
+            ],
+        },
     ];
     let mut results = Vec::new();
     for tool in &tools {
@@ -221,7 +295,9 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         results.push((tool.label, measure(tool, args.seconds)?));
     }
 
-    println!("\nns per event (events in the window), kernel.bpf_stats_enabled run_time_ns / run_cnt:\n");
+    println!(
+        "\nns per event (events in the window), kernel.bpf_stats_enabled run_time_ns / run_cnt:\n"
+    );
     print!("| tracepoint |");
     for (label, _) in &results {
         print!(" {label} |");
@@ -237,7 +313,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         let ours = results[0].1.get(tp).map(|c| c.0);
-        let peer = results[2..].iter().find_map(|(_, c)| c.get(tp)).map(|c| c.0);
+        let peer = results[2..]
+            .iter()
+            .find_map(|(_, c)| c.get(tp))
+            .map(|c| c.0);
         match (ours, peer) {
             (Some(o), Some(p)) => println!(" {:.2}x |", o / p),
             _ => println!(" - |"),

@@ -8,7 +8,7 @@ mod setup;
 
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context as _, bail};
+use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -40,7 +40,10 @@ enum Task {
 }
 
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn is_root() -> bool {
@@ -51,7 +54,9 @@ pub fn is_root() -> bool {
 /// Runs a command, streaming its output, and fails naming it.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed: {status}");
     }
@@ -73,7 +78,9 @@ pub fn build_irqtune() -> anyhow::Result<std::path::PathBuf> {
 fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
     setup::setup()?;
     println!("== unit tests");
-    run(cargo().args(["test", "-p", "irq-ebpf", "--lib", "-p", "irq-user", "-p", "xtask"]))?;
+    run(cargo().args([
+        "test", "-p", "irq-ebpf", "--lib", "-p", "irq-user", "-p", "xtask",
+    ]))?;
     if unit_only {
         return Ok(());
     }
@@ -87,7 +94,16 @@ fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "irqtune-tests", "--", "--test-threads=1"]).args(extra).env("IRQTUNE_BIN", &bin);
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "irqtune-tests",
+        "--",
+        "--test-threads=1",
+    ])
+    .args(extra)
+    .env("IRQTUNE_BIN", &bin);
     run(&mut cmd)
 }
 

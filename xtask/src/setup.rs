@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context as _, bail};
+use anyhow::{bail, Context as _};
 
 use crate::{is_root, run};
 
@@ -26,7 +26,9 @@ const APT_PACKAGES: &[&str] = &[
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn cargo_bin(name: &str) -> PathBuf {
@@ -38,7 +40,14 @@ fn cargo_bin(name: &str) -> PathBuf {
 }
 
 fn step(what: &str, present: bool) -> bool {
-    println!("setup: {what}: {}", if present { "present" } else { "missing, installing" });
+    println!(
+        "setup: {what}: {}",
+        if present {
+            "present"
+        } else {
+            "missing, installing"
+        }
+    );
     present
 }
 
@@ -48,13 +57,30 @@ fn toolchain() -> anyhow::Result<()> {
         .lines()
         .any(|l| l.starts_with(EBPF_TOOLCHAIN) || l.starts_with(&format!("{EBPF_TOOLCHAIN}-")));
     if !step(&format!("Rust toolchain {EBPF_TOOLCHAIN}"), installed) {
-        run(Command::new("rustup").args(["toolchain", "install", EBPF_TOOLCHAIN, "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            EBPF_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))?;
     }
-    let sysroot = output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
-        .context("cannot ask the toolchain for its sysroot")?;
-    let core_src = PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust/library/core/Cargo.toml");
-    if !step(&format!("rust-src for {EBPF_TOOLCHAIN}"), core_src.is_file()) {
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
+    let sysroot =
+        output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
+            .context("cannot ask the toolchain for its sysroot")?;
+    let core_src =
+        PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust/library/core/Cargo.toml");
+    if !step(
+        &format!("rust-src for {EBPF_TOOLCHAIN}"),
+        core_src.is_file(),
+    ) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ]))?;
     }
     Ok(())
 }
@@ -68,9 +94,15 @@ fn apt() -> anyhow::Result<()> {
                 .is_none_or(|s| !s.contains("install ok installed"))
         })
         .collect();
-    if !step(&format!("Debian packages {}", APT_PACKAGES.join(" ")), missing.is_empty()) {
+    if !step(
+        &format!("Debian packages {}", APT_PACKAGES.join(" ")),
+        missing.is_empty(),
+    ) {
         if !is_root() {
-            bail!("missing Debian packages; as root run: apt-get update && apt-get install -y {}", missing.join(" "));
+            bail!(
+                "missing Debian packages; as root run: apt-get update && apt-get install -y {}",
+                missing.join(" ")
+            );
         }
         println!("setup: installing {}", missing.join(" "));
         run(Command::new("apt-get").args(["update", "-q"]))?;
@@ -85,10 +117,22 @@ fn apt() -> anyhow::Result<()> {
 fn bpf_linker() -> anyhow::Result<()> {
     let bin = cargo_bin("bpf-linker");
     let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
-    if !step(&format!("bpf-linker {BPF_LINKER_VERSION}"), version.contains(BPF_LINKER_VERSION)) {
+    if !step(
+        &format!("bpf-linker {BPF_LINKER_VERSION}"),
+        version.contains(BPF_LINKER_VERSION),
+    ) {
         // Without LLVM_PREFIX the build looks for libLLVM in /usr and fails to link.
         run(Command::new("cargo")
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22", "--force"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+                "--force",
+            ])
             .env("LLVM_PREFIX", LLVM_PREFIX))?;
     }
     Ok(())

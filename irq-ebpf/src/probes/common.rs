@@ -2,12 +2,12 @@
 //! the histogram update.
 
 use aya_ebpf::{
-    Global,
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
     maps::PerCpuArray,
+    Global,
 };
-use irq_ebpf::{CpuState, KernelOffsets, Loss, MAX_CPUS, hist};
+use irq_ebpf::{hist, CpuState, KernelOffsets, Loss, MAX_CPUS};
 
 // Map and global names are the identifiers; they equal the constants in irq_ebpf::maps and
 // irq_ebpf::globals, which user space uses (the `#[map]` macro only takes literals).
@@ -50,11 +50,12 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
 /// with; the loader sets the real values and the verifier sees them as constants.
 macro_rules! offset {
     ($field:ident) => {
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::probes::common::OFFSETS.$field)) }
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!($crate::probes::common::OFFSETS.$field))
+        }
     };
 }
 pub(crate) use offset;
-
 
 /// Reads a `T` at `base + offset` in kernel memory (offsets from [`OFFSETS`]).
 #[inline(always)]
@@ -117,7 +118,13 @@ pub fn cpu_state() -> Option<*mut CpuState> {
 
 /// Adds one observation of `ns` to a count/total/max triple and its histogram.
 #[inline(always)]
-pub fn record(count: &mut u64, total: &mut u64, max: &mut u64, hist: &mut [u64; hist::BUCKETS], ns: u64) {
+pub fn record(
+    count: &mut u64,
+    total: &mut u64,
+    max: &mut u64,
+    hist: &mut [u64; hist::BUCKETS],
+    ns: u64,
+) {
     *count += 1;
     *total += ns;
     if ns > *max {

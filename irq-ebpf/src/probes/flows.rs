@@ -4,15 +4,15 @@
 //! Documentation/networking/scaling.rst).
 
 use aya_ebpf::{
-    Global,
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
     programs::{BtfTracePointContext, TracePointContext},
+    Global,
 };
 use irq_ebpf::{
-    FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, Loss, MAX_FLOW_CPUS, MAX_FLOWS, NO_CPU, tp_format,
+    tp_format, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, Loss, MAX_FLOWS, MAX_FLOW_CPUS, NO_CPU,
 };
 
 use super::common::{count_loss, cpu, cpu_state, offset, read_at};
@@ -41,7 +41,9 @@ fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
     if sk == 0 || FLOWS_ON.load() == 0 {
         return false;
     }
-    if !(family == AF_INET || family == AF_INET6) || !(protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+    if !(family == AF_INET || family == AF_INET6)
+        || !(protocol == IPPROTO_TCP || protocol == IPPROTO_UDP)
+    {
         return false;
     }
     let n = FLOW_SAMPLE.load() as u64;
@@ -52,8 +54,14 @@ fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
 /// `skc_num` are adjacent in `skc_portpair`).
 #[inline(always)]
 fn key(sk: u64) -> FlowKey {
-    let [remote_port_be, local_port] = read_at::<[u16; 2]>(sk, offset!(skc_dport)).unwrap_or([0; 2]);
-    FlowKey { sk, remote_port_be, local_port, _pad: 0 }
+    let [remote_port_be, local_port] =
+        read_at::<[u16; 2]>(sk, offset!(skc_dport)).unwrap_or([0; 2]);
+    FlowKey {
+        sk,
+        remote_port_be,
+        local_port,
+        _pad: 0,
+    }
 }
 
 /// The flow's entry, created with its addresses on first sight.
@@ -99,11 +107,22 @@ fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowIn
 /// This CPU's counts for the socket. Only this CPU writes them, so plain adds are exact.
 #[inline(always)]
 fn counts(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
-    let key = FlowCpuKey { sk: flow.sk, remote_port_be: flow.remote_port_be, local_port: flow.local_port, cpu };
+    let key = FlowCpuKey {
+        sk: flow.sk,
+        remote_port_be: flow.remote_port_be,
+        local_port: flow.local_port,
+        cpu,
+    };
     if let Some(c) = FLOW_CPUS.get_ptr_mut(key) {
         return Some(unsafe { &mut *c });
     }
-    let zero = FlowCpuCounts { deliveries: 0, backlog_deliveries: 0, reads: 0, mismatched_reads: 0, read_bytes: 0 };
+    let zero = FlowCpuCounts {
+        deliveries: 0,
+        backlog_deliveries: 0,
+        reads: 0,
+        mismatched_reads: 0,
+        read_bytes: 0,
+    };
     if FLOW_CPUS.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
         count_loss(Loss::FlowCpusCreated);
     }
@@ -124,7 +143,9 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
     let cpu = cpu();
     let key = key(sk);
     let in_softirq = cpu_state().is_some_and(|s| unsafe { (*s).in_net_rx } != 0);
-    let Some(f) = flow(&key, family, protocol) else { return };
+    let Some(f) = flow(&key, family, protocol) else {
+        return;
+    };
     if in_softirq {
         f.last_delivery_cpu = cpu;
     }
@@ -144,7 +165,9 @@ fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
     }
     let cpu = cpu();
     let key = key(sk);
-    let Some(f) = flow(&key, family, protocol) else { return };
+    let Some(f) = flow(&key, family, protocol) else {
+        return;
+    };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if f.tgid != tgid {
         f.tgid = tgid;
@@ -209,8 +232,10 @@ pub fn sock_recv_length_tp(ctx: TracePointContext) -> u32 {
     let read = || unsafe {
         Some((
             ctx.read_at::<u64>(tp_format::SOCK_RECV_LENGTH_SK).ok()?,
-            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_FAMILY).ok()?,
-            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_PROTOCOL).ok()?,
+            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_FAMILY)
+                .ok()?,
+            ctx.read_at::<u16>(tp_format::SOCK_RECV_LENGTH_PROTOCOL)
+                .ok()?,
             ctx.read_at::<i32>(tp_format::SOCK_RECV_LENGTH_RET).ok()?,
         ))
     };

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use irq_ebpf::{IrqStats, Loss, MAX_IRQ_NR, MAX_IRQ_SLOTS, tp_format};
+use irq_ebpf::{tp_format, IrqStats, Loss, MAX_IRQ_NR, MAX_IRQ_SLOTS};
 
 use super::common::{count_loss, cpu, cpu_selected, cpu_state, now_ns, record};
 
@@ -52,7 +52,13 @@ fn on_exit(irq: i32) {
         return;
     };
     let s = unsafe { &mut *stats };
-    record(&mut s.count, &mut s.total_ns, &mut s.max_ns, &mut s.hist, ns);
+    record(
+        &mut s.count,
+        &mut s.total_ns,
+        &mut s.max_ns,
+        &mut s.hist,
+        ns,
+    );
 }
 
 #[btf_tracepoint(function = "irq_handler_entry")]

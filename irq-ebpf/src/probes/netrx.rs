@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
-use irq_ebpf::{Loss, MAX_NETDEVS, NetDevStats, tp_format};
+use irq_ebpf::{tp_format, Loss, NetDevStats, MAX_NETDEVS};
 
 use super::common::{count_loss, cpu, cpu_selected, offset, read_at};
 
@@ -52,7 +52,9 @@ fn on_napi_poll<C: aya_ebpf::EbpfContext>(ctx: &C, napi: u64, work: i32, budget:
     if napi == 0 || !cpu_selected(cpu()) {
         return;
     }
-    let Some(dev) = read_at::<u64>(napi, offset!(napi_dev)) else { return };
+    let Some(dev) = read_at::<u64>(napi, offset!(napi_dev)) else {
+        return;
+    };
     if dev == 0 {
         return;
     }
@@ -71,7 +73,9 @@ fn on_receive_skb<C: aya_ebpf::EbpfContext>(ctx: &C, skb: u64, len: Option<u32>)
     if skb == 0 || !cpu_selected(cpu()) {
         return;
     }
-    let Some(dev) = read_at::<u64>(skb, offset!(skb_dev)) else { return };
+    let Some(dev) = read_at::<u64>(skb, offset!(skb_dev)) else {
+        return;
+    };
     if dev == 0 {
         return;
     }

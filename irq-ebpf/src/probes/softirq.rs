@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::{BtfTracePointContext, TracePointContext},
 };
-use irq_ebpf::{Loss, NET_RX_VEC, NR_SOFTIRQS, SoftirqStats, tp_format};
+use irq_ebpf::{tp_format, Loss, SoftirqStats, NET_RX_VEC, NR_SOFTIRQS};
 
 use super::common::{count_loss, cpu, cpu_selected, cpu_state, ksoftirqd_pid, now_ns, record};
 
@@ -106,7 +106,13 @@ fn on_exit(vec: u32) {
     let ns = now_ns().saturating_sub(*entered);
     *entered = 0;
     let Some(s) = stats(vec) else { return };
-    record(&mut s.count, &mut s.total_ns, &mut s.max_ns, &mut s.handler_hist, ns);
+    record(
+        &mut s.count,
+        &mut s.total_ns,
+        &mut s.max_ns,
+        &mut s.handler_hist,
+        ns,
+    );
     let pid = bpf_get_current_pid_tgid() as u32;
     if pid != 0 && pid == ksoftirqd_pid(cpu) {
         s.ksoftirqd_runs += 1;
