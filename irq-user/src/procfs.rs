@@ -80,13 +80,19 @@ fn is_hwirq_or_type(token: &str) -> bool {
         || matches!(token, "edge" | "level" | "fasteoi" | "simple")
 }
 
-/// Parses /proc/interrupts. `path` only names the file in errors.
-pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts, ProcError> {
-    let mut lines = reader.lines();
+/// A /proc table of per-CPU counts: the CPU header, then "KEY: rest" lines (1-based line
+/// numbers kept for errors).
+struct CpuTable {
+    cpus: Vec<u32>,
+    rows: Vec<(usize, String, String)>,
+}
+
+fn read_cpu_table(reader: impl BufRead, path: &Path) -> Result<CpuTable, ProcError> {
     let io = |source| ProcError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let mut lines = reader.lines();
     let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
     let cpus = parse_cpu_header(&header, path)?;
     let mut rows = Vec::new();
@@ -95,14 +101,24 @@ pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts,
         if line.trim().is_empty() {
             continue;
         }
-        let Some((id, rest)) = line.split_once(':') else {
+        let Some((key, rest)) = line.split_once(':') else {
             return Err(ProcError::Parse {
                 path: path.to_path_buf(),
                 line: i + 2,
-                what: "no ':' after the IRQ number".into(),
+                what: "no ':' after the first column".into(),
             });
         };
-        let id = id.trim().to_string();
+        rows.push((i + 2, key.trim().to_string(), rest.to_string()));
+    }
+    Ok(CpuTable { cpus, rows })
+}
+
+/// Parses /proc/interrupts. `path` only names the file in errors.
+pub fn parse_interrupts(reader: impl BufRead, path: &Path) -> Result<Interrupts, ProcError> {
+    let table = read_cpu_table(reader, path)?;
+    let cpus = table.cpus;
+    let mut rows = Vec::new();
+    for (_, id, rest) in table.rows {
         let irq = id.parse().ok();
         let mut tokens = rest.split_whitespace().peekable();
         let mut counts = Vec::with_capacity(cpus.len());
@@ -158,37 +174,25 @@ impl Softirqs {
 }
 
 pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, ProcError> {
-    let mut lines = reader.lines();
-    let io = |source| ProcError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let header = lines.next().transpose().map_err(io)?.unwrap_or_default();
-    let cpus = parse_cpu_header(&header, path)?;
+    let table = read_cpu_table(reader, path)?;
     let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parse_err = |what: String| ProcError::Parse {
-            path: path.to_path_buf(),
-            line: i + 2,
-            what,
-        };
-        let (name, rest) = line
-            .split_once(':')
-            .ok_or_else(|| parse_err("no ':' after the vector name".into()))?;
+    for (line, name, rest) in table.rows {
         let counts = rest
             .split_whitespace()
             .map(|n| {
-                n.parse::<u64>()
-                    .map_err(|_| parse_err(format!("bad count {n:?}")))
+                n.parse::<u64>().map_err(|_| ProcError::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    what: format!("bad count {n:?}"),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        rows.push((name.trim().to_string(), counts));
+        rows.push((name, counts));
     }
-    Ok(Softirqs { cpus, rows })
+    Ok(Softirqs {
+        cpus: table.cpus,
+        rows,
+    })
 }
 
 fn open(root: &Path, rel: &str) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), ProcError> {

@@ -218,36 +218,32 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
         assert_eq!(f.local().ip().to_string(), pair.ip6_b);
         assert_eq!(f.remote().ip().to_string(), pair.ip6_a);
 
-        // UDP, unconnected receiver: RPS to CPU 0 → mismatched.
-        steer(&pair, "1", false, &entries);
-        let local = udp_flow(&pair, 5404, "irqt-udp-rps1");
-        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps1");
-        assert!(
-            f.mismatch_ratio() >= 0.9,
-            "UDP with rps_cpus=1: mismatch {:.3} < 0.9",
-            f.mismatch_ratio()
-        );
-
-        // RFS on does not help an unconnected UDP socket (no flow hash recorded for it):
-        // still mismatched, and reported as such.
-        steer(&pair, "1", true, &entries);
-        let local = udp_flow(&pair, 5405, "irqt-udp-rfs");
-        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rfs");
-        assert!(
-            f.mismatch_ratio() >= 0.9,
-            "unconnected UDP with RFS on: mismatch {:.3} < 0.9",
-            f.mismatch_ratio()
-        );
-
-        // RPS to the reader's CPU: matched.
-        steer(&pair, "2", false, &entries);
-        let local = udp_flow(&pair, 5406, "irqt-udp-rps2");
-        let f = find_flow(&probes, Protocol::Udp, local, "irqt-udp-rps2");
-        assert!(
-            f.mismatch_ratio() <= 0.1,
-            "UDP with rps_cpus=2: mismatch {:.3} > 0.1",
-            f.mismatch_ratio()
-        );
+        // UDP, unconnected receivers: (rps_cpus, RFS, port, comm, mismatched?).
+        // RPS to CPU 0 mismatches; RFS on does not help an unconnected socket (the kernel
+        // records no flow hash for it), so it stays mismatched and is reported as such; RPS to
+        // the reader's CPU matches.
+        let udp_cases = [
+            ("1", false, 5404, "irqt-udp-rps1", true),
+            ("1", true, 5405, "irqt-udp-rfs", true),
+            ("2", false, 5406, "irqt-udp-rps2", false),
+        ];
+        for (rps, rfs, port, comm, mismatched) in udp_cases {
+            steer(&pair, rps, rfs, &entries);
+            let local = udp_flow(&pair, port, comm);
+            let f = find_flow(&probes, Protocol::Udp, local, comm);
+            let ratio = f.mismatch_ratio();
+            if mismatched {
+                assert!(
+                    ratio >= 0.9,
+                    "UDP rps_cpus={rps} rfs={rfs}: mismatch {ratio:.3} < 0.9"
+                );
+            } else {
+                assert!(
+                    ratio <= 0.1,
+                    "UDP rps_cpus={rps} rfs={rfs}: mismatch {ratio:.3} > 0.1"
+                );
+            }
+        }
 
         let snap = probes.snapshot().expect("snapshot");
         assert_eq!(snap.flow_evictions(), 0, "flows evicted in a small test");
