@@ -337,3 +337,20 @@ mod pod {
     unsafe impl aya::Pod for FlowCpuKey {}
     unsafe impl aya::Pod for FlowCpuCounts {}
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn abi_sizes() {
+        use super::*;
+        assert_eq!(hist::BUCKETS, 140);
+        assert_eq!(core::mem::size_of::<IrqStats>(), 1144);
+        assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
+        assert_eq!(core::mem::size_of::<FlowInfo>(), 64);
+        assert_eq!(core::mem::size_of::<NetDevStats>(), 64);
+        assert_eq!(Loss::ALL.len(), Loss::COUNT as usize);
+        for (i, l) in Loss::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "Loss::ALL is in index order");
+        }
+    }
+}
