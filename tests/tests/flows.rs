@@ -35,28 +35,21 @@ fn steer(pair: &NetnsPair, rps_cpus: &str, rfs: bool, entries: &Restore) {
     );
 }
 
-/// A TCP receiver pinned to READER_CPU in namespace b, fed from namespace a for a bounded time.
-fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
-    let (ip_a, ip_b) = if v6 {
-        (&pair.ip6_a, &pair.ip6_b)
-    } else {
-        (&pair.ip_a, &pair.ip_b)
-    };
-    let server: SocketAddr = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
-    let _ = ip_a;
+/// Runs `receive` in namespace b, pinned to READER_CPU, with thread name `comm` (it calls
+/// `ready` once bound), and `send` in namespace a pinned to CPU 0; returns what `receive` did.
+fn exchange<T: Send + 'static>(
+    pair: &NetnsPair,
+    comm: &str,
+    receive: impl FnOnce(Box<dyn FnOnce() + Send>) -> T + Send + 'static,
+    send: impl FnOnce() + Send + 'static,
+) -> T {
     let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = std::thread::spawn(move || {
         enter_netns(&b);
         pin_to_cpu(READER_CPU);
         name_thread(&comm);
-        let l = TcpListener::bind(server).expect("bind");
-        ready_tx.send(()).expect("ready");
-        let (mut s, _) = l.accept().expect("accept");
-        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
-        // as data arrives rather than in a few large gulps.
-        let mut buf = [0u8; 4096];
-        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        receive(Box::new(move || ready_tx.send(()).expect("ready")))
     });
     ready_rx
         .recv_timeout(Duration::from_secs(5))
@@ -64,12 +57,32 @@ fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
     let sender = std::thread::spawn(move || {
         enter_netns(&a);
         pin_to_cpu(0);
+        send();
+    });
+    sender.join().expect("sender");
+    receiver.join().expect("receiver")
+}
+
+/// A TCP receiver fed from namespace a for a bounded time; returns its address.
+fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
+    let ip_b = if v6 { &pair.ip6_b } else { &pair.ip_b };
+    let server = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
+    let receive = move |ready: Box<dyn FnOnce() + Send>| {
+        let l = TcpListener::bind(server).expect("bind");
+        ready();
+        let (mut s, _) = l.accept().expect("accept");
+        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
+        // as data arrives rather than in a few large gulps.
+        let mut buf = [0u8; 4096];
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    };
+    let send = move || {
         let mut s = TcpStream::connect(server).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
         let chunk = [0x42u8; 1024];
         let start = Instant::now();
-        // Paced so the receiver keeps up: deliveries then happen in softirq context, not from
-        // the socket backlog when the reader releases the socket lock.
-        s.set_nodelay(true).expect("nodelay");
+        // Paced so the receiver keeps up: deliveries then mostly happen in softirq context,
+        // not from the socket backlog when the reader releases the socket lock.
         for i in 0..10_000u32 {
             if start.elapsed() > Duration::from_secs(4) {
                 break;
@@ -79,25 +92,19 @@ fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-    });
-    sender.join().expect("sender");
-    receiver.join().expect("receiver");
+    };
+    exchange(pair, comm, receive, send);
     server
 }
 
-/// An unconnected UDP receiver pinned to READER_CPU in namespace b.
+/// An unconnected UDP receiver; returns its address.
 fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
     let server = SocketAddr::new(pair.ip_b.parse::<IpAddr>().expect("ip"), port);
-    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = std::thread::spawn(move || {
-        enter_netns(&b);
-        pin_to_cpu(READER_CPU);
-        name_thread(&comm);
+    let receive = move |ready: Box<dyn FnOnce() + Send>| {
         let s = UdpSocket::bind(server).expect("bind");
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .expect("timeout");
-        ready_tx.send(()).expect("ready");
+        ready();
         let mut buf = [0u8; 2048];
         let mut got = 0;
         while let Ok((n, _)) = s.recv_from(&mut buf) {
@@ -107,14 +114,8 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
             got += 1;
         }
         got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("receiver ready");
-    let a2 = a.clone();
-    let sender = std::thread::spawn(move || {
-        enter_netns(&a2);
-        pin_to_cpu(0);
+    };
+    let send = move || {
         let s = UdpSocket::bind("0.0.0.0:0").expect("bind sender");
         let payload = [0x42u8; 512];
         for i in 0..5_000u32 {
@@ -124,9 +125,8 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
             }
         }
         let _ = s.send_to(&[0u8], server);
-    });
-    sender.join().expect("sender");
-    let got = receiver.join().expect("receiver");
+    };
+    let got = exchange(pair, comm, receive, send);
     assert!(got > 1000, "UDP receiver got only {got} datagrams");
     server
 }
