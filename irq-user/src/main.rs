@@ -56,20 +56,19 @@ fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
     cpulist::parse(s).map_err(|e| e.to_string())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
+/// before anything is loaded, so a signal that arrives while the probes attach is not lost to
+/// the default action (which would end the process without a report).
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    })
 }
 
 async fn record(args: RecordArgs) -> anyhow::Result<()> {
@@ -84,7 +83,8 @@ async fn record(args: RecordArgs) -> anyhow::Result<()> {
         force_classic: args.classic,
         kernel_log: args.kernel_log,
     };
-    let session = session::record(&opts, Duration::from_secs(args.duration), stop_signal()).await?;
+    let stop = stop_signal()?;
+    let session = session::record(&opts, Duration::from_secs(args.duration), stop).await?;
     if session.interrupted {
         eprintln!(
             "stopped early; reporting the {:.1} s recorded",
