@@ -281,6 +281,18 @@ pub struct FlowCpuKey {
     pub cpu: u32,
 }
 
+impl FlowKey {
+    /// The key of this flow's counts on `cpu`.
+    pub const fn on_cpu(&self, cpu: u32) -> FlowCpuKey {
+        FlowCpuKey {
+            sk: self.sk,
+            remote_port_be: self.remote_port_be,
+            local_port: self.local_port,
+            cpu,
+        }
+    }
+}
+
 impl FlowCpuKey {
     pub const fn flow(&self) -> FlowKey {
         FlowKey {

@@ -351,7 +351,7 @@ impl Probes {
                 disabled.push(Disabled { probe, reason });
                 continue;
             }
-            match attach(&mut ebpf, &btf, probe, opts.force_classic) {
+            match attach(&mut ebpf, &btf, env, probe, opts.force_classic) {
                 Ok((kind, program)) => attached.push(Attached {
                     probe,
                     kind,
@@ -374,7 +374,6 @@ impl Probes {
                 .collect();
             return Err(LoadError::NothingAttached(reasons.join("\n")));
         }
-        let _ = env;
         let program_ids = ebpf
             .programs()
             .filter_map(|(_, p)| p.info().ok())
@@ -527,6 +526,7 @@ fn short_reason(e: &aya::programs::ProgramError) -> String {
 fn attach(
     ebpf: &mut Ebpf,
     btf: &Btf,
+    env: &Environment,
     probe: &'static ProbeDef,
     force_classic: bool,
 ) -> Result<(AttachKind, &'static str), String> {
@@ -570,6 +570,15 @@ fn attach(
     })();
     match result {
         Ok(()) => Ok((AttachKind::Classic, probe.tp_program)),
+        // Say plainly when the kernel simply lacks the tracepoint (older kernel, config).
+        Err(_) if !env.has_tracepoint(probe.category, probe.name) => Err(format!(
+            "this kernel has no tracepoint {}:{} (no {}/events/{}/{})",
+            probe.category,
+            probe.name,
+            env.tracefs.display(),
+            probe.category,
+            probe.name
+        )),
         Err(e) => Err(format!(
             "BTF tracepoint: {btf_error}; classic tracepoint: {}",
             short_reason(&e)

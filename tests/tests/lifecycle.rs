@@ -9,12 +9,19 @@ use std::{
 use irq_ebpf::tp_format;
 use irqtune_tests::{irqtune_bin, irqtune_programs_loaded, require_root};
 
-fn record(args: &[&str]) -> std::process::Output {
-    Command::new(irqtune_bin())
+/// Runs `irqtune record ARGS`, checks it succeeded, returns its report.
+fn record(args: &[&str]) -> String {
+    let out = Command::new(irqtune_bin())
         .arg("record")
         .args(args)
         .output()
-        .expect("run irqtune")
+        .expect("run irqtune");
+    assert!(
+        out.status.success(),
+        "irqtune record {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -28,13 +35,7 @@ fn nothing_stays_loaded_after_exit_and_a_second_run_works() {
         irqtune_programs_loaded()
     );
     for run in 1..=2 {
-        let out = record(&["--duration", "1"]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "run {run} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = record(&["--duration", "1"]);
         assert!(
             stdout.contains("probes: 9 attached"),
             "run {run} report:\n{stdout}"
@@ -107,13 +108,7 @@ fn classic_tracepoint_fallback_attaches_everything() {
     if !require_root("classic_tracepoint_fallback_attaches_everything") {
         return;
     }
-    let out = record(&["--duration", "1", "--classic"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = record(&["--duration", "1", "--classic"]);
     assert!(
         stdout.contains("probes: 9 attached (0 BTF tracepoints, 9 classic)"),
         "{stdout}"

@@ -60,28 +60,29 @@ fn programs() -> anyhow::Result<BTreeMap<u64, (String, ProgStats)>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    // A small hand parse of bpftool's flat JSON objects keeps xtask free of a JSON dependency.
-    let mut progs = BTreeMap::new();
-    for obj in text.split("},{") {
-        let field = |key: &str| -> Option<&str> {
-            let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = &obj[at..];
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim_matches('"'))
-        };
-        let (Some(id), Some(name)) = (field("id").and_then(|v| v.parse().ok()), field("name"))
-        else {
-            continue;
-        };
-        let stats = ProgStats {
-            run_time_ns: field("run_time_ns")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            run_cnt: field("run_cnt").and_then(|v| v.parse().ok()).unwrap_or(0),
-        };
-        progs.insert(id, (name.to_string(), stats));
+    // bpftool prints run_time_ns/run_cnt only while kernel.bpf_stats_enabled=1.
+    #[derive(serde::Deserialize)]
+    struct Prog {
+        id: u64,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        run_time_ns: u64,
+        #[serde(default)]
+        run_cnt: u64,
     }
+    let list: Vec<Prog> =
+        serde_json::from_slice(&out.stdout).context("parse bpftool prog show -j")?;
+    let progs = list
+        .into_iter()
+        .map(|p| {
+            let stats = ProgStats {
+                run_time_ns: p.run_time_ns,
+                run_cnt: p.run_cnt,
+            };
+            (p.id, (p.name, stats))
+        })
+        .collect();
     Ok(progs)
 }
 

@@ -107,12 +107,7 @@ fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowIn
 /// This CPU's counts for the socket. Only this CPU writes them, so plain adds are exact.
 #[inline(always)]
 fn counts(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
-    let key = FlowCpuKey {
-        sk: flow.sk,
-        remote_port_be: flow.remote_port_be,
-        local_port: flow.local_port,
-        cpu,
-    };
+    let key = flow.on_cpu(cpu);
     if let Some(c) = FLOW_CPUS.get_ptr_mut(key) {
         return Some(unsafe { &mut *c });
     }
