@@ -1,4 +1,6 @@
-//! CPU lists as the kernel writes them ("0-3,8,10-11": cpulist_parse in lib/bitmap.c).
+//! CPU sets as the kernel writes them: lists ("0-3,8,10-11", cpulist_parse in lib/bitmap.c)
+//! and hex masks ("ff,ffffffff", comma-separated 32-bit groups, bitmap_parse and `%*pb`), as
+//! in smp_affinity, rps_cpus and xps_cpus.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpuListError {
@@ -8,6 +10,61 @@ pub enum CpuListError {
     Item(String),
     #[error("bad CPU range {0}-{1}: the end is below the start")]
     Reversed(u32, u32),
+    #[error("bad CPU mask {0:?}: expected hex digits in comma-separated 32-bit groups, e.g. ff,ffffffff")]
+    Mask(String),
+}
+
+/// Parses a hex CPU mask ("3", "00000000,00000001", "ff,ffffffff") into sorted CPU numbers.
+/// An all-zero mask is the empty set (rps_cpus "0" means RPS off).
+pub fn parse_mask(text: &str) -> Result<Vec<u32>, CpuListError> {
+    let text = text.trim();
+    let bad = || CpuListError::Mask(text.to_string());
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let groups: Vec<&str> = text.split(',').collect();
+    let mut cpus = Vec::new();
+    for (i, group) in groups.iter().rev().enumerate() {
+        // Only the first (most significant) group may be shorter or longer than 8 digits
+        // when the kernel prints it, but bitmap_parse takes any group of up to 8 digits.
+        if group.is_empty() || group.len() > 8 && groups.len() > 1 {
+            return Err(bad());
+        }
+        let digits = group.as_bytes();
+        for (j, d) in digits.iter().rev().enumerate() {
+            let v = (*d as char).to_digit(16).ok_or_else(bad)?;
+            for bit in 0..4 {
+                if v & (1 << bit) != 0 {
+                    cpus.push(i as u32 * 32 + j as u32 * 4 + bit);
+                }
+            }
+        }
+    }
+    cpus.sort_unstable();
+    Ok(cpus)
+}
+
+/// Formats CPUs as the kernel prints a mask of `nbits` bits (nr_cpu_ids): 32-bit groups of 8
+/// hex digits separated by commas, the most significant group only as wide as it needs to be
+/// ("3" for 2 CPUs, "ffffffff,ffffffff" for 64, "ff,ffffffff,ffffffff" for 72).
+pub fn format_mask(cpus: &[u32], nbits: u32) -> String {
+    let top = cpus.iter().copied().max().map_or(0, |c| c + 1);
+    let nbits = nbits.max(top).max(1);
+    let ngroups = nbits.div_ceil(32) as usize;
+    let mut words = vec![0u32; ngroups];
+    for &c in cpus {
+        words[(c / 32) as usize] |= 1 << (c % 32);
+    }
+    let first_width = match nbits % 32 {
+        0 => 8,
+        r => r.div_ceil(4) as usize,
+    };
+    let mut out = Vec::with_capacity(ngroups);
+    for (i, w) in words.iter().enumerate().rev() {
+        let width = if i == ngroups - 1 { first_width } else { 8 };
+        out.push(format!("{w:0width$x}"));
+    }
+    out.join(",")
 }
 
 /// Parses a CPU list into sorted, deduplicated CPU numbers.
@@ -74,6 +131,34 @@ mod tests {
         assert_eq!(format(&[11, 10, 8, 3, 2, 1, 0]), "0-3,8,10-11");
         assert_eq!(parse(" 1 ").unwrap(), vec![1]);
         assert_eq!(parse("1,1,0").unwrap(), vec![0, 1]);
+    }
+
+    #[test]
+    fn masks_match_the_kernel_format() {
+        assert_eq!(format_mask(&[0, 1], 2), "3");
+        assert_eq!(format_mask(&[], 2), "0");
+        assert_eq!(format_mask(&[0], 8), "01");
+        assert_eq!(format_mask(&[0, 63], 64), "80000000,00000001");
+        let all: Vec<u32> = (0..72).collect();
+        assert_eq!(format_mask(&all, 72), "ff,ffffffff,ffffffff");
+        assert_eq!(format_mask(&[40], 48), "0100,00000000");
+        assert_eq!(
+            format_mask(&[33], 128),
+            "00000000,00000000,00000002,00000000"
+        );
+        for (cpus, n) in [
+            (vec![1, 5, 33, 47], 48),
+            (vec![0, 31, 32, 95], 96),
+            (vec![], 64),
+        ] {
+            assert_eq!(parse_mask(&format_mask(&cpus, n)).unwrap(), cpus);
+        }
+        assert_eq!(parse_mask("00000000,00000001").unwrap(), vec![0]);
+        assert_eq!(parse_mask("f0").unwrap(), vec![4, 5, 6, 7]);
+        assert!(parse_mask("xyz").is_err());
+        assert!(parse_mask("1,,2").is_err());
+        assert!(parse_mask("").is_err());
+        assert!(parse_mask("123456789,0").is_err());
     }
 
     #[test]
