@@ -1,0 +1,514 @@
+//! Machine-shaped /proc and /sys trees for tests and offline demos: a [`MachineSpec`] says
+//! what the machine has (sockets, cores, SMT, isolated CPUs, NICs with their queue IRQs,
+//! disks), and [`MachineSpec::write`] lays out the files the kernel would show, with the
+//! same formats and the same quirks (masks as wide as nr_cpu_ids, virtio's PCI parent,
+//! xps_cpus missing on single-queue devices). The specs in `tests/` model real machines.
+
+use std::{fs, io, os::unix::fs::symlink, path::Path};
+
+use crate::cpulist;
+
+/// How a NIC's drivers name its queue IRQs in /proc/interrupts.
+#[derive(Clone, Debug)]
+pub enum IrqNaming {
+    /// "eth2-TxRx-3" (ixgbe, igb), one vector per queue pair, plus "eth2" for the link.
+    TxRx,
+    /// "virtioN-input.Q" / "virtioN-output.Q" (virtio-net), plus "virtioN-config".
+    Virtio { dev: String },
+    /// "mlx5_compQ@pci:BDF" (mlx5), plus "mlx5_async0@pci:BDF"; found through msi_irqs.
+    Mlx5,
+    /// No IRQs (veth, bridge).
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct NicSpec {
+    pub name: String,
+    pub driver: String,
+    pub pci: String,
+    pub node: i32,
+    pub queues: u32,
+    pub naming: IrqNaming,
+    pub first_irq: u32,
+    /// Interrupts per queue vector so far (the load signal of an offline plan).
+    pub counts: Vec<u64>,
+    /// Where the queue IRQs are allowed to go today.
+    pub affinity: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DiskSpec {
+    /// Vector name with `{q}` for its index: "nvme0q{q}" (q0 is the admin queue),
+    /// "virtio1-req.{q}".
+    pub pattern: String,
+    pub vectors: u32,
+    pub first_irq: u32,
+    pub counts: Vec<u64>,
+    /// Vectors from this index on are kernel-managed (1 for NVMe, 0 for virtio-blk).
+    pub managed_from: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MachineSpec {
+    pub hostname: String,
+    pub boot_id: String,
+    pub kernel: String,
+    pub sockets: u32,
+    pub cores_per_socket: u32,
+    pub threads_per_core: u32,
+    pub isolated: Vec<u32>,
+    pub nohz_full: Vec<u32>,
+    pub offline: Vec<u32>,
+    pub nics: Vec<NicSpec>,
+    pub disks: Vec<DiskSpec>,
+    pub rps_sock_flow_entries: u64,
+    pub irqbalance: bool,
+}
+
+impl Default for MachineSpec {
+    fn default() -> Self {
+        MachineSpec {
+            hostname: "fixture".into(),
+            boot_id: "00000000-0000-4000-8000-000000000001".into(),
+            kernel: "6.18.0".into(),
+            sockets: 1,
+            cores_per_socket: 2,
+            threads_per_core: 1,
+            isolated: vec![],
+            nohz_full: vec![],
+            offline: vec![],
+            nics: vec![],
+            disks: vec![],
+            rps_sock_flow_entries: 0,
+            irqbalance: false,
+        }
+    }
+}
+
+struct IrqLine {
+    irq: u32,
+    chip: String,
+    name: String,
+    counts: u64,
+    affinity: Vec<u32>,
+    node: i32,
+    managed: bool,
+}
+
+fn put(root: &Path, rel: &str, text: &str) -> io::Result<()> {
+    let p = root.join(rel);
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(p, format!("{text}\n"))
+}
+
+impl MachineSpec {
+    pub fn nr_cpus(&self) -> u32 {
+        self.sockets * self.cores_per_socket * self.threads_per_core
+    }
+
+    /// Linux's x86 enumeration: first thread of every core of every socket, then the second
+    /// threads. Returns (socket, core, thread) of `cpu`.
+    pub fn place(&self, cpu: u32) -> (u32, u32, u32) {
+        let per_thread = self.sockets * self.cores_per_socket;
+        let thread = cpu / per_thread;
+        let rest = cpu % per_thread;
+        (
+            rest / self.cores_per_socket,
+            rest % self.cores_per_socket,
+            thread,
+        )
+    }
+
+    pub fn socket_cpus(&self, socket: u32) -> Vec<u32> {
+        (0..self.nr_cpus())
+            .filter(|&c| self.place(c).0 == socket)
+            .collect()
+    }
+
+    fn irq_lines(&self) -> Vec<IrqLine> {
+        let all: Vec<u32> = (0..self.nr_cpus()).collect();
+        let mut lines = vec![IrqLine {
+            irq: 0,
+            chip: "IO-APIC   2-edge".into(),
+            name: "timer".into(),
+            counts: 44,
+            affinity: all.clone(),
+            node: -1,
+            managed: false,
+        }];
+        for nic in &self.nics {
+            let pci_chip = format!("PCI-MSIX-{}", nic.pci);
+            let mut irq = nic.first_irq;
+            let mut push = |name: String, counts: u64| {
+                lines.push(IrqLine {
+                    irq,
+                    chip: pci_chip.clone(),
+                    name,
+                    counts,
+                    affinity: nic.affinity.clone(),
+                    node: nic.node,
+                    managed: false,
+                });
+                irq += 1;
+            };
+            let count = |q: u32| nic.counts.get(q as usize).copied().unwrap_or(0);
+            match &nic.naming {
+                IrqNaming::TxRx => {
+                    push(nic.name.clone(), 3334);
+                    for q in 0..nic.queues {
+                        push(format!("{}-TxRx-{q}", nic.name), count(q));
+                    }
+                }
+                IrqNaming::Virtio { dev } => {
+                    push(format!("{dev}-config"), 0);
+                    for q in 0..nic.queues {
+                        push(format!("{dev}-input.{q}"), count(q));
+                        push(format!("{dev}-output.{q}"), count(q) / 4);
+                    }
+                }
+                IrqNaming::Mlx5 => {
+                    push(format!("mlx5_async0@pci:{}", nic.pci), 120);
+                    for q in 0..nic.queues {
+                        push(format!("mlx5_comp{q}@pci:{}", nic.pci), count(q));
+                    }
+                }
+                IrqNaming::None => {}
+            }
+        }
+        for disk in &self.disks {
+            for q in 0..disk.vectors {
+                let managed = disk.managed_from.is_some_and(|m| q >= m);
+                let q_cpus = if managed {
+                    vec![(q - disk.managed_from.unwrap_or(0)) % self.nr_cpus()]
+                } else {
+                    all.clone()
+                };
+                lines.push(IrqLine {
+                    irq: disk.first_irq + q,
+                    chip: "PCI-MSIX-0000:5e:00.0".into(),
+                    name: disk.pattern.replace("{q}", &q.to_string()),
+                    counts: disk.counts.get(q as usize).copied().unwrap_or(0),
+                    affinity: q_cpus,
+                    node: 0,
+                    managed,
+                });
+            }
+        }
+        lines
+    }
+
+    /// Writes the tree under `root`.
+    pub fn write(&self, root: &Path) -> io::Result<()> {
+        let n = self.nr_cpus();
+        let online: Vec<u32> = (0..n).filter(|c| !self.offline.contains(c)).collect();
+        let cpu = "sys/devices/system/cpu";
+        put(root, &format!("{cpu}/possible"), &format!("0-{}", n - 1))?;
+        put(root, &format!("{cpu}/present"), &format!("0-{}", n - 1))?;
+        put(root, &format!("{cpu}/online"), &cpulist::format(&online))?;
+        put(
+            root,
+            &format!("{cpu}/offline"),
+            &cpulist::format(&self.offline),
+        )?;
+        put(
+            root,
+            &format!("{cpu}/isolated"),
+            &cpulist::format(&self.isolated),
+        )?;
+        if !self.nohz_full.is_empty() {
+            put(
+                root,
+                &format!("{cpu}/nohz_full"),
+                &cpulist::format(&self.nohz_full),
+            )?;
+        }
+        for c in &online {
+            let (s, core, _) = self.place(*c);
+            let siblings: Vec<u32> = (0..n)
+                .filter(|&o| {
+                    let (os, oc, _) = self.place(o);
+                    os == s && oc == core
+                })
+                .collect();
+            let d = format!("{cpu}/cpu{c}");
+            put(
+                root,
+                &format!("{d}/topology/physical_package_id"),
+                &s.to_string(),
+            )?;
+            put(root, &format!("{d}/topology/core_id"), &core.to_string())?;
+            put(
+                root,
+                &format!("{d}/topology/thread_siblings_list"),
+                &cpulist::format(&siblings),
+            )?;
+            put(root, &format!("{d}/cache/index3/level"), "3")?;
+            put(
+                root,
+                &format!("{d}/cache/index3/shared_cpu_list"),
+                &cpulist::format(&self.socket_cpus(s)),
+            )?;
+        }
+        for s in 0..self.sockets {
+            put(
+                root,
+                &format!("sys/devices/system/node/node{s}/cpulist"),
+                &cpulist::format(&self.socket_cpus(s)),
+            )?;
+        }
+
+        // /proc/interrupts, /proc/irq/N
+        let mut lines = self.irq_lines();
+        lines.sort_by_key(|l| l.irq);
+        let mut text = String::from("     ");
+        for c in &online {
+            text.push_str(&format!(" {:>10}", format!("CPU{c}")));
+        }
+        text.push('\n');
+        for l in &lines {
+            text.push_str(&format!("{:>4}:", l.irq));
+            let target = l.affinity.first().copied().unwrap_or(0);
+            for c in &online {
+                let v = if *c == target { l.counts } else { 0 };
+                text.push_str(&format!(" {v:>10}"));
+            }
+            text.push_str(&format!("  {}  {}\n", l.chip, l.name));
+            let d = format!("proc/irq/{}", l.irq);
+            put(
+                root,
+                &format!("{d}/smp_affinity"),
+                &cpulist::format_mask(&l.affinity, n),
+            )?;
+            put(
+                root,
+                &format!("{d}/smp_affinity_list"),
+                &cpulist::format(&l.affinity),
+            )?;
+            put(
+                root,
+                &format!("{d}/effective_affinity_list"),
+                &target.to_string(),
+            )?;
+            put(root, &format!("{d}/node"), &l.node.to_string())?;
+            if l.managed {
+                put(
+                    root,
+                    &format!("sys/kernel/debug/irq/irqs/{}", l.irq),
+                    "handler:  handle_edge_irq\ndstate:   0x3400 IRQD_AFFINITY_MANAGED",
+                )?;
+            } else if self.disks.iter().any(|d| d.managed_from.is_some()) {
+                put(
+                    root,
+                    &format!("sys/kernel/debug/irq/irqs/{}", l.irq),
+                    "handler:  handle_edge_irq\ndstate:   0x3000",
+                )?;
+            }
+        }
+        text.push_str(&format!("{:>4}:", "NMI"));
+        for _ in &online {
+            text.push_str(&format!(" {:>10}", 0));
+        }
+        text.push_str("   Non-maskable interrupts\n");
+        put(root, "proc/interrupts", text.trim_end())?;
+
+        let mut softirqs = String::from("                ");
+        for c in &online {
+            softirqs.push_str(&format!(" {:>10}", format!("CPU{c}")));
+        }
+        softirqs.push('\n');
+        for v in irq_ebpf::SOFTIRQ_NAMES {
+            softirqs.push_str(&format!("{v:>12}:"));
+            for _ in &online {
+                softirqs.push_str(&format!(" {:>10}", 0));
+            }
+            softirqs.push('\n');
+        }
+        put(root, "proc/softirqs", softirqs.trim_end())?;
+
+        put(root, "proc/sys/kernel/hostname", &self.hostname)?;
+        put(root, "proc/sys/kernel/random/boot_id", &self.boot_id)?;
+        put(root, "proc/sys/kernel/osrelease", &self.kernel)?;
+        put(
+            root,
+            "proc/sys/net/core/rps_sock_flow_entries",
+            &self.rps_sock_flow_entries.to_string(),
+        )?;
+        if self.irqbalance {
+            put(root, "proc/4242/comm", "irqbalance")?;
+            put(
+                root,
+                "proc/4242/cmdline",
+                "/usr/sbin/irqbalance\0--foreground",
+            )?;
+        }
+
+        for nic in &self.nics {
+            let net = format!("sys/class/net/{}", nic.name);
+            fs::create_dir_all(root.join(&net))?;
+            if !matches!(nic.naming, IrqNaming::None) {
+                let pci_dir = format!("sys/devices/pci0000:00/{}", nic.pci);
+                let dev_dir = match &nic.naming {
+                    IrqNaming::Virtio { dev } => format!("{pci_dir}/{dev}"),
+                    _ => pci_dir.clone(),
+                };
+                fs::create_dir_all(root.join(&dev_dir))?;
+                put(root, &format!("{pci_dir}/numa_node"), &nic.node.to_string())?;
+                let chip = format!("PCI-MSIX-{}", nic.pci);
+                for l in lines.iter().filter(|l| l.chip == chip) {
+                    put(root, &format!("{pci_dir}/msi_irqs/{}", l.irq), "msix")?;
+                }
+                symlink(
+                    format!("../../../bus/pci/drivers/{}", nic.driver),
+                    root.join(&dev_dir).join("driver"),
+                )?;
+                symlink(
+                    format!("../../../../{dev_dir}"),
+                    root.join(&net).join("device"),
+                )?;
+            }
+            let tx_visible = nic.queues > 1;
+            for q in 0..nic.queues {
+                let rx = format!("{net}/queues/rx-{q}");
+                put(
+                    root,
+                    &format!("{rx}/rps_cpus"),
+                    &cpulist::format_mask(&[], n),
+                )?;
+                put(root, &format!("{rx}/rps_flow_cnt"), "0")?;
+                let tx = format!("{net}/queues/tx-{q}");
+                fs::create_dir_all(root.join(&tx))?;
+                if tx_visible {
+                    put(
+                        root,
+                        &format!("{tx}/xps_cpus"),
+                        &cpulist::format_mask(&[], n),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-queue interrupt counts of the 4-queue ixgbe NIC in the source notes
+/// (eth3-TxRx-0..3, all on CPU 0 of a 4-CPU server).
+pub const SEED_ETH3_COUNTS: [u64; 4] = [746827548, 2674693551, 2341522223, 3587929355];
+
+fn seed_counts(n: u32) -> Vec<u64> {
+    (0..n)
+        .map(|q| SEED_ETH3_COUNTS[(q % 4) as usize] / (1 + u64::from(q / 4)))
+        .collect()
+}
+
+impl MachineSpec {
+    /// The 4-CPU server of the source notes: eth3 (ixgbe, 4 TxRx vectors), all on CPU 0.
+    pub fn seed_4cpu() -> MachineSpec {
+        MachineSpec {
+            hostname: "103-17-164-sh-100-k07".into(),
+            cores_per_socket: 4,
+            nics: vec![NicSpec {
+                name: "eth3".into(),
+                driver: "ixgbe".into(),
+                pci: "0000:01:00.0".into(),
+                node: 0,
+                queues: 4,
+                naming: IrqNaming::TxRx,
+                first_irq: 54,
+                counts: SEED_ETH3_COUNTS.to_vec(),
+                affinity: vec![0],
+            }],
+            ..MachineSpec::default()
+        }
+    }
+
+    /// A 2-socket server with SMT (2 x 12 cores x 2 threads = 48 CPUs, so masks take two
+    /// 32-bit groups), CPUs 20-23 and their siblings 44-47 isolated, an 8-queue ixgbe NIC
+    /// on node 1 with every vector on CPU 0 (the state the source notes start from), and
+    /// an NVMe drive whose I/O vectors are kernel-managed.
+    pub fn two_socket_server() -> MachineSpec {
+        MachineSpec {
+            hostname: "db-7".into(),
+            sockets: 2,
+            cores_per_socket: 12,
+            threads_per_core: 2,
+            isolated: vec![20, 21, 22, 23, 44, 45, 46, 47],
+            nics: vec![NicSpec {
+                name: "eth2".into(),
+                driver: "ixgbe".into(),
+                pci: "0000:af:00.0".into(),
+                node: 1,
+                queues: 8,
+                naming: IrqNaming::TxRx,
+                first_irq: 120,
+                counts: seed_counts(8),
+                affinity: vec![0],
+            }],
+            disks: vec![DiskSpec {
+                pattern: "nvme0q{q}".into(),
+                vectors: 9,
+                first_irq: 90,
+                counts: vec![
+                    51, 9_000_000, 8_500_000, 7_000_000, 6_000_000, 5_000_000, 4_000_000,
+                    3_000_000, 2_000_000,
+                ],
+                managed_from: Some(1),
+            }],
+            rps_sock_flow_entries: 0,
+            ..MachineSpec::default()
+        }
+    }
+
+    /// A 64-CPU server (2 x 16 cores x 2 threads) with a 16-queue mlx5 NIC on node 0, its
+    /// vectors spread by the driver over CPUs 0-15 but all counts on few CPUs.
+    pub fn server_64cpu() -> MachineSpec {
+        MachineSpec {
+            hostname: "edge-lb-3".into(),
+            sockets: 2,
+            cores_per_socket: 16,
+            threads_per_core: 2,
+            nics: vec![NicSpec {
+                name: "ens1f0np0".into(),
+                driver: "mlx5_core".into(),
+                pci: "0000:3b:00.0".into(),
+                node: 0,
+                queues: 16,
+                naming: IrqNaming::Mlx5,
+                first_irq: 200,
+                counts: seed_counts(16),
+                affinity: vec![0, 1],
+            }],
+            ..MachineSpec::default()
+        }
+    }
+
+    /// A 2-CPU VM with a single-queue virtio NIC, like the machines irqtune is tested on.
+    pub fn vm() -> MachineSpec {
+        MachineSpec {
+            hostname: "vm".into(),
+            cores_per_socket: 2,
+            nics: vec![NicSpec {
+                name: "eth0".into(),
+                driver: "virtio_net".into(),
+                pci: "0000:00:03.0".into(),
+                node: -1,
+                queues: 1,
+                naming: IrqNaming::Virtio {
+                    dev: "virtio2".into(),
+                },
+                first_irq: 37,
+                counts: vec![3544],
+                affinity: vec![0, 1],
+            }],
+            disks: vec![DiskSpec {
+                pattern: "virtio1-req.{q}".into(),
+                vectors: 1,
+                first_irq: 36,
+                counts: vec![40275],
+                managed_from: Some(0),
+            }],
+            ..MachineSpec::default()
+        }
+    }
+}
