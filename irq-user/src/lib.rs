@@ -8,9 +8,15 @@
 
 pub mod btf;
 pub mod cpulist;
+pub mod fixture;
+pub mod machine;
+pub mod netns;
 pub mod preflight;
 pub mod probes;
 pub mod procfs;
 pub mod report;
 pub mod session;
+pub mod show;
 pub mod snapshot;
+pub mod steering;
+pub mod sysroot;

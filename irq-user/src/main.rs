@@ -1,14 +1,12 @@
 //! `irqtune`: finds and fixes interrupt and softirq bottlenecks.
 
-use std::{process::ExitCode, time::Duration};
+mod cmd;
+
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use irq_user::{
-    cpulist,
-    probes::{Group, ProbeOptions},
-    session,
-};
+use irq_user::{netns, sysroot::SysRoot};
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +15,13 @@ use irq_user::{
     about = "Find and fix interrupt and softirq bottlenecks"
 )]
 struct Cli {
+    /// Read and write /proc and /sys below DIR instead of / (a captured tree, e.g. a sosreport).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+    /// Network devices of this network namespace (a name under /var/run/netns); global
+    /// settings such as rps_sock_flow_entries stay the host's.
+    #[arg(long, global = true, value_name = "NAME")]
+    netns: Option<String>,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -27,72 +32,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Profile hardirqs, softirqs, NET_RX and flows for a while, then print a report.
-    Record(RecordArgs),
-}
-
-#[derive(clap::Args)]
-struct RecordArgs {
-    /// How long to record, in seconds.
-    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    duration: u64,
-    /// Record only these CPUs (a CPU list such as 0-3,8).
-    #[arg(long, value_parser = parse_cpus)]
-    cpus: Option<Vec<u32>>,
-    /// Do not track flows (sockets).
-    #[arg(long)]
-    no_flows: bool,
-    /// Track one socket in N.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    flow_sample: u32,
-    /// Use classic tracepoints even where BTF tracepoints work.
-    #[arg(long)]
-    classic: bool,
-    /// Print the probes' own diagnostics (aya-log).
-    #[arg(long)]
-    kernel_log: bool,
-}
-
-fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
-    cpulist::parse(s).map_err(|e| e.to_string())
-}
-
-/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
-/// before anything is loaded, so a signal that arrives while the probes attach is not lost to
-/// the default action (which would end the process without a report).
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
-}
-
-async fn record(args: RecordArgs) -> anyhow::Result<()> {
-    let mut skip = Vec::new();
-    if args.no_flows {
-        skip.push(Group::Flows);
-    }
-    let opts = ProbeOptions {
-        cpus: args.cpus,
-        skip,
-        flow_sample: args.flow_sample,
-        force_classic: args.classic,
-        kernel_log: args.kernel_log,
-    };
-    let stop = stop_signal()?;
-    let session = session::record(&opts, Duration::from_secs(args.duration), stop).await?;
-    if session.interrupted {
-        eprintln!(
-            "stopped early; reporting the {:.1} s recorded",
-            session.duration_ns as f64 / 1e9
-        );
-    }
-    print!("{}", session.text_report());
-    Ok(())
+    Record(cmd::record::RecordArgs),
+    /// Show IRQs, NIC queues and their steering, irqbalance and the CPU topology.
+    Show(cmd::steer::ShowArgs),
+    /// Plan IRQ affinity, RPS, RFS and XPS from measured load; print the diff, save the plan.
+    Plan(cmd::steer::PlanArgs),
+    /// Apply a plan: journaled, checked after each write, rolled back on any failure.
+    Apply(cmd::steer::ApplyArgs),
+    /// Put back the values an apply changed, from its journal.
+    Revert(cmd::steer::RevertArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +54,14 @@ fn main() -> ExitCode {
         .filter_level(level)
         .parse_default_env()
         .init();
+    if let Some(ns) = &cli.netns {
+        // Before any thread exists: it unshares the mount namespace.
+        if let Err(e) = netns::use_netns_devices(ns) {
+            eprintln!("irqtune: {e}");
+            return ExitCode::from(cmd::EXIT_BAD_INPUT);
+        }
+    }
+    let root = SysRoot::new(cli.root.clone().unwrap_or_else(|| "/".into()));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,14 +74,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Record(args) => record(args).await.context("record"),
+            Command::Record(args) => cmd::record::record(args).await.context("record"),
+            Command::Show(args) => cmd::steer::show(&root, args).context("show"),
+            Command::Plan(args) => cmd::steer::plan(&root, args).context("plan"),
+            Command::Apply(args) => cmd::steer::apply(&root, args).context("apply"),
+            Command::Revert(args) => cmd::steer::revert(&root, args).context("revert"),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("irqtune: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cmd::exit_code(&e))
         }
     }
 }

@@ -84,6 +84,12 @@ pub struct NetnsPair {
 
 impl NetnsPair {
     pub fn new(tag: &str) -> Self {
+        NetnsPair::with_queues(tag, 1)
+    }
+
+    /// Like [`new`](Self::new), each veth end with `queues` rx and tx queues (a multi-queue
+    /// device shows xps_cpus; single-queue ones do not).
+    pub fn with_queues(tag: &str, queues: u32) -> Self {
         let pid = std::process::id();
         let a = format!("irqt-{tag}-a-{pid}");
         let b = format!("irqt-{tag}-b-{pid}");
@@ -102,7 +108,7 @@ impl NetnsPair {
         sh(&format!(
             "set -e
              ip netns add {a}; ip netns add {b}
-             ip link add va netns {a} type veth peer name vb netns {b}
+             ip link add va numrxqueues {queues} numtxqueues {queues} netns {a} type veth peer name vb numrxqueues {queues} numtxqueues {queues} netns {b}
              ip -n {a} addr add {ipa}/24 dev va; ip -n {b} addr add {ipb}/24 dev vb
              ip -n {a} addr add {ip6a}/64 dev va nodad; ip -n {b} addr add {ip6b}/64 dev vb nodad
              ip -n {a} link set lo up; ip -n {b} link set lo up

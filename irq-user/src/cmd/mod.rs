@@ -1,0 +1,51 @@
+//! The subcommands. Exit codes: 0 done, 1 failed (anything written was rolled back),
+//! 2 bad input (malformed file, unknown CPU or interface; nothing was done),
+//! 3 refused (plan for another host or boot, stale plan, irqbalance running, another apply
+//! holds the lock; nothing was written).
+
+pub mod record;
+pub mod steer;
+
+use irq_user::{
+    cpulist,
+    steering::{applier::ApplyError, journal::JournalError},
+};
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+pub const EXIT_REFUSED: u8 = 3;
+
+/// Marks an error as the user's input being wrong (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BadInput(pub anyhow::Error);
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<BadInput>() {
+            return EXIT_BAD_INPUT;
+        }
+        if matches!(
+            cause.downcast_ref::<ApplyError>(),
+            Some(ApplyError::Refused(_))
+        ) || matches!(
+            cause.downcast_ref::<ApplyError>(),
+            Some(ApplyError::Journal(JournalError::Locked { .. }))
+        ) || matches!(
+            cause.downcast_ref::<JournalError>(),
+            Some(JournalError::Locked { .. })
+        ) {
+            return EXIT_REFUSED;
+        }
+    }
+    EXIT_FAILED
+}
+
+/// A CPU list argument ("0-3,8"). A newtype, because clap reads `Option<Vec<_>>` as a
+/// repeatable argument.
+#[derive(Clone, Debug)]
+pub struct CpuList(pub Vec<u32>);
+
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    cpulist::parse(s).map(CpuList).map_err(|e| e.to_string())
+}

@@ -1,0 +1,70 @@
+//! `record`: a profiling session with a report.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use irq_user::{
+    probes::{Group, ProbeOptions},
+    session,
+};
+
+#[derive(clap::Args)]
+pub struct RecordArgs {
+    /// How long to record, in seconds.
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    duration: u64,
+    /// Record only these CPUs (a CPU list such as 0-3,8).
+    #[arg(long, value_parser = super::parse_cpus)]
+    cpus: Option<super::CpuList>,
+    /// Do not track flows (sockets).
+    #[arg(long)]
+    no_flows: bool,
+    /// Track one socket in N.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    flow_sample: u32,
+    /// Use classic tracepoints even where BTF tracepoints work.
+    #[arg(long)]
+    classic: bool,
+    /// Print the probes' own diagnostics (aya-log).
+    #[arg(long)]
+    kernel_log: bool,
+}
+
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
+/// before anything is loaded, so a signal that arrives while the probes attach is not lost to
+/// the default action (which would end the process without a report).
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
+    let mut skip = Vec::new();
+    if args.no_flows {
+        skip.push(Group::Flows);
+    }
+    let opts = ProbeOptions {
+        cpus: args.cpus.map(|c| c.0),
+        skip,
+        flow_sample: args.flow_sample,
+        force_classic: args.classic,
+        kernel_log: args.kernel_log,
+    };
+    let stop = stop_signal()?;
+    let session = session::record(&opts, Duration::from_secs(args.duration), stop).await?;
+    if session.interrupted {
+        eprintln!(
+            "stopped early; reporting the {:.1} s recorded",
+            session.duration_ns as f64 / 1e9
+        );
+    }
+    print!("{}", session.text_report());
+    Ok(())
+}

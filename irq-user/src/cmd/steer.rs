@@ -1,0 +1,202 @@
+//! `show`, `plan`, `apply`, `revert`.
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use irq_user::{
+    machine::Machine,
+    show,
+    steering::{
+        applier::{self, ApplyOptions},
+        journal::Store,
+        plan::Plan,
+        planner::{self, Load, PlanOptions},
+    },
+    sysroot::SysRoot,
+};
+
+use super::BadInput;
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Seconds between the two readings of /proc/interrupts that give the rates (0: none;
+    /// always none with --root).
+    #[arg(long, default_value_t = 1.0)]
+    sample: f64,
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// Seconds of /proc/interrupts to weigh IRQs by (live machine only); without it, the
+    /// counts since boot.
+    #[arg(short, long)]
+    duration: Option<u64>,
+    /// Plan only this interface (repeatable); default: every NIC with queue interrupts.
+    #[arg(long = "iface")]
+    ifaces: Vec<String>,
+    /// Use only these CPUs (a CPU list such as 2-7).
+    #[arg(long, value_parser = super::parse_cpus)]
+    cpus: Option<super::CpuList>,
+    /// Write the plan here (JSON) as well as printing the diff.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// The plan (from `irqtune plan --output`).
+    plan: PathBuf,
+    /// Print the writes without making them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Apply even if the plan is from another host or boot, the machine changed since, or
+    /// irqbalance runs.
+    #[arg(long)]
+    force: bool,
+    /// Where journals and the lock live [default: /var/lib/irqtune below --root].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Milliseconds to wait after each write (watch each change take effect).
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
+}
+
+#[derive(clap::Args)]
+pub struct RevertArgs {
+    /// The journal to restore [default: the newest one still applied].
+    journal: Option<PathBuf>,
+    /// Where journals live [default: /var/lib/irqtune below --root].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+fn store(root: &SysRoot, dir: Option<PathBuf>) -> Store {
+    Store::new(dir.unwrap_or_else(|| root.path("var/lib/irqtune")))
+}
+
+fn read_machine(root: &SysRoot) -> anyhow::Result<Machine> {
+    Machine::read(root).context("reading the machine's IRQs")
+}
+
+pub fn show(root: &SysRoot, args: ShowArgs) -> anyhow::Result<()> {
+    let before = read_machine(root)?;
+    let (machine, secs, rates) = if root.is_live() && args.sample > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(args.sample));
+        let after = read_machine(root)?;
+        let rates = show::rates(&before, &after, args.sample);
+        (after, Some(args.sample), rates)
+    } else {
+        (before, None, Default::default())
+    };
+    let shown = show::Shown {
+        machine: &machine,
+        sample_secs: secs,
+        rates,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+    } else {
+        print!("{}", show::text(&shown));
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
+    let before = read_machine(root)?;
+    let (machine, load) = match args.duration {
+        Some(secs) if root.is_live() => {
+            eprintln!("sampling /proc/interrupts for {secs} s ...");
+            std::thread::sleep(Duration::from_secs(secs));
+            let after = read_machine(root)?;
+            let load = Load::from_sample(&before, &after, secs as f64);
+            (after, load)
+        }
+        _ => {
+            let src = format!(
+                "{} counts since boot",
+                root.path("proc/interrupts").display()
+            );
+            let load = Load::from_counts(&before, &src);
+            (before, load)
+        }
+    };
+    let opts = PlanOptions {
+        ifaces: args.ifaces,
+        cpus: args.cpus.map(|c| c.0),
+        ..PlanOptions::default()
+    };
+    let plan = planner::plan(&machine, &load, &opts, now_unix()).map_err(|e| BadInput(e.into()))?;
+    print!("{}", plan.diff());
+    if let Some(out) = args.output {
+        std::fs::write(&out, plan.to_json())
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+        eprintln!(
+            "plan written to {}; check it with `irqtune apply --dry-run {}`",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
+    let machine = read_machine(root)?;
+    let t = &machine.topology;
+    let plan = Plan::load(&args.plan, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let opts = ApplyOptions {
+        dry_run: args.dry_run,
+        force: args.force,
+        pause: Duration::from_millis(args.pause_ms),
+        stop: Some(stop),
+    };
+    let store = store(root, args.state_dir);
+    let name = args.plan.display().to_string();
+    let done = applier::apply(
+        root,
+        &machine,
+        &plan,
+        &name,
+        &store,
+        &opts,
+        &mut std::io::stdout(),
+    )?;
+    if let Some(j) = done.journal {
+        println!(
+            "applied {} change(s); undo with `irqtune revert {}`",
+            done.written,
+            j.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn revert(root: &SysRoot, args: RevertArgs) -> anyhow::Result<()> {
+    let store = store(root, args.state_dir);
+    let path = applier::revert(
+        root,
+        &store,
+        args.journal.as_deref(),
+        &mut std::io::stdout(),
+    )?;
+    println!("reverted {}", path.display());
+    Ok(())
+}

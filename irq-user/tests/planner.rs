@@ -1,0 +1,301 @@
+//! The planner on machine trees modelled on real ones (irq_user::fixture).
+
+use irq_user::{
+    cpulist,
+    fixture::MachineSpec,
+    machine::{IrqUse, Machine},
+    steering::{
+        plan::{Knob, Plan},
+        planner::{self, FlowLoad, Load, PlanOptions, PlanningError},
+    },
+    sysroot::SysRoot,
+};
+
+fn machine(spec: &MachineSpec) -> (tempfile::TempDir, Machine) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spec.write(dir.path()).expect("write fixture");
+    let m = Machine::read(&SysRoot::new(dir.path())).expect("read fixture");
+    (dir, m)
+}
+
+fn plan_counts(m: &Machine, opts: &PlanOptions) -> Plan {
+    planner::plan(m, &Load::from_counts(m, "test"), opts, 1).expect("plan")
+}
+
+/// Proposed CPUs of each IRQ affinity change.
+fn irq_targets(p: &Plan) -> Vec<(u32, Vec<u32>)> {
+    p.changes
+        .iter()
+        .filter_map(|c| match c.knob {
+            Knob::IrqAffinity { irq } => Some((irq, cpulist::parse_mask(&c.proposed).unwrap())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn two_socket_server_gets_one_queue_per_physical_core_of_the_nic_node() {
+    let spec = MachineSpec::two_socket_server();
+    let (_dir, m) = machine(&spec);
+    let nic = m.nic("eth2").expect("eth2");
+    assert_eq!(nic.node, Some(1));
+    assert_eq!(nic.rx_vectors(), 8);
+    let p = plan_counts(&m, &PlanOptions::default());
+    let targets = irq_targets(&p);
+    assert_eq!(
+        targets.len(),
+        8,
+        "every queue vector moves off CPU 0: {}",
+        p.diff()
+    );
+    let node1 = m.topology.node_cpus(1).unwrap();
+    let mut used = Vec::new();
+    for (irq, cpus) in &targets {
+        assert!(
+            matches!(m.irq(*irq).unwrap().usage, IrqUse::NetQueue { .. }),
+            "only NIC queue vectors move, not IRQ {irq}"
+        );
+        assert_eq!(cpus.len(), 1, "one CPU per vector");
+        let cpu = cpus[0];
+        assert!(
+            node1.contains(&cpu),
+            "IRQ {irq} -> CPU {cpu} is not on node 1"
+        );
+        assert!(!m.topology.isolated.contains(&cpu), "CPU {cpu} is isolated");
+        let core = m.topology.core_of(cpu);
+        assert!(
+            !used.contains(&core),
+            "two vectors on the core of CPU {cpu}"
+        );
+        used.push(core);
+        // No SMT sibling while physical cores are free: node 1 has 8 free cores.
+        assert_eq!(core, cpu, "CPU {cpu} is a second thread");
+    }
+    // The heaviest vector (TxRx-3, from the source notes' counts) gets a core to itself
+    // and is placed first.
+    assert_eq!(targets[0].0, 124);
+    // Managed NVMe vectors are neither planned nor touched.
+    assert!(p
+        .changes
+        .iter()
+        .all(|c| !matches!(c.knob, Knob::IrqAffinity { irq } if (91..=98).contains(&irq))));
+    // XPS follows the rx vector of the same queue.
+    for c in p
+        .changes
+        .iter()
+        .filter(|c| matches!(c.knob, Knob::XpsCpus { .. }))
+    {
+        let Knob::XpsCpus { queue, .. } = c.knob else {
+            unreachable!()
+        };
+        let irq = 121 + queue;
+        let rx = targets.iter().find(|(i, _)| *i == irq).unwrap();
+        assert_eq!(
+            cpulist::parse_mask(&c.proposed).unwrap(),
+            rx.1,
+            "tx-{queue}"
+        );
+    }
+    // 8 vectors for 8 cores: no RPS, no RFS.
+    assert!(p
+        .changes
+        .iter()
+        .all(|c| !matches!(c.knob, Knob::RpsCpus { .. } | Knob::RpsSockFlowEntries)));
+    // 48 CPUs: masks in two comma-separated groups, as the kernel prints them.
+    let c = p
+        .changes
+        .iter()
+        .find(|c| c.knob == Knob::IrqAffinity { irq: 124 })
+        .unwrap();
+    assert_eq!(c.current, "0000,00000001");
+    assert_eq!(c.proposed, "0000,00001000");
+    assert!(c.reason.contains("node 1"), "{}", c.reason);
+    assert!(c.evidence.contains("3587929355"), "{}", c.evidence);
+}
+
+#[test]
+fn siblings_only_when_cores_run_out() {
+    let mut spec = MachineSpec::two_socket_server();
+    spec.nics[0].queues = 12;
+    spec.nics[0].counts = vec![100; 12];
+    let (_dir, m) = machine(&spec);
+    let targets = irq_targets(&plan_counts(&m, &PlanOptions::default()));
+    assert_eq!(targets.len(), 12);
+    let cpus: Vec<u32> = targets.iter().map(|t| t.1[0]).collect();
+    let firsts = cpus.iter().filter(|&&c| m.topology.core_of(c) == c).count();
+    assert_eq!(firsts, 8, "all 8 free cores of node 1 first: {cpus:?}");
+    assert!(
+        cpus.iter().all(|c| !m.topology.isolated.contains(c)),
+        "{cpus:?}"
+    );
+    assert!(
+        cpus.iter()
+            .all(|c| m.topology.node_cpus(1).unwrap().contains(c)),
+        "{cpus:?}"
+    );
+}
+
+#[test]
+fn busy_disk_cpu_is_avoided_by_nic_vectors() {
+    let mut spec = MachineSpec::seed_4cpu();
+    spec.disks.push(irq_user::fixture::DiskSpec {
+        pattern: "ahci{q}".into(),
+        vectors: 1,
+        first_irq: 37,
+        counts: vec![9_000_000_000],
+        managed_from: None,
+    });
+    spec.nics[0].counts = vec![10, 10, 10];
+    spec.nics[0].queues = 3;
+    let (_dir, m) = machine(&spec);
+    let targets = irq_targets(&plan_counts(&m, &PlanOptions::default()));
+    assert!(
+        targets.iter().all(|(_, c)| c != &vec![0]),
+        "a NIC vector stayed with the busy disk on CPU 0: {targets:?}"
+    );
+}
+
+#[test]
+fn single_queue_vm_gets_rps_and_rfs() {
+    let (_dir, m) = machine(&MachineSpec::vm());
+    let p = plan_counts(&m, &PlanOptions::default());
+    let find = |k: &Knob| {
+        p.changes
+            .iter()
+            .find(|c| &c.knob == k)
+            .map(|c| c.proposed.clone())
+    };
+    let rx0 = |f: fn(String, u32) -> Knob| f("eth0".into(), 0);
+    assert_eq!(
+        find(&rx0(|iface, queue| Knob::RpsCpus { iface, queue })).as_deref(),
+        Some("3")
+    );
+    assert_eq!(find(&Knob::RpsSockFlowEntries).as_deref(), Some("32768"));
+    assert_eq!(
+        find(&rx0(|iface, queue| Knob::RpsFlowCnt { iface, queue })).as_deref(),
+        Some("32768")
+    );
+    // The managed virtio-blk vector and the single rx vector stay.
+    assert!(irq_targets(&p).is_empty(), "{}", p.diff());
+}
+
+#[test]
+fn rfs_table_grows_with_the_flows_seen() {
+    assert_eq!(planner::rfs_entries(0), 32768);
+    assert_eq!(planner::rfs_entries(16384), 32768);
+    assert_eq!(planner::rfs_entries(16385), 65536);
+    assert_eq!(planner::rfs_entries(100_000), 262144);
+}
+
+#[test]
+fn mismatched_flows_turn_rfs_on_and_unconnected_udp_is_explained() {
+    let mut spec = MachineSpec::seed_4cpu();
+    spec.rps_sock_flow_entries = 0;
+    let (_dir, m) = machine(&spec);
+    let mut load = Load::from_counts(&m, "test");
+    let flow = |label: &str, steerable: bool| FlowLoad {
+        label: label.into(),
+        steerable,
+        deliveries_by_cpu: [(0, 1000)].into(),
+        reads_by_cpu: [(3, 1000)].into(),
+        reads: 1000,
+        mismatched_reads: 990,
+    };
+    load.flows = vec![
+        flow("tcp 10.0.0.1:80 <- 10.0.0.2:5000 (nginx pid 7)", true),
+        flow("udp 0.0.0.0:53 (named pid 9)", false),
+    ];
+    let p = planner::plan(&m, &load, &PlanOptions::default(), 1).unwrap();
+    let entries = p
+        .changes
+        .iter()
+        .find(|c| c.knob == Knob::RpsSockFlowEntries)
+        .expect("RFS on");
+    assert!(entries.reason.contains("nginx"), "{}", entries.reason);
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| matches!(&c.knob, Knob::RpsFlowCnt { iface, .. } if iface == "eth3")));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("named") && n.contains("RFS cannot steer")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn options_are_checked() {
+    let (_dir, m) = machine(&MachineSpec::vm());
+    let opts = PlanOptions {
+        ifaces: vec!["eth9".into()],
+        ..PlanOptions::default()
+    };
+    assert!(matches!(
+        planner::plan(&m, &Load::default(), &opts, 1),
+        Err(PlanningError::NoIface(..))
+    ));
+    let opts = PlanOptions {
+        cpus: Some(vec![7]),
+        ..PlanOptions::default()
+    };
+    assert!(matches!(
+        planner::plan(&m, &Load::default(), &opts, 1),
+        Err(PlanningError::NoCpus(..))
+    ));
+}
+
+#[test]
+fn server_with_64_cpus_and_16_queues() {
+    let (_dir, m) = machine(&MachineSpec::server_64cpu());
+    let nic = m.nic("ens1f0np0").expect("mlx5 NIC");
+    assert_eq!(
+        nic.rx_vectors(),
+        16,
+        "mlx5_comp vectors found through msi_irqs"
+    );
+    let p = plan_counts(&m, &PlanOptions::default());
+    let targets = irq_targets(&p);
+    let mut cpus: Vec<u32> = targets.iter().map(|t| t.1[0]).collect();
+    cpus.sort();
+    cpus.dedup();
+    let node0 = m.topology.node_cpus(0).unwrap();
+    assert!(
+        cpus.iter()
+            .all(|c| node0.contains(c) && m.topology.core_of(*c) == *c),
+        "{cpus:?}"
+    );
+    assert_eq!(cpus.len(), targets.len(), "one core each");
+    let c = &p.changes[0];
+    assert_eq!(
+        c.current.len(),
+        "00000000,00000003".len(),
+        "64-bit mask: {}",
+        c.current
+    );
+}
+
+#[test]
+fn plan_files_are_checked_on_load() {
+    let (_dir, m) = machine(&MachineSpec::two_socket_server());
+    let p = plan_counts(&m, &PlanOptions::default());
+    let json = p.to_json();
+    let possible = &m.topology.possible;
+    let online = &m.topology.online;
+    assert_eq!(Plan::parse(&json, "p.json", possible, online).unwrap(), p);
+    let err = Plan::parse(&json[..json.len() / 2], "p.json", possible, online).unwrap_err();
+    assert!(err.to_string().starts_with("p.json:"), "{err}");
+    let bad_cpu = json.replacen(
+        "\"proposed\": \"0000,00001000\"",
+        "\"proposed\": \"10000,00000000\"",
+        1,
+    );
+    assert_ne!(bad_cpu, json);
+    let err = Plan::parse(&bad_cpu, "p.json", possible, online)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CPU 48 does not exist"), "{err}");
+    let escape = json.replacen("\"iface\": \"eth2\"", "\"iface\": \"../../x\"", 1);
+    assert!(Plan::parse(&escape, "p.json", possible, online).is_err());
+}
