@@ -512,3 +512,286 @@ impl MachineSpec {
         }
     }
 }
+
+/// A histogram with `count` values spread as `shape` (value ns, weight) says.
+fn synthetic_hist(count: u64, shape: &[(u64, u64)]) -> crate::profile::Hist {
+    let mut b = [0u64; irq_ebpf::hist::BUCKETS];
+    let weights: u64 = shape.iter().map(|s| s.1).sum::<u64>().max(1);
+    let mut left = count;
+    let mut sum = 0u64;
+    let mut max = 0u64;
+    for (i, (v, w)) in shape.iter().enumerate() {
+        let n = if i + 1 == shape.len() {
+            left
+        } else {
+            count * w / weights
+        };
+        let n = n.min(left);
+        left -= n;
+        if n > 0 {
+            b[irq_ebpf::hist::bucket(*v)] += n;
+            sum += v * n;
+            max = max.max(*v);
+        }
+    }
+    crate::profile::Hist::from_buckets(&b, max, sum)
+}
+
+impl MachineSpec {
+    /// The profile such a machine records over `secs` seconds, with the tree already written
+    /// at `root`: queue IRQs where their affinity puts them today, NET_RX on those CPUs (the
+    /// busiest partly in ksoftirqd), timers everywhere, disk I/O, and three flows: a TCP one
+    /// read on another CPU than its softirq, one read in place, and unconnected UDP read
+    /// elsewhere. Deterministic, for golden tests of the report formats.
+    pub fn synthetic_profile(&self, root: &Path, secs: u64) -> crate::profile::Profile {
+        use std::collections::BTreeMap;
+
+        use crate::{
+            machine::{IrqUse, Machine},
+            procfs::SoftnetRow,
+            profile::{
+                FlowRow, HardirqRow, NetdevRow, ProbeRow, ProcCounts, ProcIrqRow, Profile,
+                SessionInfo, SoftirqRow, PROFILE_FORMAT, PROFILE_VERSION,
+            },
+            sysroot::SysRoot,
+        };
+
+        let m = Machine::read(&SysRoot::new(root)).expect("fixture tree reads");
+        let cpus = m.interrupt_cpus.clone();
+        let mut hardirqs = Vec::new();
+        let mut net_rx: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut block: BTreeMap<u32, u64> = BTreeMap::new();
+        for irq in &m.irqs {
+            let cpu = irq
+                .effective
+                .as_ref()
+                .and_then(|e| e.first().copied())
+                .unwrap_or(0);
+            let count = match &irq.usage {
+                IrqUse::NetQueue { queue, .. } => 4000 * secs * u64::from(queue % 4 + 1),
+                IrqUse::Block if irq.total() > 100 => 900 * secs,
+                _ => continue,
+            };
+            let shape: &[(u64, u64)] = match irq.usage {
+                IrqUse::Block => &[(3000, 70), (6000, 25), (40_000, 5)],
+                _ => &[(1500, 60), (2500, 35), (9000, 5)],
+            };
+            let handler = synthetic_hist(count, shape);
+            match irq.usage {
+                IrqUse::Block => *block.entry(cpu).or_default() += count,
+                _ => *net_rx.entry(cpu).or_default() += count,
+            }
+            hardirqs.push(HardirqRow {
+                irq: Some(irq.irq),
+                name: irq.name.clone(),
+                cpu,
+                count,
+                time_ns: handler.sum_ns,
+                handler,
+            });
+        }
+        let busiest = net_rx.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
+        let mut softirqs = Vec::new();
+        for &cpu in &cpus {
+            let mut push =
+                |vector: &str, count: u64, ksoft: u64, h: &[(u64, u64)], d: &[(u64, u64)]| {
+                    if count == 0 {
+                        return;
+                    }
+                    let handler = synthetic_hist(count, h);
+                    softirqs.push(SoftirqRow {
+                        vector: vector.into(),
+                        cpu,
+                        count,
+                        time_ns: handler.sum_ns,
+                        raises: count + count / 10,
+                        ksoftirqd_runs: ksoft,
+                        handler,
+                        raise_delay: synthetic_hist(count, d),
+                    });
+                };
+            push(
+                "TIMER",
+                250 * secs,
+                0,
+                &[(4000, 80), (12_000, 20)],
+                &[(2000, 90), (9000, 10)],
+            );
+            let b = block.get(&cpu).copied().unwrap_or(0);
+            push("BLOCK", b, 0, &[(5000, 90), (30_000, 10)], &[(1200, 100)]);
+            let n = net_rx.get(&cpu).copied().unwrap_or(0);
+            let ksoft = if Some(cpu) == busiest { n / 4 } else { 0 };
+            push(
+                "NET_RX",
+                n,
+                ksoft,
+                &[(18_000, 70), (60_000, 25), (900_000, 5)],
+                &[(3000, 60), (20_000, 30), (2_000_000, 10)],
+            );
+            push("RCU", 40 * secs, 0, &[(1500, 100)], &[(12_000, 100)]);
+        }
+        let mut netdevs = Vec::new();
+        for nic in m.nics.iter().filter(|n| !n.irqs.is_empty()) {
+            for (&cpu, &n) in &net_rx {
+                netdevs.push(NetdevRow {
+                    device: nic.name.clone(),
+                    ifindex: 2,
+                    cpu,
+                    polls: n,
+                    budget_exhausted: if Some(cpu) == busiest { n / 50 } else { 0 },
+                    packets: n * 8,
+                    bytes: n * 8 * 1400,
+                });
+            }
+        }
+        let soft_cpu = busiest.unwrap_or(0);
+        let other = cpus
+            .iter()
+            .copied()
+            .find(|&c| c != soft_cpu)
+            .unwrap_or(soft_cpu);
+        let flow = |protocol: &str,
+                    local: &str,
+                    remote: &str,
+                    pid: u32,
+                    comm: &str,
+                    connected: bool,
+                    read_cpu: u32,
+                    reads: u64| {
+            let mismatched = if read_cpu == soft_cpu { 0 } else { reads };
+            FlowRow {
+                protocol: protocol.into(),
+                local: local.into(),
+                remote: remote.into(),
+                pid,
+                comm: comm.into(),
+                connected,
+                deliveries_by_cpu: [(soft_cpu, reads * 2)].into(),
+                backlog_deliveries: 0,
+                reads_by_cpu: [(read_cpu, reads)].into(),
+                mismatched_reads: mismatched,
+                mismatch_ratio: mismatched as f64 / reads as f64,
+                read_bytes: reads * 1400,
+            }
+        };
+        let flows = vec![
+            flow(
+                "tcp",
+                "10.0.0.10:443",
+                "10.0.3.7:51234",
+                4242,
+                "nginx",
+                true,
+                other,
+                9000 * secs,
+            ),
+            flow(
+                "udp",
+                "0.0.0.0:53",
+                "0.0.0.0:0",
+                812,
+                "named",
+                false,
+                other,
+                3000 * secs,
+            ),
+            flow(
+                "tcp",
+                "10.0.0.10:22",
+                "10.0.3.9:40022",
+                977,
+                "sshd",
+                true,
+                soft_cpu,
+                40 * secs,
+            ),
+        ];
+        let irq_rows = hardirqs
+            .iter()
+            .map(|r| ProcIrqRow {
+                id: r.irq.unwrap_or(0).to_string(),
+                name: r.name.clone(),
+                counts: cpus
+                    .iter()
+                    .map(|&c| if c == r.cpu { r.count } else { 0 })
+                    .collect(),
+            })
+            .collect();
+        let mut proc_softirqs = BTreeMap::new();
+        for v in irq_ebpf::SOFTIRQ_NAMES {
+            let counts = cpus
+                .iter()
+                .map(|&c| {
+                    softirqs
+                        .iter()
+                        .filter(|r| r.vector == v && r.cpu == c)
+                        .map(|r| r.count)
+                        .sum()
+                })
+                .collect();
+            proc_softirqs.insert(v.to_string(), counts);
+        }
+        let softnet = cpus
+            .iter()
+            .map(|&cpu| SoftnetRow {
+                cpu,
+                processed: net_rx.get(&cpu).copied().unwrap_or(0) * 8,
+                dropped: 0,
+                time_squeeze: if Some(cpu) == busiest { 37 } else { 0 },
+                received_rps: 0,
+                flow_limit_count: 0,
+            })
+            .collect();
+        let probes = [
+            "irq:irq_handler_entry",
+            "irq:irq_handler_exit",
+            "irq:softirq_raise",
+            "irq:softirq_entry",
+            "irq:softirq_exit",
+            "napi:napi_poll",
+            "net:netif_receive_skb",
+            "sock:sk_data_ready",
+            "sock:sock_recv_length",
+        ]
+        .iter()
+        .map(|t| ProbeRow {
+            tracepoint: (*t).into(),
+            attach: "btf".into(),
+            reason: None,
+        })
+        .collect();
+        let mut p = Profile {
+            format: PROFILE_FORMAT.into(),
+            version: PROFILE_VERSION,
+            host: m.host.clone(),
+            session: SessionInfo {
+                start_unix_ms: 1_795_000_000_000,
+                duration_ns: secs * 1_000_000_000,
+                interrupted: false,
+                source: "probes".into(),
+                cpus: cpus.clone(),
+                probes,
+                flow_sample: 1,
+                irqtune_version: "fixture".into(),
+            },
+            hardirqs,
+            softirqs,
+            netdevs,
+            flows,
+            losses: irq_ebpf::Loss::ALL
+                .iter()
+                .map(|l| (l.name().to_string(), 0))
+                .collect(),
+            proc: ProcCounts {
+                cpus,
+                interrupts: irq_rows,
+                softirqs: proc_softirqs,
+                softnet,
+            },
+            context: Some(m),
+            findings: Vec::new(),
+        };
+        p.findings = crate::findings::find(&p);
+        p
+    }
+}

@@ -8,12 +8,14 @@
 
 pub mod btf;
 pub mod cpulist;
+pub mod findings;
 pub mod fixture;
 pub mod machine;
 pub mod netns;
 pub mod preflight;
 pub mod probes;
 pub mod procfs;
+pub mod profile;
 pub mod report;
 pub mod session;
 pub mod show;

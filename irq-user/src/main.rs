@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Profile hardirqs, softirqs, NET_RX and flows for a while, then print a report.
     Record(cmd::record::RecordArgs),
+    /// Turn a profile into text, JSON, CSV, HTML, Prometheus or HdrHistogram log.
+    Report(cmd::report::ReportArgs),
     /// Show IRQs, NIC queues and their steering, irqbalance and the CPU topology.
     Show(cmd::steer::ShowArgs),
     /// Plan IRQ affinity, RPS, RFS and XPS from measured load; print the diff, save the plan.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Record(args) => cmd::record::record(args).await.context("record"),
+            Command::Report(args) => cmd::report::report(&root, args).context("report"),
             Command::Show(args) => cmd::steer::show(&root, args).context("show"),
             Command::Plan(args) => cmd::steer::plan(&root, args).context("plan"),
             Command::Apply(args) => cmd::steer::apply(&root, args).context("apply"),

@@ -195,6 +195,86 @@ pub fn parse_softirqs(reader: impl BufRead, path: &Path) -> Result<Softirqs, Pro
     })
 }
 
+/// One CPU's line of /proc/net/softnet_stat (net/core/net-procfs.c, softnet_seq_show).
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct SoftnetRow {
+    pub cpu: u32,
+    /// Packets processed by the CPU's NET_RX.
+    pub processed: u64,
+    /// Packets dropped because the backlog queue was full (netdev_max_backlog).
+    pub dropped: u64,
+    /// NET_RX runs that ended with work left (budget or time limit: netdev_budget,
+    /// netdev_budget_usecs).
+    pub time_squeeze: u64,
+    /// RPS inter-processor interrupts received.
+    pub received_rps: u64,
+    /// Packets dropped by flow limit.
+    pub flow_limit_count: u64,
+}
+
+impl SoftnetRow {
+    pub fn minus(&self, e: &SoftnetRow) -> SoftnetRow {
+        // The kernel's counters are 32-bit and wrap.
+        let d = |a: u64, b: u64| a.wrapping_sub(b) & 0xffff_ffff;
+        SoftnetRow {
+            cpu: self.cpu,
+            processed: d(self.processed, e.processed),
+            dropped: d(self.dropped, e.dropped),
+            time_squeeze: d(self.time_squeeze, e.time_squeeze),
+            received_rps: d(self.received_rps, e.received_rps),
+            flow_limit_count: d(self.flow_limit_count, e.flow_limit_count),
+        }
+    }
+}
+
+/// Parses /proc/net/softnet_stat: hex columns, one line per online CPU; the CPU number is
+/// column 13 since Linux 5.10, the line index before.
+pub fn parse_softnet(reader: impl BufRead, path: &Path) -> Result<Vec<SoftnetRow>, ProcError> {
+    let mut rows = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| ProcError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cols = line
+            .split_whitespace()
+            .map(|c| u64::from_str_radix(c, 16))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|_| ProcError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: "expected hexadecimal columns".into(),
+            })?;
+        if cols.len() < 11 {
+            return Err(ProcError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!("{} columns, expected at least 11", cols.len()),
+            });
+        }
+        rows.push(SoftnetRow {
+            cpu: cols.get(12).map_or(i as u32, |&c| c as u32),
+            processed: cols[0],
+            dropped: cols[1],
+            time_squeeze: cols[2],
+            received_rps: cols[9],
+            flow_limit_count: cols[10],
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads `<root>/proc/net/softnet_stat`.
+pub fn read_softnet(root: &Path) -> Result<Vec<SoftnetRow>, ProcError> {
+    let (r, path) = open(root, "proc/net/softnet_stat")?;
+    parse_softnet(r, &path)
+}
+
 fn open(root: &Path, rel: &str) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), ProcError> {
     let path = root.join(rel);
     let file = std::fs::File::open(&path).map_err(|source| ProcError::Io {
@@ -304,6 +384,39 @@ NMI:       5077       2032       0       0
     fn rejects_a_bad_header_naming_the_file() {
         let err = parse_interrupts("garbage\n".as_bytes(), Path::new("/x/interrupts")).unwrap_err();
         assert!(err.to_string().contains("/x/interrupts"), "{err}");
+    }
+
+    #[test]
+    fn parses_softnet_stat() {
+        // This VM, kernel 6.18 (15 columns, CPU in column 13).
+        let text = "00001640 00000002 00000003 00000000 00000000 00000000 00000000 00000000 00000000 00000004 00000005 00000000 00000001 00000000 00000000
+";
+        let rows = parse_softnet(text.as_bytes(), Path::new("softnet_stat")).unwrap();
+        assert_eq!(
+            rows,
+            vec![SoftnetRow {
+                cpu: 1,
+                processed: 0x1640,
+                dropped: 2,
+                time_squeeze: 3,
+                received_rps: 4,
+                flow_limit_count: 5
+            }]
+        );
+        // Older kernels: 11 columns, CPU by line.
+        let old = "0000000a 00000000 00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n0000000b 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n";
+        let rows = parse_softnet(old.as_bytes(), Path::new("s")).unwrap();
+        assert_eq!((rows[1].cpu, rows[1].processed), (1, 11));
+        let wrapped = SoftnetRow {
+            processed: 2,
+            ..SoftnetRow::default()
+        }
+        .minus(&SoftnetRow {
+            processed: 0xffff_fffe,
+            ..SoftnetRow::default()
+        });
+        assert_eq!(wrapped.processed, 4);
+        assert!(parse_softnet("zz\n".as_bytes(), Path::new("s")).is_err());
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::{future::Future, io::IsTerminal, path::Path, time::Duration};
 use anyhow::Context as _;
 
 use crate::{
+    machine::Machine,
     preflight,
-    probes::{ProbeOptions, Probes},
-    procfs::{self, Interrupts, Softirqs},
-    report::{self, ReportInput},
+    probes::{AttachKind, ProbeOptions, Probes},
+    procfs::{self, Interrupts, Softirqs, SoftnetRow},
+    profile::{ProbeRow, Profile, Recorded},
     snapshot::Snapshot,
+    sysroot::SysRoot,
 };
 
 pub struct Session {
@@ -25,17 +27,61 @@ pub struct Session {
     pub interrupts_after: Interrupts,
     pub softirqs_before: Softirqs,
     pub softirqs_after: Softirqs,
+    pub softnet_before: Vec<SoftnetRow>,
+    pub softnet_after: Vec<SoftnetRow>,
+    pub start_unix_ms: u64,
+    /// The machine at the end (topology, affinity, NIC queues); None if /proc/interrupts
+    /// could not be read.
+    pub machine: Option<Machine>,
+    pub opts: ProbeOptions,
 }
 
 impl Session {
-    pub fn text_report(&self) -> String {
-        report::text(&ReportInput {
+    pub fn profile(&self) -> Profile {
+        let mut probes: Vec<ProbeRow> = self
+            .probes
+            .attached
+            .iter()
+            .map(|a| ProbeRow {
+                tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
+                attach: match a.kind {
+                    AttachKind::Btf => "btf",
+                    AttachKind::Classic => "classic",
+                }
+                .into(),
+                reason: None,
+            })
+            .collect();
+        probes.extend(self.probes.disabled.iter().map(|d| ProbeRow {
+            tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
+            attach: "disabled".into(),
+            reason: Some(d.reason.clone()),
+        }));
+        let cpus = match &self.opts.cpus {
+            Some(c) => c.clone(),
+            None => self.interrupts_after.cpus.clone(),
+        };
+        Profile::from_recording(Recorded {
             delta: &self.delta,
+            start_unix_ms: self.start_unix_ms,
             duration_ns: self.duration_ns,
-            attached: &self.probes.attached,
-            disabled: &self.probes.disabled,
+            interrupted: self.interrupted,
+            cpus,
+            probes,
+            flow_sample: self.opts.flow_sample,
+            interrupts: (&self.interrupts_before, &self.interrupts_after),
+            softirqs: (&self.softirqs_before, &self.softirqs_after),
+            softnet: (&self.softnet_before, &self.softnet_after),
+            machine: self.machine.clone(),
         })
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Runs a session of `duration`, ending early when `stop` completes.
@@ -49,6 +95,9 @@ pub async fn record(
     let root = Path::new("/");
     let interrupts_before = procfs::read_interrupts(root)?;
     let softirqs_before = procfs::read_softirqs(root)?;
+    // softnet_stat is absent without CONFIG_PROC_FS networking: the report then has no drops.
+    let softnet_before = procfs::read_softnet(root).unwrap_or_default();
+    let start_unix_ms = unix_ms();
     let before = probes.snapshot()?;
 
     let progress = if std::io::stderr().is_terminal() {
@@ -83,6 +132,8 @@ pub async fn record(
     let after = probes.snapshot()?;
     let interrupts_after = procfs::read_interrupts(root)?;
     let softirqs_after = procfs::read_softirqs(root)?;
+    let softnet_after = procfs::read_softnet(root).unwrap_or_default();
+    let machine = Machine::read(&SysRoot::new(root)).ok();
     probes.flush_log();
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -96,5 +147,10 @@ pub async fn record(
         interrupts_after,
         softirqs_before,
         softirqs_after,
+        softnet_before,
+        softnet_after,
+        start_unix_ms,
+        machine,
+        opts: opts.clone(),
     })
 }

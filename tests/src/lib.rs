@@ -6,10 +6,12 @@
 
 use std::{
     fs,
-    io::Write as _,
-    os::fd::AsRawFd,
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt as _},
     path::{Path, PathBuf},
     process::Command,
+    time::{Duration, Instant},
 };
 
 use irq_user::{
@@ -230,4 +232,120 @@ pub fn irqtune_programs_loaded() -> Vec<String> {
 /// Relative difference |a - b| / b.
 pub fn rel_diff(a: u64, b: u64) -> f64 {
     (a as f64 - b as f64).abs() / (b.max(1) as f64)
+}
+
+/// Runs `receive` in namespace b, pinned to `reader_cpu`, with thread name `comm` (it calls
+/// `ready` once bound), and `send` in namespace a pinned to CPU 0; returns what `receive` did.
+pub fn exchange<T: Send + 'static>(
+    pair: &NetnsPair,
+    reader_cpu: usize,
+    comm: &str,
+    receive: impl FnOnce(Box<dyn FnOnce() + Send>) -> T + Send + 'static,
+    send: impl FnOnce() + Send + 'static,
+) -> T {
+    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        enter_netns(&b);
+        pin_to_cpu(reader_cpu);
+        name_thread(&comm);
+        receive(Box::new(move || ready_tx.send(()).expect("ready")))
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("receiver ready");
+    let sender = std::thread::spawn(move || {
+        enter_netns(&a);
+        pin_to_cpu(0);
+        send();
+    });
+    sender.join().expect("sender");
+    receiver.join().expect("receiver")
+}
+
+/// A TCP receiver fed from namespace a for a bounded time; returns its address.
+pub fn tcp_flow(
+    pair: &NetnsPair,
+    v6: bool,
+    port: u16,
+    comm: &str,
+    reader_cpu: usize,
+) -> SocketAddr {
+    let ip_b = if v6 { &pair.ip6_b } else { &pair.ip_b };
+    let server = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
+    let receive = move |ready: Box<dyn FnOnce() + Send>| {
+        let l = TcpListener::bind(server).expect("bind");
+        ready();
+        let (mut s, _) = l.accept().expect("accept");
+        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
+        // as data arrives rather than in a few large gulps.
+        let mut buf = [0u8; 4096];
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    };
+    let send = move || {
+        let mut s = TcpStream::connect(server).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let chunk = [0x42u8; 1024];
+        let start = Instant::now();
+        // Paced so the receiver keeps up: deliveries then mostly happen in softirq context,
+        // not from the socket backlog when the reader releases the socket lock.
+        for i in 0..10_000u32 {
+            if start.elapsed() > Duration::from_secs(4) {
+                break;
+            }
+            s.write_all(&chunk).expect("send");
+            if i % 4 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    };
+    exchange(pair, reader_cpu, comm, receive, send);
+    server
+}
+
+/// Writes and re-reads `blocks` 4 KiB blocks with O_DIRECT, so each is a request to the disk.
+pub fn direct_io(dir: &Path, blocks: usize) {
+    let path = dir.join(format!("irqtune-direct-io-{}", std::process::id()));
+    let _cleanup = scopeguard(path.clone());
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
+    // SAFETY: the layout is non-zero; the buffer is freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: buf is valid for 4096 bytes.
+    let block = unsafe { std::slice::from_raw_parts_mut(buf, 4096) };
+    block.fill(0x5a);
+    {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
+        for _ in 0..blocks {
+            f.write_all(block).expect("direct write");
+        }
+    }
+    {
+        use std::io::Read as _;
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .expect("open for direct read");
+        for _ in 0..blocks {
+            f.read_exact(block).expect("direct read");
+        }
+    }
+    // SAFETY: allocated above with the same layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+fn scopeguard(p: std::path::PathBuf) -> RemoveOnDrop {
+    RemoveOnDrop(p)
 }

@@ -2,18 +2,15 @@
 //! it, with RPS/RFS set on purpose on a veth between two namespaces (scaling.rst).
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    time::{Duration, Instant},
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::Duration,
 };
 
 use irq_user::{
     probes::{Group, ProbeOptions, Probes},
     snapshot::{FlowSeries, Protocol},
 };
-use irqtune_tests::{
-    enter_netns, load_probes, name_thread, pin_to_cpu, require_root, NetnsPair, Restore,
-};
+use irqtune_tests::{exchange, load_probes, require_root, tcp_flow, NetnsPair, Restore};
 
 const RX_QUEUE: &str = "/sys/class/net/vb/queues/rx-0";
 const SOCK_FLOW_ENTRIES: &str = "/proc/sys/net/core/rps_sock_flow_entries";
@@ -33,68 +30,6 @@ fn steer(pair: &NetnsPair, rps_cpus: &str, rfs: bool, entries: &Restore) {
             .trim_start_matches('0'),
         rps_cpus
     );
-}
-
-/// Runs `receive` in namespace b, pinned to READER_CPU, with thread name `comm` (it calls
-/// `ready` once bound), and `send` in namespace a pinned to CPU 0; returns what `receive` did.
-fn exchange<T: Send + 'static>(
-    pair: &NetnsPair,
-    comm: &str,
-    receive: impl FnOnce(Box<dyn FnOnce() + Send>) -> T + Send + 'static,
-    send: impl FnOnce() + Send + 'static,
-) -> T {
-    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = std::thread::spawn(move || {
-        enter_netns(&b);
-        pin_to_cpu(READER_CPU);
-        name_thread(&comm);
-        receive(Box::new(move || ready_tx.send(()).expect("ready")))
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("receiver ready");
-    let sender = std::thread::spawn(move || {
-        enter_netns(&a);
-        pin_to_cpu(0);
-        send();
-    });
-    sender.join().expect("sender");
-    receiver.join().expect("receiver")
-}
-
-/// A TCP receiver fed from namespace a for a bounded time; returns its address.
-fn tcp_flow(pair: &NetnsPair, v6: bool, port: u16, comm: &str) -> SocketAddr {
-    let ip_b = if v6 { &pair.ip6_b } else { &pair.ip_b };
-    let server = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
-    let receive = move |ready: Box<dyn FnOnce() + Send>| {
-        let l = TcpListener::bind(server).expect("bind");
-        ready();
-        let (mut s, _) = l.accept().expect("accept");
-        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
-        // as data arrives rather than in a few large gulps.
-        let mut buf = [0u8; 4096];
-        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
-    };
-    let send = move || {
-        let mut s = TcpStream::connect(server).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let chunk = [0x42u8; 1024];
-        let start = Instant::now();
-        // Paced so the receiver keeps up: deliveries then mostly happen in softirq context,
-        // not from the socket backlog when the reader releases the socket lock.
-        for i in 0..10_000u32 {
-            if start.elapsed() > Duration::from_secs(4) {
-                break;
-            }
-            s.write_all(&chunk).expect("send");
-            if i % 4 == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-    };
-    exchange(pair, comm, receive, send);
-    server
 }
 
 /// An unconnected UDP receiver; returns its address.
@@ -126,7 +61,7 @@ fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
         }
         let _ = s.send_to(&[0u8], server);
     };
-    let got = exchange(pair, comm, receive, send);
+    let got = exchange(pair, READER_CPU, comm, receive, send);
     assert!(got > 1000, "UDP receiver got only {got} datagrams");
     server
 }
@@ -178,7 +113,7 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
 
         // RPS to CPU 0 only, RFS off: every delivery on CPU 0, every read on CPU 1.
         steer(&pair, "1", false, &entries);
-        let local = tcp_flow(&pair, false, 5401, "irqt-tcp-rps1");
+        let local = tcp_flow(&pair, false, 5401, "irqt-tcp-rps1", READER_CPU);
         let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rps1");
         assert!(
             share(&f.deliveries_by_cpu(), 0) >= 0.9,
@@ -203,7 +138,7 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
 
         // RPS over both CPUs with RFS on: deliveries follow the reader to CPU 1.
         steer(&pair, "3", true, &entries);
-        let local = tcp_flow(&pair, false, 5402, "irqt-tcp-rfs");
+        let local = tcp_flow(&pair, false, 5402, "irqt-tcp-rfs", READER_CPU);
         let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp-rfs");
         assert!(
             f.mismatch_ratio() <= 0.1,
@@ -212,7 +147,7 @@ fn flows_report_softirq_and_reader_cpus_with_rps_and_rfs() {
         );
 
         // IPv6, same steering: reported with its IPv6 addresses.
-        let local = tcp_flow(&pair, true, 5403, "irqt-tcp6");
+        let local = tcp_flow(&pair, true, 5403, "irqt-tcp6", READER_CPU);
         let f = find_flow(&probes, Protocol::Tcp, local, "irqt-tcp6");
         assert_eq!(f.info.family, 10);
         assert_eq!(f.local().ip().to_string(), pair.ip6_b);

@@ -1,12 +1,12 @@
 //! Hardirq probes against /proc/interrupts, with disk I/O made on purpose.
 
-use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::path::Path;
 
 use irq_user::{
     probes::{Group, ProbeOptions},
     procfs,
 };
-use irqtune_tests::{load_probes, rel_diff, require_root};
+use irqtune_tests::{direct_io, load_probes, rel_diff, require_root};
 
 /// The virtio block request queue IRQ ("virtio1-req.0"), which fires on disk I/O.
 fn block_irq() -> (u32, String) {
@@ -17,53 +17,6 @@ fn block_irq() -> (u32, String) {
         .find(|r| r.name.starts_with("virtio") && r.name.contains("-req"))
         .map(|r| (r.irq.expect("numeric IRQ"), r.name.clone()))
         .expect("no virtio block IRQ (virtioN-req.M) in /proc/interrupts on this machine")
-}
-
-/// Writes and re-reads `blocks` 4 KiB blocks with O_DIRECT, so each is a request to the disk.
-fn direct_io(dir: &Path, blocks: usize) {
-    let path = dir.join(format!("irqtune-direct-io-{}", std::process::id()));
-    let _cleanup = scopeguard(path.clone());
-    let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("layout");
-    // SAFETY: the layout is non-zero; the buffer is freed below.
-    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
-    // SAFETY: buf is valid for 4096 bytes.
-    let block = unsafe { std::slice::from_raw_parts_mut(buf, 4096) };
-    block.fill(0x5a);
-    {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
-        for _ in 0..blocks {
-            f.write_all(block).expect("direct write");
-        }
-    }
-    {
-        use std::io::Read as _;
-        let mut f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .expect("open for direct read");
-        for _ in 0..blocks {
-            f.read_exact(block).expect("direct read");
-        }
-    }
-    // SAFETY: allocated above with the same layout.
-    unsafe { std::alloc::dealloc(buf, layout) };
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-fn scopeguard(p: std::path::PathBuf) -> RemoveOnDrop {
-    RemoveOnDrop(p)
 }
 
 #[test]

@@ -13,7 +13,9 @@ pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: LLVM 22 for bpf-linker, iproute2 for the kernel tests' namespaces,
-/// bpftool and libbpf-tools for the benchmarks' measurements and peers.
+/// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
+/// consumers the report formats are tested with: promtool (prometheus), headless chromium,
+/// a JSON Schema validator (python3-jsonschema).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -22,6 +24,9 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
     "libbpf-tools",
+    "prometheus",
+    "chromium",
+    "python3-jsonschema",
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

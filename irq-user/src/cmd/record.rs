@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use irq_user::{
     probes::{Group, ProbeOptions},
-    session,
+    report, session,
 };
 
 #[derive(clap::Args)]
@@ -28,6 +28,9 @@ pub struct RecordArgs {
     /// Print the probes' own diagnostics (aya-log).
     #[arg(long)]
     kernel_log: bool,
+    /// Also write the profile (JSON) here; `irqtune report` turns it into other formats.
+    #[arg(short, long, value_name = "PROFILE.json")]
+    output: Option<std::path::PathBuf>,
 }
 
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
@@ -65,6 +68,12 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
             session.duration_ns as f64 / 1e9
         );
     }
-    print!("{}", session.text_report());
+    let profile = session.profile();
+    if let Some(path) = &args.output {
+        super::write_atomically(path, profile.to_json().as_bytes())
+            .with_context(|| format!("writing the profile to {}", path.display()))?;
+        eprintln!("profile written to {}", path.display());
+    }
+    print!("{}", report::text::render(&profile));
     Ok(())
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{cpulist, sysroot::SysRoot};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Irqbalance {
     pub running: bool,
     pub pid: Option<u32>,

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::{cpulist, procfs::Interrupts, sysroot::SysRoot};
 
 /// Direction of a NIC queue interrupt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueKind {
     Rx,
@@ -15,7 +17,7 @@ pub enum QueueKind {
     Combined,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum IrqUse {
     NetQueue {
@@ -31,7 +33,7 @@ pub enum IrqUse {
     Other,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Irq {
     pub irq: u32,
     pub name: String,

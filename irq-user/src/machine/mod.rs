@@ -24,7 +24,7 @@ use crate::{
 pub const RPS_SOCK_FLOW_ENTRIES: &str = "proc/sys/net/core/rps_sock_flow_entries";
 
 /// Which machine and which boot a plan or profile belongs to.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostId {
     pub hostname: String,
     pub boot_id: String,
@@ -32,7 +32,7 @@ pub struct HostId {
     pub kernel: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Machine {
     pub host: HostId,
     pub topology: Topology,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::irqs::{queue_of, Irq, IrqUse, QueueKind};
 use crate::{cpulist, sysroot::SysRoot};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RxQueue {
     pub index: u32,
     /// rps_cpus as the kernel prints it (hex mask); None when the kernel lacks RPS.
@@ -15,7 +15,7 @@ pub struct RxQueue {
     pub irq: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TxQueue {
     pub index: u32,
     /// xps_cpus (hex mask); None where the kernel does not show it (single-queue devices).
@@ -23,7 +23,7 @@ pub struct TxQueue {
     pub irq: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Nic {
     pub name: String,
     pub driver: Option<String>,

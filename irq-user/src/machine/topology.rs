@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{cpulist, sysroot::SysRoot};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cpu {
     pub id: u32,
     pub online: bool,
@@ -23,7 +23,7 @@ pub struct Cpu {
     pub nohz_full: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Topology {
     pub possible: Vec<u32>,
     pub online: Vec<u32>,

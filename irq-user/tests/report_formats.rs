@@ -1,0 +1,360 @@
+//! Every report format on three profiles: one recorded on the 2-CPU test VM (veth traffic
+//! with RPS on CPU 0 and the reader on CPU 1), and synthetic ones of a 64-CPU server with a
+//! 16-queue NIC and a 48-CPU two-socket server (masks past 32 CPUs). Outputs are compared
+//! with golden files (IRQTUNE_UPDATE_GOLDEN=1 rewrites them), and each format is also
+//! checked by reading it back.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use hdrhistogram::serialization::{
+    interval_log::{IntervalLogIterator, LogEntry},
+    Deserializer,
+};
+use irq_user::{
+    fixture::MachineSpec,
+    profile::Profile,
+    report::{self, Format},
+};
+
+const FORMATS: [Format; 6] = [
+    Format::Text,
+    Format::Json,
+    Format::Csv,
+    Format::Html,
+    Format::Prometheus,
+    Format::Hdrlog,
+];
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+fn profiles() -> Vec<(&'static str, Profile)> {
+    let vm = Profile::load(&dir().join("fixtures/vm-profile.json")).expect("recorded VM profile");
+    let synth = |spec: MachineSpec| {
+        let t = tempfile::tempdir().unwrap();
+        spec.write(t.path()).unwrap();
+        spec.synthetic_profile(t.path(), 10)
+    };
+    vec![
+        ("vm", vm),
+        ("server-64cpu", synth(MachineSpec::server_64cpu())),
+        ("two-socket-48cpu", synth(MachineSpec::two_socket_server())),
+    ]
+}
+
+#[test]
+fn outputs_match_the_golden_files() {
+    let update = std::env::var_os("IRQTUNE_UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for (name, p) in profiles() {
+        for f in FORMATS {
+            let out = report::render(&p, f);
+            let path = dir()
+                .join("golden")
+                .join(format!("{name}.{}", f.extension()));
+            if update {
+                std::fs::write(&path, &out).unwrap();
+                continue;
+            }
+            let want = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (IRQTUNE_UPDATE_GOLDEN=1 makes it)", path.display())
+            });
+            if want != out {
+                let got = dir()
+                    .join("golden")
+                    .join(format!("{name}.{}.new", f.extension()));
+                std::fs::write(&got, &out).unwrap();
+                stale.push(format!(
+                    "{} (new output in {})",
+                    path.display(),
+                    got.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "outputs differ from the golden files; review and rerun with IRQTUNE_UPDATE_GOLDEN=1:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn json_round_trips_and_findings_are_found() {
+    for (name, p) in profiles() {
+        let back = Profile::parse(&p.to_json(), name).unwrap();
+        assert_eq!(back, p, "{name}");
+    }
+    let all = profiles();
+    let ids = |n: &str| -> Vec<String> {
+        all.iter()
+            .find(|(k, _)| *k == n)
+            .unwrap()
+            .1
+            .findings
+            .iter()
+            .map(|f| f.id.clone())
+            .collect()
+    };
+    assert!(
+        ids("vm").contains(&"rfs_off_with_mismatch".to_string()),
+        "{:?}",
+        ids("vm")
+    );
+    for server in ["server-64cpu", "two-socket-48cpu"] {
+        let f = ids(server);
+        for want in [
+            "net_rx_concentrated",
+            "ksoftirqd_net_rx",
+            "softnet_time_squeeze",
+            "rfs_off_with_mismatch",
+            "unsteerable_flow_mismatch",
+        ] {
+            assert!(
+                f.contains(&want.to_string()),
+                "{server}: {want} missing from {f:?}"
+            );
+        }
+    }
+    assert!(
+        ids("two-socket-48cpu").contains(&"nic_irq_remote_numa".to_string()),
+        "eth2 on node 1, IRQs on CPU 0"
+    );
+    assert!(
+        ids("two-socket-48cpu").contains(&"disk_and_nic_on_one_cpu".to_string()),
+        "nvme0q1 and eth2 queues on CPU 0"
+    );
+}
+
+#[test]
+fn prometheus_histograms_are_cumulative_and_typed() {
+    for (name, p) in profiles() {
+        let text = String::from_utf8(report::render(&p, Format::Prometheus)).unwrap();
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut last: BTreeMap<String, f64> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (n, t) = rest.split_once(' ').unwrap();
+                assert!(
+                    types.insert(n.into(), t.into()).is_none(),
+                    "{name}: TYPE {n} twice"
+                );
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let metric = line.split(['{', ' ']).next().unwrap();
+            let family = metric
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                types.contains_key(family) || types.contains_key(metric),
+                "{name}: {metric} has no TYPE"
+            );
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            if metric.ends_with("_bucket") {
+                let series = line[..line.find("le=").unwrap()].to_string();
+                if let Some(prev) = last.insert(series.clone(), value) {
+                    assert!(value >= prev, "{name}: buckets not cumulative at {line}");
+                }
+            }
+        }
+        let hist_count: u64 = p.softirqs.iter().map(|r| r.handler.count()).sum();
+        let served: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("irqtune_softirq_handler_seconds_count"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(served as u64, hist_count, "{name}");
+    }
+}
+
+#[test]
+fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
+    for (name, p) in profiles() {
+        let log = report::render(&p, Format::Hdrlog);
+        let mut de = Deserializer::new();
+        let mut total = 0u64;
+        let mut series = 0;
+        for entry in IntervalLogIterator::new(&log) {
+            if let LogEntry::Interval(h) = entry.expect("valid log entry") {
+                let bytes = base64_decode(h.encoded_histogram());
+                let hist: hdrhistogram::Histogram<u64> = de
+                    .deserialize(&mut bytes.as_slice())
+                    .expect("histogram decodes");
+                total += hist.len();
+                series += 1;
+                assert!(h.tag().is_some());
+            }
+        }
+        let want: u64 = p.hardirqs.iter().map(|r| r.handler.count()).sum::<u64>()
+            + p.softirqs
+                .iter()
+                .map(|r| r.handler.count() + r.raise_delay.count())
+                .sum::<u64>();
+        assert_eq!(series, p.hardirqs.len() + 2 * p.softirqs.len(), "{name}");
+        assert_eq!(total, want, "{name}: every recorded value is in the log");
+    }
+}
+
+/// Standard base64 (the interval log's encoding of each histogram).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let table = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= table(c) << (18 - 6 * i);
+        }
+        let n = chunk.len() * 6 / 8;
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn csv_has_a_row_per_kind_key_and_cpu() {
+    for (name, p) in profiles() {
+        let data = report::render(&p, Format::Csv);
+        let mut r = csv::Reader::from_reader(data.as_slice());
+        let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+        let want = p.hardirqs.len()
+            + 2 * p.softirqs.len()
+            + p.netdevs.len()
+            + p.flows.len()
+            + p.proc.softnet.len();
+        assert_eq!(rows.len(), want, "{name}");
+        let net_rx_cpu0 = rows
+            .iter()
+            .find(|r| &r[0] == "softirq_handler" && &r[1] == "NET_RX");
+        assert!(
+            net_rx_cpu0.is_some_and(|r| r[6].parse::<u64>().unwrap() > 0),
+            "{name}: NET_RX p50"
+        );
+    }
+}
+
+#[test]
+fn html_is_self_contained() {
+    for (name, p) in profiles() {
+        let html = String::from_utf8(report::render(&p, Format::Html)).unwrap();
+        assert!(
+            html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"),
+            "{name}"
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://") && !html.contains("<script"),
+            "{name}: no network, no scripts"
+        );
+        assert!(html.matches("<svg").count() >= 3, "{name}: charts");
+        for f in &p.findings {
+            assert!(
+                html.contains(&f.id.replace('_', " ")) || html.contains(&html_escape(&f.title)),
+                "{name}: finding {}",
+                f.id
+            );
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[test]
+fn malformed_or_truncated_profile_exits_2_naming_file_and_position() {
+    let t = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dir().join("fixtures/vm-profile.json")).unwrap();
+    let cut = t.path().join("cut.json");
+    std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+    let bad = t.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        text.replacen("\"hardirqs\": [", "\"hardirqs\": [nope", 1),
+    )
+    .unwrap();
+    let other = t.path().join("other.json");
+    std::fs::write(
+        &other,
+        text.replacen("\"version\": 1", "\"version\": 99", 1),
+    )
+    .unwrap();
+    for (path, want) in [(&cut, "EOF"), (&bad, "expected"), (&other, "version 99")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_irqtune"))
+            .args(["report", path.to_str().unwrap(), "--format", "html"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(want),
+            "{err}"
+        );
+        if path != &other {
+            let pos = format!("{}:", path.display());
+            let after = &err[err.find(&pos).unwrap() + pos.len()..];
+            let line: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            assert!(!line.is_empty(), "a line number after the file name: {err}");
+        }
+        assert!(out.stdout.is_empty(), "nothing written on error");
+    }
+}
+
+#[test]
+fn schema_file_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profile.schema.json");
+    let schema = Profile::schema();
+    if std::env::var_os("IRQTUNE_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &schema).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == schema,
+        "{} is out of date: rerun with IRQTUNE_UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+#[test]
+fn report_from_a_captured_proc_tree() {
+    let t = tempfile::tempdir().unwrap();
+    MachineSpec::seed_4cpu().write(t.path()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_irqtune"))
+        .arg("--root")
+        .arg(t.path())
+        .args(["report", "--format", "text"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("source: /proc counts since boot"), "{text}");
+    assert!(
+        text.contains("eth3-TxRx-3") && text.contains("3587929355"),
+        "{text}"
+    );
+}
