@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             Command::Record(args) => cmd::record::record(args).await.context("record"),
             Command::Report(args) => cmd::report::report(&root, args).context("report"),
             Command::Show(args) => cmd::steer::show(&root, args).context("show"),
-            Command::Plan(args) => cmd::steer::plan(&root, args).context("plan"),
+            Command::Plan(args) => cmd::steer::plan(&root, args).await.context("plan"),
             Command::Apply(args) => cmd::steer::apply(&root, args).context("apply"),
             Command::Revert(args) => cmd::steer::revert(&root, args).context("revert"),
         }

@@ -36,27 +36,32 @@ pub struct Session {
     pub opts: ProbeOptions,
 }
 
+/// The probes as the profile lists them: attached (BTF or classic) and disabled with why.
+pub fn probe_rows(probes_: &Probes) -> Vec<ProbeRow> {
+    let mut probes: Vec<ProbeRow> = probes_
+        .attached
+        .iter()
+        .map(|a| ProbeRow {
+            tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
+            attach: match a.kind {
+                AttachKind::Btf => "btf",
+                AttachKind::Classic => "classic",
+            }
+            .into(),
+            reason: None,
+        })
+        .collect();
+    probes.extend(probes_.disabled.iter().map(|d| ProbeRow {
+        tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
+        attach: "disabled".into(),
+        reason: Some(d.reason.clone()),
+    }));
+    probes
+}
+
 impl Session {
     pub fn profile(&self) -> Profile {
-        let mut probes: Vec<ProbeRow> = self
-            .probes
-            .attached
-            .iter()
-            .map(|a| ProbeRow {
-                tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
-                attach: match a.kind {
-                    AttachKind::Btf => "btf",
-                    AttachKind::Classic => "classic",
-                }
-                .into(),
-                reason: None,
-            })
-            .collect();
-        probes.extend(self.probes.disabled.iter().map(|d| ProbeRow {
-            tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
-            attach: "disabled".into(),
-            reason: Some(d.reason.clone()),
-        }));
+        let probes = probe_rows(&self.probes);
         let cpus = match &self.opts.cpus {
             Some(c) => c.clone(),
             None => self.interrupts_after.cpus.clone(),

@@ -28,6 +28,87 @@ pub struct BenchArgs {
     /// Seconds of load per tool.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Length of the recording whose user-space CPU is measured and which is then reported.
+    #[arg(long, default_value_t = 60)]
+    record_seconds: u64,
+}
+
+/// User and system CPU of a child that ended, from wait4's rusage.
+fn wait_rusage(child: &Child) -> anyhow::Result<(Duration, Duration, i32)> {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    if pid < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok((tv(ru.ru_utime), tv(ru.ru_stime), status))
+}
+
+/// `irqtune record` for `seconds` under load: its user-space CPU share; then `irqtune report`
+/// of that profile in every format, timed.
+fn record_and_report(bin: &str, seconds: u64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("irqtune-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let profile = dir.join("profile.json");
+    println!("bench: irqtune record --duration {seconds} under load ...");
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(stop.clone())?;
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .args(["record", "--duration", &seconds.to_string(), "--output"])
+        .arg(&profile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start irqtune record")?;
+    let (user, sys, status) = wait_rusage(&child)?;
+    let wall = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    if status != 0 {
+        bail!("irqtune record exited with status {status}");
+    }
+    let size = std::fs::metadata(&profile)?.len();
+    println!("\n| irqtune record, {seconds} s under load | value |\n|---|---|");
+    println!("| wall time | {:.1} s |", wall.as_secs_f64());
+    println!(
+        "| user CPU | {:.3} s = {:.3}% of one core |",
+        user.as_secs_f64(),
+        100.0 * user.as_secs_f64() / wall.as_secs_f64()
+    );
+    println!(
+        "| system CPU (map reads, loading) | {:.3} s = {:.3}% of one core |",
+        sys.as_secs_f64(),
+        100.0 * sys.as_secs_f64() / wall.as_secs_f64()
+    );
+    println!("| profile size | {} KiB |", size / 1024);
+    println!("\n| irqtune report of that profile | best of 5 |\n|---|---|");
+    for format in ["text", "json", "csv", "html", "prometheus", "hdrlog"] {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let out = Command::new(bin)
+                .args(["report", "--format", format, "--output"])
+                .arg(dir.join(format!("report.{format}")))
+                .arg(&profile)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "report --format {format}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            best = best.min(t.elapsed());
+        }
+        println!("| --format {format} | {:.1} ms |", best.as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 const TRACEPOINTS: [(&str, &str); 9] = [
@@ -323,5 +404,6 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             _ => println!(" - |"),
         }
     }
-    Ok(())
+    println!();
+    record_and_report(&bin, args.record_seconds)
 }

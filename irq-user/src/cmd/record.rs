@@ -36,7 +36,7 @@ pub struct RecordArgs {
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
 /// before anything is loaded, so a signal that arrives while the probes attach is not lost to
 /// the default action (which would end the process without a report).
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -46,6 +46,24 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
         }
     })
+}
+
+/// Records `secs` with the default probes and returns the profile (shared by `plan` and
+/// `tune`).
+pub async fn measure(secs: u64, flow_sample: u32) -> anyhow::Result<irq_user::profile::Profile> {
+    let opts = ProbeOptions {
+        flow_sample,
+        ..ProbeOptions::default()
+    };
+    let stop = stop_signal()?;
+    let session = session::record(&opts, Duration::from_secs(secs), stop).await?;
+    if session.interrupted {
+        anyhow::bail!(
+            "interrupted after {:.1} s of measuring; nothing was planned",
+            session.duration_ns as f64 / 1e9
+        );
+    }
+    Ok(session.profile())
 }
 
 pub async fn record(args: RecordArgs) -> anyhow::Result<()> {

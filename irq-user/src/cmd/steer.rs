@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context as _;
 use irq_user::{
     machine::Machine,
+    profile::Profile,
     show,
     steering::{
         applier::{self, ApplyOptions},
@@ -34,9 +35,12 @@ pub struct ShowArgs {
 
 #[derive(clap::Args)]
 pub struct PlanArgs {
-    /// Seconds of /proc/interrupts to weigh IRQs by (live machine only); without it, the
-    /// counts since boot.
-    #[arg(short, long)]
+    /// Weigh IRQs and flows by this profile (from `irqtune record --output`).
+    #[arg(long, value_name = "PROFILE.json", conflicts_with = "duration")]
+    from: Option<PathBuf>,
+    /// Record this many seconds first (probes: handler time and flows) and plan from that.
+    /// Without --from or --duration: the /proc/interrupts counts since boot.
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: Option<u64>,
     /// Plan only this interface (repeatable); default: every NIC with queue interrupts.
     #[arg(long = "iface")]
@@ -115,25 +119,35 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
-    let before = read_machine(root)?;
-    let (machine, load) = match args.duration {
-        Some(secs) if root.is_live() => {
-            eprintln!("sampling /proc/interrupts for {secs} s ...");
-            std::thread::sleep(Duration::from_secs(secs));
-            let after = read_machine(root)?;
-            let load = Load::from_sample(&before, &after, secs as f64);
-            (after, load)
+pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
+    let load = match (&args.from, args.duration) {
+        (Some(path), _) => {
+            let p = Profile::load(path).map_err(|e| BadInput(e.into()))?;
+            Some(Load::from_profile(
+                &p,
+                &format!("profile {}", path.display()),
+            ))
         }
-        _ => {
-            let src = format!(
-                "{} counts since boot",
-                root.path("proc/interrupts").display()
-            );
-            let load = Load::from_counts(&before, &src);
-            (before, load)
+        (None, Some(secs)) => {
+            if !root.is_live() {
+                return Err(BadInput(anyhow::anyhow!(
+                    "--duration records this machine, which does not go with --root; use --from PROFILE.json"
+                ))
+                .into());
+            }
+            let p = super::record::measure(secs, 1).await?;
+            Some(Load::from_profile(&p, &format!("a {secs} s recording")))
         }
+        (None, None) => None,
     };
+    let machine = read_machine(root)?;
+    let load = load.unwrap_or_else(|| {
+        let src = format!(
+            "{} counts since boot",
+            root.path("proc/interrupts").display()
+        );
+        Load::from_counts(&machine, &src)
+    });
     let opts = PlanOptions {
         ifaces: args.ifaces,
         cpus: args.cpus.map(|c| c.0),

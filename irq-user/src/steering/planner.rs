@@ -72,19 +72,33 @@ impl Load {
         }
     }
 
-    /// Two readings of /proc/interrupts `secs` apart.
-    pub fn from_sample(before: &Machine, after: &Machine, secs: f64) -> Load {
+    /// A profile's measurements: IRQs weighed by handler time, rates from their counts, and
+    /// the flows with where their softirq ran and where they were read.
+    pub fn from_profile(p: &crate::profile::Profile, source: &str) -> Load {
+        let secs = p.duration_secs().max(1e-9);
         let mut load = Load {
-            source: format!("/proc/interrupts over {secs:.0} s"),
-            unit: "interrupts".into(),
+            source: source.to_string(),
+            unit: "ns of handler time".into(),
             ..Load::default()
         };
-        for irq in &after.irqs {
-            let old = before.irq(irq.irq).map_or(0, |i| i.total());
-            let d = irq.total().saturating_sub(old) as f64;
-            load.irq_weight.insert(irq.irq, d);
-            load.irq_rate.insert(irq.irq, d / secs.max(0.001));
+        for r in &p.hardirqs {
+            if let Some(irq) = r.irq {
+                *load.irq_weight.entry(irq).or_default() += r.time_ns as f64;
+                *load.irq_rate.entry(irq).or_default() += r.count as f64 / secs;
+            }
         }
+        load.flows = p
+            .flows
+            .iter()
+            .map(|f| FlowLoad {
+                label: f.label(),
+                steerable: f.connected,
+                deliveries_by_cpu: f.deliveries_by_cpu.clone(),
+                reads_by_cpu: f.reads_by_cpu.clone(),
+                reads: f.reads(),
+                mismatched_reads: f.mismatched_reads,
+            })
+            .collect();
         load
     }
 
