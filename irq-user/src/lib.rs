@@ -22,3 +22,4 @@ pub mod show;
 pub mod snapshot;
 pub mod steering;
 pub mod sysroot;
+pub mod watch;

@@ -199,3 +199,17 @@ fn kernel_offsets_from_btf() {
     );
     assert!(o.sk_protocol > o.skc_v6_rcv_saddr && o.skb_len > 0 && o.napi_dev > 0);
 }
+
+#[test]
+fn flow_sampling_keeps_btf_tracepoints() {
+    if !require_root("flow_sampling_keeps_btf_tracepoints") {
+        return;
+    }
+    // Sampling hashes the flow's ports, not the socket pointer: the verifier refuses shifts of
+    // a BTF pointer, which once sent the flow probes to the dearer classic tracepoints.
+    let stdout = record(&["--duration", "1", "--flow-sample", "16"]);
+    assert!(
+        stdout.contains("probes: 9 attached (9 BTF tracepoints, 0 classic)"),
+        "{stdout}"
+    );
+}

@@ -31,6 +31,76 @@ pub struct BenchArgs {
     /// Length of the recording whose user-space CPU is measured and which is then reported.
     #[arg(long, default_value_t = 60)]
     record_seconds: u64,
+    /// Minutes `irqtune watch` runs under load for its CPU and memory footprint (0: skip).
+    #[arg(long, default_value_t = 10)]
+    watch_minutes: u64,
+}
+
+/// (utime + stime in clock ticks, VmRSS in KiB) of a running process.
+fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Ok((utime, stime, rss))
+}
+
+/// `irqtune watch` with its defaults (10 s interval, flows sampled 1 in 16) under load for
+/// `minutes`: user CPU from minute 1 to the end, RSS at 1 minute and at the end.
+fn watch_footprint(bin: &str, minutes: u64) -> anyhow::Result<()> {
+    if minutes == 0 {
+        return Ok(());
+    }
+    println!("bench: irqtune watch for {minutes} min under load ...");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = load(stop.clone())?;
+    let mut child = Command::new(bin)
+        .args(["watch", "--listen", "127.0.0.1:19812"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start irqtune watch")?;
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(60));
+    let (u1, s1, rss1) = proc_usage(pid)?;
+    let t1 = Instant::now();
+    std::thread::sleep(Duration::from_secs(60 * (minutes - 1).max(1)));
+    let (u2, s2, rss2) = proc_usage(pid)?;
+    let window = t1.elapsed().as_secs_f64();
+    // SAFETY: signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    println!("\n| irqtune watch, defaults, under load | value |\n|---|---|");
+    println!(
+        "| user CPU, minute 1 to {minutes} | {:.3} s = {:.3}% of one core |",
+        (u2 - u1) as f64 / hz,
+        100.0 * (u2 - u1) as f64 / hz / window
+    );
+    println!(
+        "| system CPU, same window | {:.3} s = {:.3}% of one core |",
+        (s2 - s1) as f64 / hz,
+        100.0 * (s2 - s1) as f64 / hz / window
+    );
+    println!("| RSS after 1 min | {rss1} KiB |");
+    println!(
+        "| RSS after {minutes} min | {rss2} KiB ({:+.1}%) |",
+        100.0 * (rss2 as f64 - rss1 as f64) / rss1.max(1) as f64
+    );
+    Ok(())
 }
 
 /// User and system CPU of a child that ended, from wait4's rusage.
@@ -353,6 +423,15 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             ],
         },
         Tool {
+            label: "irqtune watch",
+            cmd: vec![
+                bin.clone(),
+                "watch".into(),
+                "--listen".into(),
+                "127.0.0.1:19811".into(),
+            ],
+        },
+        Tool {
             label: "softirqs -d",
             cmd: vec![
                 "/usr/sbin/softirqs".into(),
@@ -395,7 +474,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         let ours = results[0].1.get(tp).map(|c| c.0);
-        let peer = results[2..]
+        let peer = results[3..]
             .iter()
             .find_map(|(_, c)| c.get(tp))
             .map(|c| c.0);
@@ -405,5 +484,6 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!();
-    record_and_report(&bin, args.record_seconds)
+    record_and_report(&bin, args.record_seconds)?;
+    watch_footprint(&bin, args.watch_minutes)
 }

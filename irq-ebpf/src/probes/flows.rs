@@ -35,7 +35,6 @@ static FLOWS_ON: Global<u32> = Global::new(1);
 #[unsafe(no_mangle)]
 static FLOW_SAMPLE: Global<u32> = Global::new(1);
 
-/// Sampling is per socket (a hash of its address), so a sampled flow is seen whole.
 #[inline(always)]
 fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
     if sk == 0 || FLOWS_ON.load() == 0 {
@@ -46,8 +45,17 @@ fn wanted(sk: u64, family: u16, protocol: u16) -> bool {
     {
         return false;
     }
+    true
+}
+
+/// Sampling is per flow (a hash of its ports), so a sampled flow is seen whole. Not of the
+/// socket's address: under tp_btf `sk` is a BTF pointer, and the verifier refuses shifts
+/// and multiplications of pointers ("pointer arithmetic with >>= operator prohibited").
+#[inline(always)]
+fn sampled(key: &FlowKey) -> bool {
     let n = FLOW_SAMPLE.load() as u64;
-    n <= 1 || ((sk >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n == 0
+    let ports = ((key.local_port as u64) << 16) | key.remote_port_be as u64;
+    n <= 1 || (ports.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n == 0
 }
 
 /// The flow's key: the socket and its current ports, read in one go (`skc_dport` and
@@ -135,8 +143,11 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
     if !wanted(sk, family, protocol) {
         return;
     }
-    let cpu = cpu();
     let key = key(sk);
+    if !sampled(&key) {
+        return;
+    }
+    let cpu = cpu();
     let in_softirq = cpu_state().is_some_and(|s| unsafe { (*s).in_net_rx } != 0);
     let Some(f) = flow(&key, family, protocol) else {
         return;
@@ -158,8 +169,11 @@ fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
     if ret <= 0 || !wanted(sk, family, protocol) {
         return;
     }
-    let cpu = cpu();
     let key = key(sk);
+    if !sampled(&key) {
+        return;
+    }
+    let cpu = cpu();
     let Some(f) = flow(&key, family, protocol) else {
         return;
     };

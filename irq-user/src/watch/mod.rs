@@ -1,0 +1,303 @@
+//! `irqtune watch`: the probes stay loaded; once per interval user space reads the maps and
+//! /proc, and publishes the totals since the start as Prometheus metrics (and, optionally, one
+//! JSON line per interval). Everything is aggregated in the kernel; between intervals user
+//! space sleeps. A scrape reads the last published text and never waits for the maps.
+
+pub mod http;
+pub mod jsonl;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    findings::Finding,
+    machine::Machine,
+    probes::Probes,
+    procfs::{self, Interrupts, Softirqs, SoftnetRow},
+    profile::{ProbeRow, Profile, Recorded},
+    report::{prometheus, Summary},
+    session::probe_rows,
+    snapshot::Snapshot,
+    sysroot::SysRoot,
+};
+
+/// What /proc said at one moment.
+struct ProcState {
+    interrupts: Interrupts,
+    softirqs: Softirqs,
+    softnet: Vec<SoftnetRow>,
+}
+
+impl ProcState {
+    fn read() -> anyhow::Result<ProcState> {
+        let root = std::path::Path::new("/");
+        Ok(ProcState {
+            interrupts: procfs::read_interrupts(root)?,
+            softirqs: procfs::read_softirqs(root)?,
+            softnet: procfs::read_softnet(root).unwrap_or_default(),
+        })
+    }
+}
+
+/// One interval, as a JSON line: summaries, not buckets.
+#[derive(Serialize)]
+pub struct IntervalRecord {
+    pub unix_ms: u64,
+    pub interval_s: f64,
+    pub softirqs: Vec<SoftirqSummary>,
+    pub hardirqs: Vec<HardirqSummary>,
+    pub net_rx_packets_by_cpu: BTreeMap<u32, u64>,
+    pub softnet: Vec<SoftnetRow>,
+    pub flows: Vec<FlowSummary>,
+    pub findings: Vec<Finding>,
+    pub losses: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+pub struct SoftirqSummary {
+    pub vector: String,
+    pub cpu: u32,
+    pub count: u64,
+    pub time_ns: u64,
+    pub ksoftirqd_runs: u64,
+    pub handler: Summary,
+    pub raise_delay: Summary,
+}
+
+#[derive(Serialize)]
+pub struct HardirqSummary {
+    pub irq: Option<u32>,
+    pub name: String,
+    pub cpu: u32,
+    pub count: u64,
+    pub time_ns: u64,
+    pub handler: Summary,
+}
+
+#[derive(Serialize)]
+pub struct FlowSummary {
+    pub flow: String,
+    pub reads: u64,
+    pub mismatch_ratio: f64,
+}
+
+/// Flows per interval in the JSON line (the most mismatched).
+const JSONL_FLOWS: usize = 10;
+
+pub struct Watcher {
+    probes: Probes,
+    probe_rows: Vec<ProbeRow>,
+    flow_sample: u32,
+    start_unix_ms: u64,
+    base: (Snapshot, ProcState),
+    prev: (Snapshot, ProcState),
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Watcher {
+    pub fn new(probes: Probes, flow_sample: u32) -> anyhow::Result<Watcher> {
+        let snap = probes.snapshot()?;
+        let proc_ = ProcState::read()?;
+        let snap2 = probes.snapshot()?;
+        let proc2 = ProcState::read()?;
+        Ok(Watcher {
+            probe_rows: probe_rows(&probes),
+            probes,
+            flow_sample,
+            start_unix_ms: unix_ms(),
+            base: (snap, proc_),
+            prev: (snap2, proc2),
+        })
+    }
+
+    fn profile(
+        &self,
+        from: &(Snapshot, ProcState),
+        to: &(Snapshot, ProcState),
+        machine: Option<Machine>,
+        start_ms: u64,
+    ) -> Profile {
+        let delta = to.0.delta(&from.0);
+        Profile::from_recording(Recorded {
+            delta: &delta,
+            start_unix_ms: start_ms,
+            duration_ns: to.0.taken_ns.saturating_sub(from.0.taken_ns),
+            interrupted: false,
+            cpus: to.1.interrupts.cpus.clone(),
+            probes: self.probe_rows.clone(),
+            flow_sample: self.flow_sample,
+            interrupts: (&from.1.interrupts, &to.1.interrupts),
+            softirqs: (&from.1.softirqs, &to.1.softirqs),
+            softnet: (&from.1.softnet, &to.1.softnet),
+            machine,
+        })
+    }
+
+    /// Reads the maps and /proc once: the metrics text (totals since start; flows and
+    /// findings of the last interval) and the interval's record.
+    pub fn tick(&mut self) -> anyhow::Result<(String, IntervalRecord)> {
+        self.probes.flush_log();
+        let now = (self.probes.snapshot()?, ProcState::read()?);
+        let machine = Machine::read(&SysRoot::default()).ok();
+        let interval = self.profile(&self.prev, &now, machine.clone(), unix_ms());
+        let mut total = self.profile(&self.base, &now, None, self.start_unix_ms);
+        total.flows = interval.flows.clone();
+        total.findings = interval.findings.clone();
+        let text = metrics_text(&total, &self.probe_rows, self.start_unix_ms, unix_ms());
+        let record = record(&interval);
+        self.prev = now;
+        Ok((text, record))
+    }
+}
+
+/// The /metrics text: totals since the start in `total` (its flows and findings being the
+/// last interval's), the probes' state, and when it was read.
+pub fn metrics_text(
+    total: &Profile,
+    probes: &[ProbeRow],
+    start_unix_ms: u64,
+    now_unix_ms: u64,
+) -> String {
+    let mut w = prometheus::Writer::new();
+    w.family(
+        "irqtune_watch_start_time_seconds",
+        "gauge",
+        "When this irqtune watch started (Unix time).",
+    );
+    w.sample(
+        "irqtune_watch_start_time_seconds",
+        &[],
+        start_unix_ms as f64 / 1e3,
+    );
+    w.family(
+        "irqtune_watch_last_update_time_seconds",
+        "gauge",
+        "When the metrics were last read from the probes (Unix time).",
+    );
+    w.sample(
+        "irqtune_watch_last_update_time_seconds",
+        &[],
+        now_unix_ms as f64 / 1e3,
+    );
+    w.family(
+        "irqtune_probe_attached",
+        "gauge",
+        "1 if the tracepoint's probe is attached, 0 if it was disabled (see the log for why).",
+    );
+    for r in probes {
+        let l = [
+            ("tracepoint", r.tracepoint.clone()),
+            ("attach", r.attach.clone()),
+        ];
+        w.sample(
+            "irqtune_probe_attached",
+            &l,
+            if r.attach == "disabled" { 0.0 } else { 1.0 },
+        );
+    }
+    prometheus::write_profile(&mut w, total);
+    w.out
+}
+
+fn record(p: &Profile) -> IntervalRecord {
+    let mut net_rx_packets_by_cpu = BTreeMap::new();
+    for r in &p.netdevs {
+        *net_rx_packets_by_cpu.entry(r.cpu).or_default() += r.packets;
+    }
+    let mut flows: Vec<FlowSummary> = p
+        .flows
+        .iter()
+        .filter(|f| f.reads() > 0)
+        .map(|f| FlowSummary {
+            flow: f.label(),
+            reads: f.reads(),
+            mismatch_ratio: f.mismatch_ratio,
+        })
+        .collect();
+    flows.sort_by(|a, b| {
+        b.mismatch_ratio
+            .total_cmp(&a.mismatch_ratio)
+            .then(b.reads.cmp(&a.reads))
+    });
+    flows.truncate(JSONL_FLOWS);
+    IntervalRecord {
+        unix_ms: p.session.start_unix_ms,
+        interval_s: p.duration_secs(),
+        softirqs: p
+            .softirqs
+            .iter()
+            .filter(|r| r.count > 0)
+            .map(|r| SoftirqSummary {
+                vector: r.vector.clone(),
+                cpu: r.cpu,
+                count: r.count,
+                time_ns: r.time_ns,
+                ksoftirqd_runs: r.ksoftirqd_runs,
+                handler: r.handler.summary,
+                raise_delay: r.raise_delay.summary,
+            })
+            .collect(),
+        hardirqs: p
+            .hardirqs
+            .iter()
+            .map(|r| HardirqSummary {
+                irq: r.irq,
+                name: r.name.clone(),
+                cpu: r.cpu,
+                count: r.count,
+                time_ns: r.time_ns,
+                handler: r.handler.summary,
+            })
+            .collect(),
+        net_rx_packets_by_cpu,
+        softnet: p.proc.softnet.clone(),
+        flows,
+        findings: p.findings.clone(),
+        losses: p.losses.clone(),
+    }
+}
+
+/// Prometheus text (0.0.4) to OpenMetrics text (1.0): counter families lose their `_total`
+/// in the metadata, and the exposition ends with `# EOF`.
+pub fn to_openmetrics(text: &str) -> String {
+    let mut counters = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let meta = line
+            .strip_prefix("# TYPE ")
+            .map(|r| ("# TYPE ", r))
+            .or_else(|| line.strip_prefix("# HELP ").map(|r| ("# HELP ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) {
+                    name.trim_end_matches("_total")
+                } else {
+                    name
+                };
+                out.push_str(kind);
+                out.push_str(name);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
+}

@@ -1,0 +1,168 @@
+//! The files in deploy/: the scrape config passes promtool, the systemd unit passes
+//! systemd-analyze, and every metric the Grafana dashboard queries is one /metrics serves.
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
+
+use irq_user::{fixture::MachineSpec, watch};
+
+fn deploy(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file)
+}
+
+fn tool(name: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} is not installed: run `cargo xtask setup`"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Metric families /metrics serves, from the watch's own renderer on a synthetic 48-CPU
+/// machine (every family has its # TYPE line even when it has no samples).
+fn served() -> BTreeSet<String> {
+    let t = tempfile::tempdir().unwrap();
+    let spec = MachineSpec::two_socket_server();
+    spec.write(t.path()).unwrap();
+    let p = spec.synthetic_profile(t.path(), 10);
+    let text = watch::metrics_text(&p, &p.session.probes, 0, 1);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn dashboard_queries_only_served_metrics() {
+    let text = std::fs::read_to_string(deploy("grafana-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "expr" || k == "definition" {
+                        out.push(v.as_str().unwrap_or_default().to_string());
+                    }
+                    walk(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&dash, &mut exprs);
+    assert!(
+        exprs.len() >= 10,
+        "the dashboard has its queries: {exprs:?}"
+    );
+    let served = served();
+    let mut used = BTreeSet::new();
+    for e in &exprs {
+        let mut i = 0;
+        while let Some(pos) = e[i..].find("irqtune_") {
+            let start = i + pos;
+            let end = start
+                + e[start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(e.len() - start);
+            used.insert(e[start..end].to_string());
+            i = end.max(start + 1);
+        }
+    }
+    for name in &used {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| served.contains(*f)))
+            .unwrap_or(name);
+        assert!(
+            served.contains(family),
+            "the dashboard queries {name}, which /metrics does not serve (served: {served:?})"
+        );
+    }
+    for want in [
+        "irqtune_softirq_handler_seconds",
+        "irqtune_softirq_raise_delay_seconds",
+        "irqtune_net_rx_packets_total",
+        "irqtune_flow_mismatch_ratio",
+        "irqtune_finding",
+    ] {
+        assert!(
+            used.iter().any(|u| u.starts_with(want)),
+            "dashboard shows {want}"
+        );
+    }
+}
+
+#[test]
+fn scrape_config_passes_promtool() {
+    let out = Command::new(tool("promtool"))
+        .args(["check", "config"])
+        .arg(deploy("prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let t = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(deploy("irqtune-watch.service")).unwrap();
+    assert!(
+        unit.contains("CapabilityBoundingSet=")
+            && unit.contains("ProtectSystem=strict")
+            && unit.contains("Restart=on-failure")
+    );
+    // systemd-analyze needs the ExecStart binary to exist: point it at the one just built.
+    let path = t.path().join("irqtune-watch.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/irqtune", env!("CARGO_BIN_EXE_irqtune")),
+    )
+    .unwrap();
+    let out = Command::new(tool("systemd-analyze"))
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+    // And it would notice a mistake.
+    let bad = t.path().join("bad.service");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("ProtectHome=yes", "ProtectHomee=yes"),
+    )
+    .unwrap();
+    let out = Command::new(tool("systemd-analyze"))
+        .arg("verify")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "a typo is reported"
+    );
+}
+
+#[test]
+fn openmetrics_conversion() {
+    let prom = "# HELP a_total x\n# TYPE a_total counter\na_total{cpu=\"0\"} 3\n# HELP g y\n# TYPE g gauge\ng 1\n";
+    let om = watch::to_openmetrics(prom);
+    assert_eq!(om, "# HELP a x\n# TYPE a counter\na_total{cpu=\"0\"} 3\n# HELP g y\n# TYPE g gauge\ng 1\n# EOF\n");
+}
