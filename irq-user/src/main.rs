@@ -35,6 +35,8 @@ enum Command {
     Record(cmd::record::RecordArgs),
     /// Turn a profile into text, JSON, CSV, HTML, Prometheus or HdrHistogram log.
     Report(cmd::report::ReportArgs),
+    /// Measure, plan, apply, measure again; keep the change if it helped, else roll back.
+    Tune(cmd::tune::TuneArgs),
     /// Run continuously and serve Prometheus metrics (for fleets: low overhead, always on).
     Watch(cmd::watch::WatchArgs),
     /// Show IRQs, NIC queues and their steering, irqbalance and the CPU topology.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Record(args) => cmd::record::record(args).await.context("record"),
             Command::Report(args) => cmd::report::report(&root, args).context("report"),
+            Command::Tune(args) => cmd::tune::tune(&root, args).await.context("tune"),
             Command::Watch(args) => cmd::watch::watch(args).await.context("watch"),
             Command::Show(args) => cmd::steer::show(&root, args).context("show"),
             Command::Plan(args) => cmd::steer::plan(&root, args).await.context("plan"),

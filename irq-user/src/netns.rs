@@ -6,7 +6,70 @@
 //! returning to the host's namespace afterwards: a private mount namespace, a sysfs mounted
 //! from inside the target namespace, then back. Must run before any thread is started.
 
-use std::{ffi::CString, fs::File, os::fd::AsRawFd, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    ffi::{CStr, CString},
+    fs::File,
+    net::IpAddr,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::OnceLock,
+};
+
+/// Addresses of the network devices irqtune works on, captured inside `--netns` (sockets'
+/// local addresses tell which device a flow came in on).
+static NETNS_ADDRS: OnceLock<BTreeMap<String, Vec<IpAddr>>> = OnceLock::new();
+
+/// IP addresses per interface in the current network namespace (getifaddrs(3)).
+fn current_addrs() -> BTreeMap<String, Vec<IpAddr>> {
+    let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return out;
+    }
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: cur is a valid node of the list until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: sa_family tells which sockaddr the pointer holds.
+        let ip = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    Some(IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+                }
+                _ => None,
+            }
+        };
+        if let Some(ip) = ip {
+            out.entry(name).or_default().push(ip);
+        }
+    }
+    // SAFETY: the list came from getifaddrs.
+    unsafe { libc::freeifaddrs(list) };
+    out
+}
+
+/// IP addresses of each interface irqtune works on: those of `--netns` when given, else the
+/// host's.
+pub fn iface_addrs() -> BTreeMap<String, Vec<IpAddr>> {
+    NETNS_ADDRS.get().cloned().unwrap_or_else(current_addrs)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("--netns {name}: {step}: {source}")]
@@ -71,6 +134,7 @@ pub fn use_netns_devices(name: &str) -> Result<(), NetnsError> {
             name,
             "enter",
         )?;
+        let _ = NETNS_ADDRS.set(current_addrs());
         let _ = libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
         let mounted = libc::mount(
             sysfs.as_ptr(),

@@ -299,3 +299,36 @@ fn plan_files_are_checked_on_load() {
     let escape = json.replacen("\"iface\": \"eth2\"", "\"iface\": \"../../x\"", 1);
     assert!(Plan::parse(&escape, "p.json", possible, online).is_err());
 }
+
+#[test]
+fn unconnected_udp_alone_gets_rps_toward_its_reader() {
+    let (_dir, m) = machine(&MachineSpec::vm());
+    let mut load = Load::from_counts(&m, "test");
+    load.flows = vec![FlowLoad {
+        label: "udp 10.0.0.2:53 <- 0.0.0.0:0 (named pid 9)".into(),
+        steerable: false,
+        deliveries_by_cpu: [(0, 1000)].into(),
+        reads_by_cpu: [(1, 1000)].into(),
+        reads: 1000,
+        mismatched_reads: 1000,
+    }];
+    let p = planner::plan(&m, &load, &PlanOptions::default(), 1).unwrap();
+    let rps = p
+        .changes
+        .iter()
+        .find(|c| matches!(&c.knob, Knob::RpsCpus { iface, .. } if iface == "eth0"))
+        .expect("RPS planned");
+    assert_eq!(
+        cpulist::parse_mask(&rps.proposed).unwrap(),
+        vec![1],
+        "{}",
+        p.diff()
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("RPS goes to its reader CPU(s) 1")),
+        "{:?}",
+        p.notes
+    );
+}

@@ -263,6 +263,26 @@ pub fn exchange<T: Send + 'static>(
     receiver.join().expect("receiver")
 }
 
+/// How long a generated stream runs: at most `chunks` writes and `time`, and until `stop` is
+/// set when there is one.
+#[derive(Clone)]
+pub struct Limit {
+    pub chunks: u32,
+    pub time: Duration,
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Limit {
+    fn done(&self, i: u32, start: Instant) -> bool {
+        i >= self.chunks
+            || start.elapsed() > self.time
+            || self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// A TCP receiver fed from namespace a for a bounded time; returns its address.
 pub fn tcp_flow(
     pair: &NetnsPair,
@@ -270,6 +290,24 @@ pub fn tcp_flow(
     port: u16,
     comm: &str,
     reader_cpu: usize,
+) -> SocketAddr {
+    let limit = Limit {
+        chunks: 10_000,
+        time: Duration::from_secs(4),
+        stop: None,
+    };
+    tcp_stream(pair, v6, port, comm, reader_cpu, limit)
+}
+
+/// A TCP stream from namespace a to a receiver in b pinned to `reader_cpu`, paced so the
+/// receiver keeps up, for as long as `limit` allows; returns the receiver's address.
+pub fn tcp_stream(
+    pair: &NetnsPair,
+    v6: bool,
+    port: u16,
+    comm: &str,
+    reader_cpu: usize,
+    limit: Limit,
 ) -> SocketAddr {
     let ip_b = if v6 { &pair.ip6_b } else { &pair.ip_b };
     let server = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
@@ -289,18 +327,60 @@ pub fn tcp_flow(
         let start = Instant::now();
         // Paced so the receiver keeps up: deliveries then mostly happen in softirq context,
         // not from the socket backlog when the reader releases the socket lock.
-        for i in 0..10_000u32 {
-            if start.elapsed() > Duration::from_secs(4) {
-                break;
-            }
+        let mut i = 0;
+        while !limit.done(i, start) {
             s.write_all(&chunk).expect("send");
             if i % 4 == 0 {
                 std::thread::sleep(Duration::from_micros(200));
             }
+            i += 1;
         }
     };
     exchange(pair, reader_cpu, comm, receive, send);
     server
+}
+
+/// Datagrams to an unconnected UDP receiver in b pinned to `reader_cpu`, for as long as
+/// `limit` allows; returns the receiver's address and how many datagrams it read.
+pub fn udp_stream(
+    pair: &NetnsPair,
+    port: u16,
+    comm: &str,
+    reader_cpu: usize,
+    limit: Limit,
+) -> (SocketAddr, u64) {
+    let server = SocketAddr::new(pair.ip_b.parse::<IpAddr>().expect("ip"), port);
+    let receive = move |ready: Box<dyn FnOnce() + Send>| {
+        let s = std::net::UdpSocket::bind(server).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        ready();
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            if n == 1 && buf[0] == 0 {
+                break; // end marker
+            }
+            got += 1;
+        }
+        got
+    };
+    let send = move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind sender");
+        let payload = [0x42u8; 512];
+        let start = Instant::now();
+        let mut i = 0;
+        while !limit.done(i, start) {
+            let _ = s.send_to(&payload, server);
+            if i % 8 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            i += 1;
+        }
+        let _ = s.send_to(&[0u8], server);
+    };
+    let got = exchange(pair, reader_cpu, comm, receive, send);
+    (server, got)
 }
 
 /// Writes and re-reads `blocks` 4 KiB blocks with O_DIRECT, so each is a request to the disk.

@@ -1,16 +1,13 @@
 //! Flow placement: where the softirq delivered a socket's data vs where the application read
 //! it, with RPS/RFS set on purpose on a veth between two namespaces (scaling.rst).
 
-use std::{
-    net::{IpAddr, SocketAddr, UdpSocket},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use irq_user::{
     probes::{Group, ProbeOptions, Probes},
     snapshot::{FlowSeries, Protocol},
 };
-use irqtune_tests::{exchange, load_probes, require_root, tcp_flow, NetnsPair, Restore};
+use irqtune_tests::{load_probes, require_root, tcp_flow, udp_stream, Limit, NetnsPair, Restore};
 
 const RX_QUEUE: &str = "/sys/class/net/vb/queues/rx-0";
 const SOCK_FLOW_ENTRIES: &str = "/proc/sys/net/core/rps_sock_flow_entries";
@@ -34,34 +31,12 @@ fn steer(pair: &NetnsPair, rps_cpus: &str, rfs: bool, entries: &Restore) {
 
 /// An unconnected UDP receiver; returns its address.
 fn udp_flow(pair: &NetnsPair, port: u16, comm: &str) -> SocketAddr {
-    let server = SocketAddr::new(pair.ip_b.parse::<IpAddr>().expect("ip"), port);
-    let receive = move |ready: Box<dyn FnOnce() + Send>| {
-        let s = UdpSocket::bind(server).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .expect("timeout");
-        ready();
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        while let Ok((n, _)) = s.recv_from(&mut buf) {
-            if n == 1 && buf[0] == 0 {
-                break; // end marker
-            }
-            got += 1;
-        }
-        got
+    let limit = Limit {
+        chunks: 5_000,
+        time: Duration::from_secs(4),
+        stop: None,
     };
-    let send = move || {
-        let s = UdpSocket::bind("0.0.0.0:0").expect("bind sender");
-        let payload = [0x42u8; 512];
-        for i in 0..5_000u32 {
-            let _ = s.send_to(&payload, server);
-            if i % 8 == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        let _ = s.send_to(&[0u8], server);
-    };
-    let got = exchange(pair, READER_CPU, comm, receive, send);
+    let (server, got) = udp_stream(pair, port, comm, READER_CPU, limit);
     assert!(got > 1000, "UDP receiver got only {got} datagrams");
     server
 }

@@ -34,6 +34,24 @@ pub struct BenchArgs {
     /// Minutes `irqtune watch` runs under load for its CPU and memory footprint (0: skip).
     #[arg(long, default_value_t = 10)]
     watch_minutes: u64,
+    /// Runs before and after `irqtune tune` in the effect benchmark.
+    #[arg(long, default_value_t = 5)]
+    effect_runs: usize,
+    /// Run only these parts (repeatable): probes, record, watch, effect.
+    #[arg(long = "only", value_enum)]
+    only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Kernel cost per event of each probe, next to libbpf-tools.
+    Probes,
+    /// `record`'s user-space CPU and `report`'s time.
+    Record,
+    /// `watch`'s CPU and memory over minutes.
+    Watch,
+    /// What `tune` changes for throughput and latency on the mismatch scenario.
+    Effect,
 }
 
 /// (utime + stime in clock ticks, VmRSS in KiB) of a running process.
@@ -450,10 +468,27 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             ],
         },
     ];
+    let part = |p: Part| args.only.is_empty() || args.only.contains(&p);
+    if part(Part::Probes) {
+        probe_costs(&tools, args.seconds)?;
+    }
+    if part(Part::Record) {
+        record_and_report(&bin, args.record_seconds)?;
+    }
+    if part(Part::Watch) {
+        watch_footprint(&bin, args.watch_minutes)?;
+    }
+    if part(Part::Effect) {
+        crate::effect::effect(&bin, args.effect_runs)?;
+    }
+    Ok(())
+}
+
+fn probe_costs(tools: &[Tool], seconds: u64) -> anyhow::Result<()> {
     let mut results = Vec::new();
-    for tool in &tools {
-        println!("bench: {} under {} s of load ...", tool.label, args.seconds);
-        results.push((tool.label, measure(tool, args.seconds)?));
+    for tool in tools {
+        println!("bench: {} under {seconds} s of load ...", tool.label);
+        results.push((tool.label, measure(tool, seconds)?));
     }
 
     println!(
@@ -484,6 +519,5 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!();
-    record_and_report(&bin, args.record_seconds)?;
-    watch_footprint(&bin, args.watch_minutes)
+    Ok(())
 }

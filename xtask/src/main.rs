@@ -4,6 +4,7 @@
 //! own, so it is quick when all is there and complete on a bare machine.
 
 mod bench;
+mod effect;
 mod setup;
 
 use std::process::{Command, ExitCode};

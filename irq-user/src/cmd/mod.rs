@@ -6,6 +6,7 @@
 pub mod record;
 pub mod report;
 pub mod steer;
+pub mod tune;
 pub mod watch;
 
 use irq_user::{

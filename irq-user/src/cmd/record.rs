@@ -48,22 +48,19 @@ pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Records `secs` with the default probes and returns the profile (shared by `plan` and
-/// `tune`).
-pub async fn measure(secs: u64, flow_sample: u32) -> anyhow::Result<irq_user::profile::Profile> {
+/// Records `secs` with the default probes until `stop` completes; the profile and whether
+/// it was cut short (shared by `plan --duration` and `tune`).
+pub async fn measure(
+    secs: u64,
+    flow_sample: u32,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<(irq_user::profile::Profile, bool)> {
     let opts = ProbeOptions {
         flow_sample,
         ..ProbeOptions::default()
     };
-    let stop = stop_signal()?;
     let session = session::record(&opts, Duration::from_secs(secs), stop).await?;
-    if session.interrupted {
-        anyhow::bail!(
-            "interrupted after {:.1} s of measuring; nothing was planned",
-            session.duration_ns as f64 / 1e9
-        );
-    }
-    Ok(session.profile())
+    Ok((session.profile(), session.interrupted))
 }
 
 pub async fn record(args: RecordArgs) -> anyhow::Result<()> {

@@ -81,11 +81,11 @@ pub struct RevertArgs {
     state_dir: Option<PathBuf>,
 }
 
-fn store(root: &SysRoot, dir: Option<PathBuf>) -> Store {
+pub fn store(root: &SysRoot, dir: Option<PathBuf>) -> Store {
     Store::new(dir.unwrap_or_else(|| root.path("var/lib/irqtune")))
 }
 
-fn read_machine(root: &SysRoot) -> anyhow::Result<Machine> {
+pub fn read_machine(root: &SysRoot) -> anyhow::Result<Machine> {
     Machine::read(root).context("reading the machine's IRQs")
 }
 
@@ -112,7 +112,7 @@ pub fn show(root: &SysRoot, args: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_unix() -> u64 {
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -135,7 +135,11 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let p = super::record::measure(secs, 1).await?;
+            let (p, interrupted) =
+                super::record::measure(secs, 1, super::record::stop_signal()?).await?;
+            if interrupted {
+                anyhow::bail!("interrupted while measuring; nothing was planned");
+            }
             Some(Load::from_profile(&p, &format!("a {secs} s recording")))
         }
         (None, None) => None,

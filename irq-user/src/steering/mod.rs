@@ -5,3 +5,4 @@ pub mod applier;
 pub mod journal;
 pub mod plan;
 pub mod planner;
+pub mod verdict;

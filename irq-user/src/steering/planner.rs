@@ -368,7 +368,50 @@ impl Planner<'_> {
             readers.len().max(2)
         };
         let mut rps_on = nic.rx.iter().any(|q| !q.rps_list().is_empty());
-        if vectors.len() < 2 && vectors.len() < wanted && !nic.rx.is_empty() {
+        // Flows RFS cannot steer (unconnected UDP) and read elsewhere: when they are the only
+        // mismatched ones, RPS goes to their readers' CPUs, the one steering that reaches them.
+        let mismatched = |steerable: bool| -> Vec<&FlowLoad> {
+            self.load
+                .flows
+                .iter()
+                .filter(|f| {
+                    f.steerable == steerable && f.mismatch_ratio() > self.opts.mismatch_threshold
+                })
+                .collect()
+        };
+        let unsteerable_readers: Vec<u32> = if mismatched(true).is_empty() {
+            let mut r: Vec<u32> = mismatched(false)
+                .iter()
+                .flat_map(|f| f.reads_by_cpu.keys().copied())
+                .filter(|c| pool_src.contains(c))
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            r
+        } else {
+            Vec::new()
+        };
+        if !unsteerable_readers.is_empty() && vectors.len() < 2 && !nic.rx.is_empty() {
+            let labels: Vec<String> = mismatched(false).iter().map(|f| f.label.clone()).collect();
+            for q in &nic.rx {
+                serving.insert(q.index, unsteerable_readers.clone());
+                self.propose(
+                    Knob::RpsCpus {
+                        iface: nic.name.clone(),
+                        queue: q.index,
+                    },
+                    q.rps_cpus.as_deref(),
+                    self.mask(&unsteerable_readers),
+                    "RPS toward the CPU(s) that read flows RFS cannot steer (unconnected UDP), so their softirq runs where they are read".to_string(),
+                    format!(
+                        "{} read on CPU {}",
+                        labels.join("; "),
+                        cpulist::format(&unsteerable_readers)
+                    ),
+                );
+            }
+            rps_on = true;
+        } else if vectors.len() < 2 && vectors.len() < wanted && !nic.rx.is_empty() {
             for q in &nic.rx {
                 let irq_cpus: Vec<u32> = q.irq.map(|i| self.irq_cpus(i)).unwrap_or_default();
                 let rate = q.irq.and_then(|i| self.load.irq_rate.get(&i).copied());
@@ -436,9 +479,14 @@ impl Planner<'_> {
         let steerable = mismatched.iter().filter(|f| f.steerable).count();
         for f in mismatched.iter().filter(|f| !f.steerable) {
             self.notes.push(format!(
-                "{}: {:.0}% of reads on another CPU than the softirq, but RFS cannot steer it (unconnected UDP: the kernel records no flow for it); pin the reader to the CPU that receives it, or steer with RPS toward the reader's CPUs",
+                "{}: {:.0}% of reads on another CPU than the softirq, and RFS cannot steer it (unconnected UDP: the kernel records no flow hash for it); {}",
                 f.label,
-                100.0 * f.mismatch_ratio()
+                100.0 * f.mismatch_ratio(),
+                if unsteerable_readers.is_empty() {
+                    "pin the reader to the CPU that receives it, or point RPS at the reader's CPUs".to_string()
+                } else {
+                    format!("{} RPS goes to its reader CPU(s) {} instead", nic.name, cpulist::format(&unsteerable_readers))
+                }
             ));
         }
         if rps_on || steerable > 0 {
