@@ -105,7 +105,8 @@ pub async fn record(
     let start_unix_ms = unix_ms();
     let before = probes.snapshot()?;
 
-    let progress = if std::io::stderr().is_terminal() {
+    // Quiet when the output goes to a file or a pipe (scripts, CI), as well as off a terminal.
+    let progress = if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
         bar.set_style(
             indicatif::ProgressStyle::with_template(

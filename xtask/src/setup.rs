@@ -15,7 +15,7 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: LLVM 22 for bpf-linker, iproute2 for the kernel tests' namespaces,
 /// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
 /// consumers the report formats are tested with: promtool (prometheus), headless chromium,
-/// a JSON Schema validator (python3-jsonschema).
+/// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,6 +27,7 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "chromium",
     "python3-jsonschema",
+    "systemd",
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {
