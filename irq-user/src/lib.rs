@@ -10,6 +10,7 @@ pub mod btf;
 pub mod cpulist;
 pub mod findings;
 pub mod fixture;
+pub mod jsonfile;
 pub mod machine;
 pub mod netns;
 pub mod preflight;

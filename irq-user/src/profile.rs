@@ -215,23 +215,7 @@ pub struct Profile {
     pub findings: Vec<Finding>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    #[error("cannot read profile {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: not a valid irqtune profile: {msg}")]
-    Syntax {
-        path: String,
-        line: usize,
-        column: usize,
-        msg: String,
-    },
-    #[error("{path}: {msg}")]
-    Invalid { path: String, msg: String },
-}
+pub use crate::jsonfile::JsonFileError as ProfileError;
 
 /// What a session hands over to become a profile.
 pub struct Recorded<'a> {
@@ -480,12 +464,7 @@ impl Profile {
     }
 
     pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
-        let p: Profile = serde_json::from_str(text).map_err(|e| ProfileError::Syntax {
-            path: name.to_string(),
-            line: e.line(),
-            column: e.column(),
-            msg: e.to_string(),
-        })?;
+        let p: Profile = crate::jsonfile::parse(text, name, "irqtune profile")?;
         if p.format != PROFILE_FORMAT || p.version != PROFILE_VERSION {
             return Err(ProfileError::Invalid {
                 path: name.to_string(),
@@ -499,12 +478,8 @@ impl Profile {
     }
 
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
-            path: name.clone(),
-            source,
-        })?;
-        Profile::parse(&text, &name)
+        let text = crate::jsonfile::read(path, "profile")?;
+        Profile::parse(&text, &path.display().to_string())
     }
 
     /// The JSON Schema of the profile file.

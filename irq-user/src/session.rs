@@ -30,9 +30,9 @@ pub struct Session {
     pub softnet_before: Vec<SoftnetRow>,
     pub softnet_after: Vec<SoftnetRow>,
     pub start_unix_ms: u64,
-    /// The machine at the end (topology, affinity, NIC queues); None if /proc/interrupts
-    /// could not be read.
-    pub machine: Option<Machine>,
+    /// The machine at the end (topology, affinity, NIC queues), from the same
+    /// /proc/interrupts reading as `interrupts_after`.
+    pub machine: Machine,
     pub opts: ProbeOptions,
 }
 
@@ -77,7 +77,7 @@ impl Session {
             interrupts: (&self.interrupts_before, &self.interrupts_after),
             softirqs: (&self.softirqs_before, &self.softirqs_after),
             softnet: (&self.softnet_before, &self.softnet_after),
-            machine: self.machine.clone(),
+            machine: Some(self.machine.clone()),
         })
     }
 }
@@ -139,7 +139,7 @@ pub async fn record(
     let interrupts_after = procfs::read_interrupts(root)?;
     let softirqs_after = procfs::read_softirqs(root)?;
     let softnet_after = procfs::read_softnet(root).unwrap_or_default();
-    let machine = Machine::read(&SysRoot::new(root)).ok();
+    let machine = Machine::from_interrupts(&SysRoot::new(root), &interrupts_after);
     probes.flush_log();
     if let Some(bar) = progress {
         bar.finish_and_clear();

@@ -51,13 +51,9 @@ pub fn write_atomically(path: &std::path::Path, data: &[u8]) -> std::io::Result<
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<BadInput>()
-            || matches!(
-                cause.downcast_ref::<irq_user::profile::ProfileError>(),
-                Some(
-                    irq_user::profile::ProfileError::Syntax { .. }
-                        | irq_user::profile::ProfileError::Invalid { .. }
-                )
-            )
+            || cause
+                .downcast_ref::<irq_user::jsonfile::JsonFileError>()
+                .is_some_and(|e| e.is_bad_input())
         {
             return EXIT_BAD_INPUT;
         }

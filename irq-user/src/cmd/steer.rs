@@ -64,9 +64,8 @@ pub struct ApplyArgs {
     /// irqbalance runs.
     #[arg(long)]
     force: bool,
-    /// Where journals and the lock live [default: /var/lib/irqtune below --root].
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateDir,
     /// Milliseconds to wait after each write (watch each change take effect).
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
@@ -76,13 +75,26 @@ pub struct ApplyArgs {
 pub struct RevertArgs {
     /// The journal to restore [default: the newest one still applied].
     journal: Option<PathBuf>,
-    /// Where journals live [default: /var/lib/irqtune below --root].
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateDir,
 }
 
-pub fn store(root: &SysRoot, dir: Option<PathBuf>) -> Store {
-    Store::new(dir.unwrap_or_else(|| root.path("var/lib/irqtune")))
+/// `--state-dir`, shared by the commands that write or read journals.
+#[derive(clap::Args, Clone)]
+pub struct StateDir {
+    /// Where journals and the lock live [default: /var/lib/irqtune below --root].
+    #[arg(long = "state-dir", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    pub fn store(&self, root: &SysRoot) -> Store {
+        Store::new(
+            self.dir
+                .clone()
+                .unwrap_or_else(|| root.path("var/lib/irqtune")),
+        )
+    }
 }
 
 pub fn read_machine(root: &SysRoot) -> anyhow::Result<Machine> {
@@ -186,7 +198,7 @@ pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
         pause: Duration::from_millis(args.pause_ms),
         stop: Some(stop),
     };
-    let store = store(root, args.state_dir);
+    let store = args.state.store(root);
     let name = args.plan.display().to_string();
     let done = applier::apply(
         root,
@@ -208,7 +220,7 @@ pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
 }
 
 pub fn revert(root: &SysRoot, args: RevertArgs) -> anyhow::Result<()> {
-    let store = store(root, args.state_dir);
+    let store = args.state.store(root);
     let path = applier::revert(
         root,
         &store,

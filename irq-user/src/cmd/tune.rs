@@ -1,7 +1,6 @@
 //! `tune`: measure, plan, apply (journaled), measure again, keep or roll back.
 
 use std::{
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -22,7 +21,7 @@ use irq_user::{
 };
 
 use super::{
-    steer::{now_unix, read_machine, store},
+    steer::{now_unix, read_machine, StateDir},
     BadInput,
 };
 
@@ -46,9 +45,8 @@ pub struct TuneArgs {
     /// Apply even if irqbalance runs (see `irqtune apply --force`).
     #[arg(long)]
     force: bool,
-    /// Where journals and the lock live [default: /var/lib/irqtune].
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateDir,
     /// Milliseconds to wait after each write of the apply step.
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
@@ -166,7 +164,7 @@ pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
     }
 
     eprintln!("tune 3/5: applying (journaled) ...");
-    let store = store(root, args.state_dir.clone());
+    let store = args.state.store(root);
     let apply_opts = ApplyOptions {
         force: args.force,
         stop: Some(Arc::clone(&stop)),

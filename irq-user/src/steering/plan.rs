@@ -160,23 +160,7 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("cannot read plan {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: not a valid plan: {msg}")]
-    Syntax {
-        path: String,
-        line: usize,
-        column: usize,
-        msg: String,
-    },
-    #[error("{path}: {msg}")]
-    Invalid { path: String, msg: String },
-}
+pub use crate::jsonfile::JsonFileError as PlanError;
 
 impl Plan {
     pub fn to_json(&self) -> String {
@@ -186,12 +170,8 @@ impl Plan {
     /// Reads and checks a plan: its format and version, each knob's value, and that every
     /// CPU it names exists (`possible`) and is online.
     pub fn load(path: &Path, possible: &[u32], online: &[u32]) -> Result<Plan, PlanError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
-            path: name.clone(),
-            source,
-        })?;
-        Plan::parse(&text, &name, possible, online)
+        let text = crate::jsonfile::read(path, "plan")?;
+        Plan::parse(&text, &path.display().to_string(), possible, online)
     }
 
     pub fn parse(
@@ -204,12 +184,7 @@ impl Plan {
             path: name.to_string(),
             msg,
         };
-        let plan: Plan = serde_json::from_str(text).map_err(|e| PlanError::Syntax {
-            path: name.to_string(),
-            line: e.line(),
-            column: e.column(),
-            msg: e.to_string(),
-        })?;
+        let plan: Plan = crate::jsonfile::parse(text, name, "plan")?;
         if plan.format != PLAN_FORMAT {
             return Err(invalid(format!(
                 "format is {:?}, expected {PLAN_FORMAT:?}",

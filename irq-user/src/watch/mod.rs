@@ -145,7 +145,10 @@ impl Watcher {
     pub fn tick(&mut self) -> anyhow::Result<(String, IntervalRecord)> {
         self.probes.flush_log();
         let now = (self.probes.snapshot()?, ProcState::read()?);
-        let machine = Machine::read(&SysRoot::default()).ok();
+        let machine = Some(Machine::from_interrupts(
+            &SysRoot::default(),
+            &now.1.interrupts,
+        ));
         let interval = self.profile(&self.prev, &now, machine.clone(), unix_ms());
         let mut total = self.profile(&self.base, &now, None, self.start_unix_ms);
         total.flows = interval.flows.clone();
