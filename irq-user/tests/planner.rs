@@ -242,6 +242,16 @@ fn options_are_checked() {
     };
     assert!(matches!(
         planner::plan(&m, &Load::default(), &opts, 1),
+        Err(PlanningError::UnknownCpu(7, _))
+    ));
+    // Only isolated CPUs: none may take interrupts.
+    let (_dir, m) = machine(&MachineSpec::two_socket_server());
+    let opts = PlanOptions {
+        cpus: Some(vec![20, 21]),
+        ..PlanOptions::default()
+    };
+    assert!(matches!(
+        planner::plan(&m, &Load::default(), &opts, 1),
         Err(PlanningError::NoCpus(..))
     ));
 }

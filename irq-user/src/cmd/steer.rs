@@ -135,9 +135,9 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
     let load = match (&args.from, args.duration) {
         (Some(path), _) => {
             let p = Profile::load(path).map_err(|e| BadInput(e.into()))?;
-            Some(Load::from_profile(
-                &p,
-                &format!("profile {}", path.display()),
+            Some((
+                Load::from_profile(&p, &format!("profile {}", path.display())),
+                Some(p.host),
             ))
         }
         (None, Some(secs)) => {
@@ -152,12 +152,23 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
             if interrupted {
                 anyhow::bail!("interrupted while measuring; nothing was planned");
             }
-            Some(Load::from_profile(&p, &format!("a {secs} s recording")))
+            Some((
+                Load::from_profile(&p, &format!("a {secs} s recording")),
+                None,
+            ))
         }
         (None, None) => None,
     };
     let machine = read_machine(root)?;
-    let load = load.unwrap_or_else(|| {
+    if let Some((_, Some(host))) = &load {
+        if host.hostname != machine.host.hostname || host.boot_id != machine.host.boot_id {
+            eprintln!(
+                "warning: the profile is from host {:?} boot {}, this is {:?} boot {}: IRQ numbers and devices may not match",
+                host.hostname, host.boot_id, machine.host.hostname, machine.host.boot_id
+            );
+        }
+    }
+    let load = load.map(|(l, _)| l).unwrap_or_else(|| {
         let src = format!(
             "{} counts since boot",
             root.path("proc/interrupts").display()

@@ -299,8 +299,11 @@ pub fn apply(
             });
         }
         if let Err(what) = write_checked(root, &e.knob, &e.new, online) {
-            // The failed write may have half-happened: put it back too.
-            let (restored, problems) = roll_back(root, &journal.entries[..=i], online);
+            // The failed write may have half-happened: put it back too (roll_back leaves a
+            // value that still reads as its old one alone). Count only the writes that took.
+            let (_, mut problems) = roll_back(root, &journal.entries[i..=i], online);
+            let (restored, earlier) = roll_back(root, &journal.entries[..i], online);
+            problems.extend(earlier);
             let mut j = journal.clone();
             j.status = Status::RolledBack;
             if problems.is_empty() {
@@ -308,7 +311,7 @@ pub fn apply(
             }
             return Err(ApplyError::Failed {
                 what: format!("{} failed: {what}", e.knob),
-                restored: restored.saturating_sub(1),
+                restored,
                 rollback_problems: problems_text(&problems),
                 journal: path,
             });

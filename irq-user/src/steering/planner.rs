@@ -136,6 +136,10 @@ pub enum PlanningError {
     NoIface(String, String),
     #[error("none of the CPUs {0} may take interrupts (online, not isolated, not nohz_full: {1})")]
     NoCpus(String, String),
+    #[error("CPU {0} does not exist here (possible CPUs: {1})")]
+    UnknownCpu(u32, String),
+    #[error("CPU {0} is offline (online CPUs: {1})")]
+    OfflineCpu(u32, String),
 }
 
 /// RFS table size for `flows` concurrent flows: a power of two >= 2x flows, at least 32768.
@@ -583,6 +587,17 @@ pub fn plan(
     let topo = &m.topology;
     let mut allowed = topo.housekeeping();
     if let Some(cpus) = &opts.cpus {
+        for &c in cpus {
+            if !topo.possible.contains(&c) {
+                return Err(PlanningError::UnknownCpu(
+                    c,
+                    cpulist::format(&topo.possible),
+                ));
+            }
+            if !topo.online.contains(&c) {
+                return Err(PlanningError::OfflineCpu(c, cpulist::format(&topo.online)));
+            }
+        }
         allowed.retain(|c| cpus.contains(c));
         if allowed.is_empty() {
             return Err(PlanningError::NoCpus(
