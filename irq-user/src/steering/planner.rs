@@ -372,19 +372,17 @@ impl Planner<'_> {
             readers.len().max(2)
         };
         let mut rps_on = nic.rx.iter().any(|q| !q.rps_list().is_empty());
-        // Flows RFS cannot steer (unconnected UDP) and read elsewhere: when they are the only
-        // mismatched ones, RPS goes to their readers' CPUs, the one steering that reaches them.
-        let mismatched = |steerable: bool| -> Vec<&FlowLoad> {
-            self.load
-                .flows
-                .iter()
-                .filter(|f| {
-                    f.steerable == steerable && f.mismatch_ratio() > self.opts.mismatch_threshold
-                })
-                .collect()
-        };
-        let unsteerable_readers: Vec<u32> = if mismatched(true).is_empty() {
-            let mut r: Vec<u32> = mismatched(false)
+        // Flows read away from their softirq CPU, split by whether RFS can steer them.
+        // Unsteerable ones (unconnected UDP), when they are the only ones, get RPS toward their
+        // readers' CPUs: the one steering that reaches them.
+        let load = self.load;
+        let (steerable_bad, unsteerable_bad): (Vec<&FlowLoad>, Vec<&FlowLoad>) = load
+            .flows
+            .iter()
+            .filter(|f| f.mismatch_ratio() > self.opts.mismatch_threshold)
+            .partition(|f| f.steerable);
+        let unsteerable_readers: Vec<u32> = if steerable_bad.is_empty() {
+            let mut r: Vec<u32> = unsteerable_bad
                 .iter()
                 .flat_map(|f| f.reads_by_cpu.keys().copied())
                 .filter(|c| pool_src.contains(c))
@@ -396,7 +394,7 @@ impl Planner<'_> {
             Vec::new()
         };
         if !unsteerable_readers.is_empty() && vectors.len() < 2 && !nic.rx.is_empty() {
-            let labels: Vec<String> = mismatched(false).iter().map(|f| f.label.clone()).collect();
+            let labels: Vec<&str> = unsteerable_bad.iter().map(|f| f.label.as_str()).collect();
             for q in &nic.rx {
                 serving.insert(q.index, unsteerable_readers.clone());
                 self.propose(
@@ -474,14 +472,8 @@ impl Planner<'_> {
         }
 
         // RFS whenever RPS is on or flows are read away from their softirq CPU.
-        let mismatched: Vec<&FlowLoad> = self
-            .load
-            .flows
-            .iter()
-            .filter(|f| f.mismatch_ratio() > self.opts.mismatch_threshold)
-            .collect();
-        let steerable = mismatched.iter().filter(|f| f.steerable).count();
-        for f in mismatched.iter().filter(|f| !f.steerable) {
+        let steerable = steerable_bad.len();
+        for f in &unsteerable_bad {
             self.notes.push(format!(
                 "{}: {:.0}% of reads on another CPU than the softirq, and RFS cannot steer it (unconnected UDP: the kernel records no flow hash for it); {}",
                 f.label,
@@ -496,11 +488,14 @@ impl Planner<'_> {
         if rps_on || steerable > 0 {
             let flows = self.load.flows.len() as u64;
             let entries = rfs_entries(flows);
-            let why = if steerable > 0 {
+            let worst = steerable_bad
+                .iter()
+                .max_by(|a, b| a.mismatch_ratio().total_cmp(&b.mismatch_ratio()));
+            let why = if let Some(worst) = worst {
                 format!(
                     "RFS: {steerable} flow(s) read on another CPU than their softirq (worst: {} at {:.0}%)",
-                    mismatched.iter().find(|f| f.steerable).map_or("", |f| f.label.as_str()),
-                    100.0 * mismatched.iter().filter(|f| f.steerable).map(|f| f.mismatch_ratio()).fold(0.0, f64::max)
+                    worst.label,
+                    100.0 * worst.mismatch_ratio()
                 )
             } else {
                 "RFS with RPS: steer each flow's receive processing to the CPU of its reader"
