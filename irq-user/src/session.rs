@@ -12,7 +12,7 @@ use crate::{
     probes::{AttachKind, ProbeOptions, Probes},
     procfs::{self, Interrupts, Softirqs, SoftnetRow},
     profile::{ProbeRow, Profile, Recorded},
-    snapshot::Snapshot,
+    snapshot::{unix_ms, Snapshot},
     sysroot::SysRoot,
 };
 
@@ -80,13 +80,6 @@ impl Session {
             machine: Some(self.machine.clone()),
         })
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Runs a session of `duration`, ending early when `stop` completes.

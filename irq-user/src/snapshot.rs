@@ -20,6 +20,15 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Wall-clock time, ms since the Unix epoch (for profiles and metrics; intervals use
+/// [`monotonic_ns`]).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[derive(Clone, Debug)]
 pub struct IrqSeries {
     /// None for slot 0, which collects IRQs that had no slot.

@@ -3,7 +3,7 @@
 use std::{
     path::PathBuf,
     sync::{atomic::AtomicBool, Arc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -124,13 +124,6 @@ pub fn show(root: &SysRoot, args: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
     let load = match (&args.from, args.duration) {
         (Some(path), _) => {
@@ -180,7 +173,8 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
         cpus: args.cpus.map(|c| c.0),
         ..PlanOptions::default()
     };
-    let plan = planner::plan(&machine, &load, &opts, now_unix()).map_err(|e| BadInput(e.into()))?;
+    let plan = planner::plan(&machine, &load, &opts, irq_user::snapshot::unix_ms() / 1000)
+        .map_err(|e| BadInput(e.into()))?;
     print!("{}", plan.diff());
     if let Some(out) = args.output {
         std::fs::write(&out, plan.to_json())

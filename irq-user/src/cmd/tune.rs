@@ -21,7 +21,7 @@ use irq_user::{
 };
 
 use super::{
-    steer::{now_unix, read_machine, StateDir},
+    steer::{read_machine, StateDir},
     BadInput,
 };
 
@@ -145,7 +145,8 @@ pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
         ..PlanOptions::default()
     };
     let load = Load::from_profile(&before, &format!("tune's {secs} s measurement"));
-    let plan = planner::plan(&machine, &load, &opts, now_unix()).map_err(|e| BadInput(e.into()))?;
+    let plan = planner::plan(&machine, &load, &opts, irq_user::snapshot::unix_ms() / 1000)
+        .map_err(|e| BadInput(e.into()))?;
     println!(
         "\nWhy change: {why}\nPlan ({} change(s)) on CPUs {}:",
         plan.changes.len(),

@@ -18,7 +18,7 @@ use crate::{
     profile::{ProbeRow, Profile, Recorded},
     report::{prometheus, Summary},
     session::probe_rows,
-    snapshot::Snapshot,
+    snapshot::{unix_ms, Snapshot},
     sysroot::SysRoot,
 };
 
@@ -92,13 +92,6 @@ pub struct Watcher {
     start_unix_ms: u64,
     base: (Snapshot, ProcState),
     prev: (Snapshot, ProcState),
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Watcher {
