@@ -88,6 +88,10 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+fn softirq_labels(r: &crate::profile::SoftirqRow) -> [(&'static str, String); 2] {
+    [("vector", r.vector.clone()), ("cpu", r.cpu.to_string())]
+}
+
 fn irq_labels(irq: Option<u32>, name: &str, cpu: u32) -> Vec<(&'static str, String)> {
     vec![
         ("irq", irq.map_or("unmapped".into(), |i| i.to_string())),
@@ -116,7 +120,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
         "Softirq handler time per vector and CPU.",
     );
     for r in &p.softirqs {
-        let l = [("vector", r.vector.clone()), ("cpu", r.cpu.to_string())];
+        let l = softirq_labels(r);
         w.histogram("irqtune_softirq_handler_seconds", &l, &r.handler);
     }
     w.family(
@@ -125,7 +129,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
         "Time from softirq raise to handler entry per vector and CPU.",
     );
     for r in &p.softirqs {
-        let l = [("vector", r.vector.clone()), ("cpu", r.cpu.to_string())];
+        let l = softirq_labels(r);
         w.histogram("irqtune_softirq_raise_delay_seconds", &l, &r.raise_delay);
     }
     w.family(
@@ -134,7 +138,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
         "Softirq runs in ksoftirqd per vector and CPU.",
     );
     for r in &p.softirqs {
-        let l = [("vector", r.vector.clone()), ("cpu", r.cpu.to_string())];
+        let l = softirq_labels(r);
         w.sample(
             "irqtune_softirq_ksoftirqd_runs_total",
             &l,
