@@ -44,6 +44,34 @@ impl Tree {
         self.irqtune(args).output().expect("run irqtune")
     }
 
+    /// Starts `apply` of the plan pausing `pause_ms` after each write, so a test can act
+    /// between writes; returns once `writes` files have changed since `before`.
+    fn start_paced_apply(
+        &self,
+        pause_ms: &str,
+        before: &BTreeMap<PathBuf, Vec<u8>>,
+        writes: usize,
+        stderr: Stdio,
+    ) -> std::process::Child {
+        let child = self
+            .irqtune(&[
+                "apply",
+                "--pause-ms",
+                pause_ms,
+                self.plan_path().to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn apply");
+        wait_for(
+            &format!("{writes} write(s)"),
+            Duration::from_secs(20),
+            || self.changed_files(before).len() >= writes,
+        );
+        child
+    }
+
     fn make_plan(&self) {
         let out = self.run(&["plan", "--output", self.plan_path().to_str().unwrap()]);
         assert!(
@@ -329,19 +357,7 @@ fn sigkill_between_writes_then_revert_restores_from_the_journal() {
     let t = Tree::new(&MachineSpec::two_socket_server());
     t.make_plan();
     let before = t.files();
-    let mut child = t
-        .irqtune(&[
-            "apply",
-            "--pause-ms",
-            "300",
-            t.plan_path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn apply");
-    wait_for("two writes", Duration::from_secs(20), || {
-        t.changed_files(&before).len() >= 2
-    });
+    let mut child = t.start_paced_apply("300", &before, 2, Stdio::inherit());
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     let written = t.changed_files(&before).len();
@@ -363,19 +379,7 @@ fn a_second_concurrent_apply_refuses() {
     let t = Tree::new(&MachineSpec::two_socket_server());
     t.make_plan();
     let before = t.files();
-    let mut first = t
-        .irqtune(&[
-            "apply",
-            "--pause-ms",
-            "200",
-            t.plan_path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn apply");
-    wait_for("the first write", Duration::from_secs(20), || {
-        !t.changed_files(&before).is_empty()
-    });
+    let mut first = t.start_paced_apply("200", &before, 1, Stdio::inherit());
     let second = t.run(&["apply", t.plan_path().to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
     assert!(
@@ -395,20 +399,7 @@ fn sigint_during_apply_rolls_back() {
     let t = Tree::new(&MachineSpec::two_socket_server());
     t.make_plan();
     let before = t.files();
-    let child = t
-        .irqtune(&[
-            "apply",
-            "--pause-ms",
-            "300",
-            t.plan_path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn apply");
-    wait_for("a write", Duration::from_secs(20), || {
-        !t.changed_files(&before).is_empty()
-    });
+    let child = t.start_paced_apply("300", &before, 1, Stdio::piped());
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
