@@ -35,6 +35,9 @@ pub const MAX_NETDEVS: u32 = 256;
 pub const MAX_FLOWS: u32 = 8192;
 /// (socket, CPU) pairs tracked at the same time (LRU).
 pub const MAX_FLOW_CPUS: u32 = 32768;
+/// (socket, reader CPU) pairs with a delivery-to-read latency histogram (LRU: the busiest
+/// flows stay). Each entry is two histograms, about 2.3 KiB, so this is kept small.
+pub const MAX_FLOW_LATENCIES: u32 = 1024;
 
 /// Map names: used by `#[map(name = ...)]` in the probes and by `take_map` in user space.
 pub mod maps {
@@ -53,6 +56,8 @@ pub mod maps {
     pub const FLOWS: &str = "FLOWS";
     /// `LruHashMap<FlowCpuKey, FlowCpuCounts>`.
     pub const FLOW_CPUS: &str = "FLOW_CPUS";
+    /// `LruHashMap<FlowCpuKey, FlowLatency>`, key CPU: the reader's.
+    pub const FLOW_LATENCY: &str = "FLOW_LATENCY";
     /// `PerCpuArray<u64>`, key: [`Loss`](super::Loss) as u32.
     pub const LOSSES: &str = "LOSSES";
 }
@@ -140,10 +145,12 @@ pub enum Loss {
     FlowMapFull = 6,
     /// (socket, CPU) entries created in FLOW_CPUS (evictions = created - present).
     FlowCpusCreated = 7,
+    /// FLOW_LATENCY refused an insert: a read's delivery-to-read latency was not recorded.
+    FlowLatencyMapFull = 8,
 }
 
 impl Loss {
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
     pub const ALL: [Loss; Self::COUNT as usize] = [
         Loss::IrqExitWithoutEntry,
         Loss::SoftirqExitWithoutEntry,
@@ -153,6 +160,7 @@ impl Loss {
         Loss::FlowsCreated,
         Loss::FlowMapFull,
         Loss::FlowCpusCreated,
+        Loss::FlowLatencyMapFull,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -165,19 +173,23 @@ impl Loss {
             Loss::FlowsCreated => "flows_created",
             Loss::FlowMapFull => "flow_map_full",
             Loss::FlowCpusCreated => "flow_cpus_created",
+            Loss::FlowLatencyMapFull => "flow_latency_map_full",
         }
     }
 }
 
-/// Per (IRQ slot, CPU): hardirq handler time.
+/// A latency distribution: count, exact total, maximum and the log-linear histogram.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct IrqStats {
+pub struct Latency {
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
     pub hist: [u64; hist::BUCKETS],
 }
+
+/// Per (IRQ slot, CPU): hardirq handler time.
+pub type IrqStats = Latency;
 
 /// Per (softirq vector, CPU): handler time, raise-to-entry delay, and who ran it.
 #[repr(C)]
@@ -257,6 +269,12 @@ pub struct FlowInfo {
     /// CPU of the latest softirq delivery, or [`NO_CPU`].
     pub last_delivery_cpu: u32,
     pub comm: [u8; 16],
+    /// When the first softirq delivery since the latest read happened (0: none pending):
+    /// the next read measures its delivery-to-read latency from here.
+    pub pending_ns: u64,
+    /// CPU of that delivery.
+    pub pending_cpu: u32,
+    pub _pad: u32,
 }
 
 /// A flow: the socket, and its ports as the kernel stores them side by side
@@ -319,20 +337,31 @@ pub struct FlowCpuCounts {
     pub read_bytes: u64,
 }
 
+/// Per (socket, reader CPU): the delivery-to-read latency, from the first softirq delivery
+/// after the previous read to the read, split by whether that delivery ran on the reader's
+/// CPU. This is the wait a mismatch adds (a cross-CPU wake-up) or saves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FlowLatency {
+    pub same_cpu: Latency,
+    pub cross_cpu: Latency,
+}
+
 macro_rules! assert_size {
     ($t:ty, $n:expr) => {
         const _: () = assert!(core::mem::size_of::<$t>() == $n);
     };
 }
 assert_size!(KernelOffsets, 14 * 4);
-assert_size!(IrqStats, 3 * 8 + hist::BUCKETS * 8);
+assert_size!(Latency, 3 * 8 + hist::BUCKETS * 8);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
 assert_size!(CpuState, 16 + 2 * NR_SOFTIRQS * 8);
 assert_size!(NetDevStats, 16 + 8 + 5 * 8);
-assert_size!(FlowInfo, 32 + 8 + 8 + 16);
+assert_size!(FlowInfo, 32 + 8 + 8 + 16 + 16);
 assert_size!(FlowKey, 16);
 assert_size!(FlowCpuKey, 16);
 assert_size!(FlowCpuCounts, 40);
+assert_size!(FlowLatency, 2 * core::mem::size_of::<Latency>());
 
 #[cfg(feature = "user")]
 mod pod {
@@ -340,7 +369,8 @@ mod pod {
     // SAFETY: all of these are repr(C), Copy, contain only integers and have no padding
     // (the size asserts above would fail otherwise).
     unsafe impl aya::Pod for KernelOffsets {}
-    unsafe impl aya::Pod for IrqStats {}
+    unsafe impl aya::Pod for Latency {}
+    unsafe impl aya::Pod for FlowLatency {}
     unsafe impl aya::Pod for SoftirqStats {}
     unsafe impl aya::Pod for CpuState {}
     unsafe impl aya::Pod for NetDevStats {}
@@ -358,7 +388,8 @@ mod tests {
         assert_eq!(hist::BUCKETS, 140);
         assert_eq!(core::mem::size_of::<IrqStats>(), 1144);
         assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
-        assert_eq!(core::mem::size_of::<FlowInfo>(), 64);
+        assert_eq!(core::mem::size_of::<FlowInfo>(), 80);
+        assert_eq!(core::mem::size_of::<FlowLatency>(), 2288);
         assert_eq!(core::mem::size_of::<NetDevStats>(), 64);
         assert_eq!(Loss::ALL.len(), Loss::COUNT as usize);
         for (i, l) in Loss::ALL.iter().enumerate() {

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     Global,
 };
-use irq_ebpf::{hist, CpuState, KernelOffsets, Loss, MAX_CPUS};
+use irq_ebpf::{hist, CpuState, KernelOffsets, Latency, Loss, MAX_CPUS};
 
 // Map and global names are the identifiers; they equal the constants in irq_ebpf::maps and
 // irq_ebpf::globals, which user space uses (the `#[map]` macro only takes literals).
@@ -133,4 +133,9 @@ pub fn record(
     if let Some(b) = hist.get_mut(hist::bucket(ns)) {
         *b += 1;
     }
+}
+
+#[inline(always)]
+pub fn record_latency(l: &mut Latency, ns: u64) {
+    record(&mut l.count, &mut l.total_ns, &mut l.max_ns, &mut l.hist, ns);
 }

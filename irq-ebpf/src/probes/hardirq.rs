@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use irq_ebpf::{tp_format, IrqStats, Loss, MAX_IRQ_NR, MAX_IRQ_SLOTS};
 
-use super::common::{count_loss, cpu, cpu_selected, cpu_state, now_ns, record};
+use super::common::{count_loss, cpu, cpu_selected, cpu_state, now_ns, record_latency};
 
 #[map]
 static IRQ_SLOTS: Array<u32> = Array::with_max_entries(MAX_IRQ_NR, 0);
@@ -51,14 +51,7 @@ fn on_exit(irq: i32) {
         count_loss(Loss::LookupFailed);
         return;
     };
-    let s = unsafe { &mut *stats };
-    record(
-        &mut s.count,
-        &mut s.total_ns,
-        &mut s.max_ns,
-        &mut s.hist,
-        ns,
-    );
+    record_latency(unsafe { &mut *stats }, ns);
 }
 
 #[btf_tracepoint(function = "irq_handler_entry")]
