@@ -101,7 +101,11 @@ pub struct KernelOffsets {
     pub skc_v6_rcv_saddr: u32,
     /// `struct sock`: `sk_protocol` (u16).
     pub sk_protocol: u32,
-    pub _pad: u32,
+    /// `struct sock`: `sk_wq` (the socket's wait queue, where a blocked reader sleeps).
+    pub sk_wq: u32,
+    /// `struct socket_wq`: `wait`; `struct wait_queue_head`: `head` (its list of waiters).
+    pub socket_wq_wait: u32,
+    pub wait_queue_head_head: u32,
 }
 
 /// Offsets of classic tracepoint record fields (from events/*/format of 6.x kernels; a kernel
@@ -274,7 +278,9 @@ pub struct FlowInfo {
     pub pending_ns: u64,
     /// CPU of that delivery.
     pub pending_cpu: u32,
-    pub _pad: u32,
+    /// 1 if a reader was waiting on the socket at that delivery (the read that follows is a
+    /// wake-up), 0 if the reader was busy elsewhere (the data queued until it came back).
+    pub pending_waiter: u32,
 }
 
 /// A flow: the socket, and its ports as the kernel stores them side by side
@@ -338,13 +344,17 @@ pub struct FlowCpuCounts {
 }
 
 /// Per (socket, reader CPU): the delivery-to-read latency, from the first softirq delivery
-/// after the previous read to the read, split by whether that delivery ran on the reader's
-/// CPU. This is the wait a mismatch adds (a cross-CPU wake-up) or saves.
+/// after the previous read to the read. Deliveries that found the reader waiting on the
+/// socket are wake-ups, split by whether the delivery ran on the reader's CPU: the wait a
+/// mismatch adds (a cross-CPU wake-up) or saves. Deliveries that found the reader busy
+/// queued until it came back: that wait is the application's, counted apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FlowLatency {
     pub same_cpu: Latency,
     pub cross_cpu: Latency,
+    pub queued_count: u64,
+    pub queued_total_ns: u64,
 }
 
 macro_rules! assert_size {
@@ -352,7 +362,7 @@ macro_rules! assert_size {
         const _: () = assert!(core::mem::size_of::<$t>() == $n);
     };
 }
-assert_size!(KernelOffsets, 14 * 4);
+assert_size!(KernelOffsets, 16 * 4);
 assert_size!(Latency, 3 * 8 + hist::BUCKETS * 8);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
 assert_size!(CpuState, 16 + 2 * NR_SOFTIRQS * 8);
@@ -361,7 +371,7 @@ assert_size!(FlowInfo, 32 + 8 + 8 + 16 + 16);
 assert_size!(FlowKey, 16);
 assert_size!(FlowCpuKey, 16);
 assert_size!(FlowCpuCounts, 40);
-assert_size!(FlowLatency, 2 * core::mem::size_of::<Latency>());
+assert_size!(FlowLatency, 2 * core::mem::size_of::<Latency>() + 16);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -389,7 +399,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<IrqStats>(), 1144);
         assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
         assert_eq!(core::mem::size_of::<FlowInfo>(), 80);
-        assert_eq!(core::mem::size_of::<FlowLatency>(), 2288);
+        assert_eq!(core::mem::size_of::<FlowLatency>(), 2304);
         assert_eq!(core::mem::size_of::<NetDevStats>(), 64);
         assert_eq!(Loss::ALL.len(), Loss::COUNT as usize);
         for (i, l) in Loss::ALL.iter().enumerate() {

@@ -234,7 +234,9 @@ impl Btf {
             // `struct sock` starts with `struct sock_common __sk_common`, so sock_common
             // offsets hold for a `struct sock *`.
             sk_protocol: self.member_offset("sock", "sk_protocol")?,
-            _pad: 0,
+            sk_wq: self.member_offset("sock", "sk_wq")?,
+            socket_wq_wait: self.member_offset("socket_wq", "wait")?,
+            wait_queue_head_head: self.member_offset("wait_queue_head", "head")?,
         })
     }
 }

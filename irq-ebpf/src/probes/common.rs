@@ -43,7 +43,9 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
     sk_protocol: 0,
-    _pad: 0,
+    sk_wq: 0,
+    socket_wq_wait: 0,
+    wait_queue_head_head: 0,
 };
 
 /// One field of [`OFFSETS`], read volatile so the compiler cannot fold the zero it was built
@@ -137,5 +139,11 @@ pub fn record(
 
 #[inline(always)]
 pub fn record_latency(l: &mut Latency, ns: u64) {
-    record(&mut l.count, &mut l.total_ns, &mut l.max_ns, &mut l.hist, ns);
+    record(
+        &mut l.count,
+        &mut l.total_ns,
+        &mut l.max_ns,
+        &mut l.hist,
+        ns,
+    );
 }

@@ -101,7 +101,7 @@ fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowIn
         comm: [0; 16],
         pending_ns: 0,
         pending_cpu: NO_CPU,
-        _pad: 0,
+        pending_waiter: 0,
     };
     if family == AF_INET6 {
         fresh.local_addr = read_at(sk, offset!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
@@ -151,6 +151,22 @@ fn counts(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
     }
 }
 
+/// Whether a task waits on the socket now: a reader blocked in recv (or a poll/epoll entry)
+/// on `sk->sk_wq->wait`, the queue sock_def_readable() wakes (include/net/sock.h,
+/// skwq_has_sleeper). An unreadable pointer counts as no waiter.
+#[inline(always)]
+fn has_waiter(sk: u64) -> bool {
+    let Some(wq) = read_at::<u64>(sk, offset!(sk_wq)) else {
+        return false;
+    };
+    if wq == 0 {
+        return false;
+    }
+    let head = wq + offset!(socket_wq_wait) as u64 + offset!(wait_queue_head_head) as u64;
+    // An empty list points at itself.
+    read_at::<u64>(head, 0).is_some_and(|next| next != 0 && next != head)
+}
+
 /// The reader CPU's latency entry for the socket, created zeroed on first use.
 #[inline(always)]
 fn latency(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowLatency> {
@@ -188,6 +204,7 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
         if f.pending_ns == 0 {
             f.pending_ns = now_ns();
             f.pending_cpu = cpu;
+            f.pending_waiter = has_waiter(key.sk).into();
         }
     }
     if let Some(c) = counts(&key, cpu) {
@@ -220,17 +237,17 @@ fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
     let delivered_on = f.last_delivery_cpu;
     if f.pending_ns != 0 {
         let waited = now_ns().saturating_sub(f.pending_ns);
-        let same_cpu = f.pending_cpu == cpu;
+        let (same_cpu, woke) = (f.pending_cpu == cpu, f.pending_waiter != 0);
         f.pending_ns = 0;
         if let Some(l) = latency(&key, cpu) {
-            record_latency(
-                if same_cpu {
-                    &mut l.same_cpu
-                } else {
-                    &mut l.cross_cpu
-                },
-                waited,
-            );
+            if !woke {
+                l.queued_count += 1;
+                l.queued_total_ns += waited;
+            } else if same_cpu {
+                record_latency(&mut l.same_cpu, waited);
+            } else {
+                record_latency(&mut l.cross_cpu, waited);
+            }
         }
     }
     let Some(c) = counts(&key, cpu) else { return };
