@@ -22,6 +22,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// As the reports print it (and as the JSON spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     /// Stable identifier ("net_rx_concentrated"), also the Prometheus label.
@@ -171,12 +182,13 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
             Severity::Warning,
             format!("{} flow(s) are read on another CPU than their softirq, and RFS is off", bad.len()),
             format!(
-                "{}: {:.0}% of {} reads away from the softirq CPU (deliveries on CPU {}, reads on CPU {})",
+                "{}: {:.0}% of {} reads away from the softirq CPU (deliveries on CPU {}, reads on CPU {}){}",
                 worst.label(),
                 worst.mismatch_ratio * 100.0,
                 worst.reads(),
                 cpulist::format(&worst.deliveries_by_cpu.keys().copied().collect::<Vec<_>>()),
                 cpulist::format(&worst.reads_by_cpu.keys().copied().collect::<Vec<_>>()),
+                wait_cost(p),
             ),
             "turn on RFS: rps_sock_flow_entries (>= 32768) and rps_flow_cnt per rx queue: `irqtune plan`".into(),
         ));
@@ -208,13 +220,40 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
                 f.label()
             ),
             format!(
-                "{:.0}% of {} reads mismatched; an unconnected UDP socket has no flow for RFS",
+                "{:.0}% of {} reads mismatched; an unconnected UDP socket has no flow for RFS{}",
                 f.mismatch_ratio * 100.0,
-                f.reads()
+                f.reads(),
+                flow_wait(f),
             ),
             "pin the reader to the CPU that receives, or point RPS at the reader's CPUs".into(),
         ));
     }
+}
+
+/// What crossing CPUs costs the readers here: the median wake-up of cross-CPU reads next to
+/// same-CPU ones, over all flows (empty when nothing was measured).
+fn wait_cost(p: &Profile) -> String {
+    wait_text(&p.flow_totals.delivery_to_read)
+}
+
+/// The same for one flow.
+fn flow_wait(f: &crate::profile::FlowRow) -> String {
+    wait_text(&f.delivery_to_read)
+}
+
+fn wait_text(d: &crate::profile::DeliveryToRead) -> String {
+    let (same, cross) = (&d.same_cpu, &d.cross_cpu);
+    if cross.count() == 0 {
+        return String::new();
+    }
+    let cross_p50 = crate::report::fmt_ns(cross.summary.p50_ns);
+    if same.count() == 0 {
+        return format!("; a reader woken across CPUs waited {cross_p50} (median) for its data");
+    }
+    format!(
+        "; a reader woken across CPUs waited {cross_p50} (median) for its data, on the delivering CPU {}",
+        crate::report::fmt_ns(same.summary.p50_ns)
+    )
 }
 
 fn irqbalance(m: &Machine, out: &mut Vec<Finding>) {

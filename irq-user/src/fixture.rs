@@ -672,6 +672,23 @@ impl MachineSpec {
                 mismatched_reads: mismatched,
                 mismatch_ratio: mismatched as f64 / reads as f64,
                 read_bytes: reads * 1400,
+                // A cross-CPU read waits for a wake-up IPI; a same-CPU one for the softirq
+                // to finish its batch.
+                delivery_to_read: if mismatched > 0 {
+                    crate::profile::DeliveryToRead {
+                        same_cpu: Default::default(),
+                        cross_cpu: synthetic_hist(reads * 9 / 10, &[(28_000, 70), (95_000, 30)]),
+                        queued_reads: reads / 10,
+                        queued_wait_ns: reads / 10 * 6_000,
+                    }
+                } else {
+                    crate::profile::DeliveryToRead {
+                        same_cpu: synthetic_hist(reads * 9 / 10, &[(9_000, 90), (24_000, 10)]),
+                        cross_cpu: Default::default(),
+                        queued_reads: reads / 10,
+                        queued_wait_ns: reads / 10 * 6_000,
+                    }
+                },
             }
         };
         let flows = vec![
@@ -777,6 +794,7 @@ impl MachineSpec {
             hardirqs,
             softirqs,
             netdevs,
+            flow_totals: crate::profile::FlowTotals::of(&flows),
             flows,
             losses: irq_ebpf::Loss::ALL
                 .iter()

@@ -13,8 +13,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use irq_ebpf::{
-    globals, maps, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, IrqStats, Loss, NetDevStats,
-    SoftirqStats, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS, NR_SOFTIRQS,
+    globals, maps, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, FlowLatency, IrqStats, Loss,
+    NetDevStats, SoftirqStats, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS, NR_SOFTIRQS,
 };
 
 use crate::{
@@ -457,6 +457,7 @@ impl Probes {
                     key,
                     info,
                     per_cpu: BTreeMap::new(),
+                    latency: BTreeMap::new(),
                 },
             );
         }
@@ -470,6 +471,14 @@ impl Probes {
             // visible in the eviction count.
             if let Some(f) = flows.get_mut(&key.flow()) {
                 f.per_cpu.insert(key.cpu, counts);
+            }
+        }
+        let flow_latency: HashMap<_, FlowCpuKey, FlowLatency> =
+            HashMap::try_from(map(maps::FLOW_LATENCY)?).map_err(err(maps::FLOW_LATENCY))?;
+        for item in flow_latency.iter() {
+            let (key, latency) = item.map_err(err(maps::FLOW_LATENCY))?;
+            if let Some(f) = flows.get_mut(&key.flow()) {
+                f.latency.insert(key.cpu, latency);
             }
         }
 

@@ -128,7 +128,101 @@ pub struct FlowRow {
     /// Reads on another CPU than the flow's latest softirq delivery.
     pub mismatched_reads: u64,
     pub mismatch_ratio: f64,
+    /// Bytes the application read (its throughput is this over the session's duration).
     pub read_bytes: u64,
+    /// Time from the softirq's delivery of data to the socket to the application's read of
+    /// it (the first delivery after a read, to the next read). Recorded for the busiest flows
+    /// (a bounded map).
+    #[serde(default)]
+    pub delivery_to_read: DeliveryToRead,
+}
+
+/// Delivery-to-read latency of one flow. Deliveries that found the reader waiting on the
+/// socket are wake-ups, split by placement: what a mismatch costs. Deliveries that found the
+/// reader busy queued until it came back (the application's own pace), counted apart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryToRead {
+    /// Wake-ups by a softirq on the reader's own CPU.
+    pub same_cpu: Hist,
+    /// Wake-ups by a softirq on another CPU (a cross-CPU wake-up).
+    pub cross_cpu: Hist,
+    /// Reads whose data arrived while the reader was busy, and their total wait.
+    #[serde(default)]
+    pub queued_reads: u64,
+    #[serde(default)]
+    pub queued_wait_ns: u64,
+}
+
+impl DeliveryToRead {
+    pub fn from_latency(per_reader_cpu: &BTreeMap<u32, irq_ebpf::FlowLatency>) -> Self {
+        let sum = |pick: fn(&irq_ebpf::FlowLatency) -> &irq_ebpf::Latency| {
+            let mut b = [0u64; hist::BUCKETS];
+            let (mut max, mut total) = (0, 0);
+            for l in per_reader_cpu.values().map(pick) {
+                for (o, v) in b.iter_mut().zip(l.hist.iter()) {
+                    *o += v;
+                }
+                max = max.max(l.max_ns);
+                total += l.total_ns;
+            }
+            Hist::from_buckets(&b, max, total)
+        };
+        DeliveryToRead {
+            same_cpu: sum(|l| &l.same_cpu),
+            cross_cpu: sum(|l| &l.cross_cpu),
+            queued_reads: per_reader_cpu.values().map(|l| l.queued_count).sum(),
+            queued_wait_ns: per_reader_cpu.values().map(|l| l.queued_total_ns).sum(),
+        }
+    }
+
+    /// Wake-ups of both placements together.
+    pub fn all(&self) -> Hist {
+        let (b, max, sum) = crate::report::merged([&self.same_cpu, &self.cross_cpu]);
+        Hist::from_buckets(&b, max, sum)
+    }
+
+    /// Wake-ups measured.
+    pub fn count(&self) -> u64 {
+        self.same_cpu.count() + self.cross_cpu.count()
+    }
+
+    /// Adds `other`'s samples (running totals across windows).
+    pub fn add(&mut self, other: &DeliveryToRead) {
+        let sum = |a: &Hist, b: &Hist| {
+            let (buckets, max, sum) = crate::report::merged([a, b]);
+            Hist::from_buckets(&buckets, max, sum)
+        };
+        self.same_cpu = sum(&self.same_cpu, &other.same_cpu);
+        self.cross_cpu = sum(&self.cross_cpu, &other.cross_cpu);
+        self.queued_reads += other.queued_reads;
+        self.queued_wait_ns += other.queued_wait_ns;
+    }
+}
+
+/// What the applications got from all flows together: the outcome of the steering.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowTotals {
+    /// Bytes read by every tracked flow (all sampled flows, not only those listed).
+    pub read_bytes: u64,
+    pub delivery_to_read: DeliveryToRead,
+}
+
+impl FlowTotals {
+    pub fn of(flows: &[FlowRow]) -> FlowTotals {
+        let mut t = FlowTotals::default();
+        for f in flows {
+            t.add(&FlowTotals {
+                read_bytes: f.read_bytes,
+                delivery_to_read: f.delivery_to_read.clone(),
+            });
+        }
+        t
+    }
+
+    pub fn add(&mut self, other: &FlowTotals) {
+        self.read_bytes += other.read_bytes;
+        self.delivery_to_read.add(&other.delivery_to_read);
+    }
 }
 
 impl FlowRow {
@@ -206,6 +300,9 @@ pub struct Profile {
     pub softirqs: Vec<SoftirqRow>,
     pub netdevs: Vec<NetdevRow>,
     pub flows: Vec<FlowRow>,
+    /// All flows together: bytes read and delivery-to-read latency.
+    #[serde(default)]
+    pub flow_totals: FlowTotals,
     /// What the probes could not record, by kind (see irq_ebpf::Loss), plus flow evictions.
     pub losses: BTreeMap<String, u64>,
     pub proc: ProcCounts,
@@ -373,6 +470,7 @@ impl Profile {
                     mismatched_reads: f.mismatched_reads(),
                     mismatch_ratio: f.mismatch_ratio(),
                     read_bytes: f.per_cpu.values().map(|c| c.read_bytes).sum(),
+                    delivery_to_read: DeliveryToRead::from_latency(&f.latency),
                 }
             })
             .collect();
@@ -408,6 +506,7 @@ impl Profile {
             hardirqs,
             softirqs,
             netdevs,
+            flow_totals: FlowTotals::of(&flows),
             flows,
             losses,
             proc: proc_counts(r.interrupts, r.softirqs, r.softnet),
@@ -450,6 +549,7 @@ impl Profile {
             softirqs: Vec::new(),
             netdevs: Vec::new(),
             flows: Vec::new(),
+            flow_totals: FlowTotals::default(),
             losses: BTreeMap::new(),
             proc: proc_counts((&empty_i, interrupts), (&empty_s, softirqs), (&[], softnet)),
             context: Some(machine),

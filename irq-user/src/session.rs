@@ -1,8 +1,8 @@
-//! A profiling session: load the probes, take a snapshot, wait for the duration (or until
-//! stopped), take another, and keep the difference together with what /proc said over the
-//! same window.
+//! Recording: the probes are loaded once; a [`Mark`] is what the probes' maps and /proc said at
+//! one moment; the window between two marks becomes a profile. `record` takes one window,
+//! `tune` several before and after its change, `watch` one per interval.
 
-use std::{future::Future, io::IsTerminal, path::Path, time::Duration};
+use std::{io::IsTerminal, path::Path, time::Duration};
 
 use anyhow::Context as _;
 
@@ -13,32 +13,44 @@ use crate::{
     procfs::{self, Interrupts, Softirqs, SoftnetRow},
     profile::{ProbeRow, Profile, Recorded},
     snapshot::{unix_ms, Snapshot},
+    stop::Stop,
     sysroot::SysRoot,
 };
 
-pub struct Session {
-    pub probes: Probes,
-    /// What the probes counted during the session.
-    pub delta: Snapshot,
-    pub duration_ns: u64,
-    /// Whether the session ended before its duration (Ctrl-C, SIGTERM).
-    pub interrupted: bool,
-    pub interrupts_before: Interrupts,
-    pub interrupts_after: Interrupts,
-    pub softirqs_before: Softirqs,
-    pub softirqs_after: Softirqs,
-    pub softnet_before: Vec<SoftnetRow>,
-    pub softnet_after: Vec<SoftnetRow>,
-    pub start_unix_ms: u64,
-    /// The machine at the end (topology, affinity, NIC queues), from the same
-    /// /proc/interrupts reading as `interrupts_after`.
-    pub machine: Machine,
-    pub opts: ProbeOptions,
+/// What the probes and /proc said at one moment.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub probes: Snapshot,
+    pub interrupts: Interrupts,
+    pub softirqs: Softirqs,
+    /// Empty when the kernel has no /proc/net/softnet_stat (the report then has no drops).
+    pub softnet: Vec<SoftnetRow>,
+    pub unix_ms: u64,
 }
 
-/// The probes as the profile lists them: attached (BTF or classic) and disabled with why.
-pub fn probe_rows(probes_: &Probes) -> Vec<ProbeRow> {
-    let mut probes: Vec<ProbeRow> = probes_
+impl Mark {
+    pub fn take(probes: &Probes) -> anyhow::Result<Mark> {
+        let root = Path::new("/");
+        let unix_ms = unix_ms();
+        let probes = probes.snapshot()?;
+        Ok(Mark {
+            probes,
+            interrupts: procfs::read_interrupts(root)?,
+            softirqs: procfs::read_softirqs(root)?,
+            softnet: procfs::read_softnet(root).unwrap_or_default(),
+            unix_ms,
+        })
+    }
+
+    /// The machine now (topology, affinity, NIC queues), from this mark's /proc/interrupts.
+    pub fn machine(&self) -> Machine {
+        Machine::from_interrupts(&SysRoot::default(), &self.interrupts)
+    }
+}
+
+/// The probes as a profile lists them: attached (BTF or classic) and disabled with why.
+pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
+    let mut rows: Vec<ProbeRow> = probes
         .attached
         .iter()
         .map(|a| ProbeRow {
@@ -51,105 +63,125 @@ pub fn probe_rows(probes_: &Probes) -> Vec<ProbeRow> {
             reason: None,
         })
         .collect();
-    probes.extend(probes_.disabled.iter().map(|d| ProbeRow {
+    rows.extend(probes.disabled.iter().map(|d| ProbeRow {
         tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
         attach: "disabled".into(),
         reason: Some(d.reason.clone()),
     }));
-    probes
+    rows
 }
 
-impl Session {
-    pub fn profile(&self) -> Profile {
-        let probes = probe_rows(&self.probes);
+/// Loaded probes, ready to take marks.
+pub struct Recorder {
+    pub probes: Probes,
+    pub opts: ProbeOptions,
+    rows: Vec<ProbeRow>,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    Full,
+    Stopped,
+}
+
+impl Recorder {
+    /// Checks the machine and loads the probes.
+    pub fn start(opts: &ProbeOptions) -> anyhow::Result<Recorder> {
+        let env = preflight::check()?;
+        let probes = Probes::load(&env, opts).context("loading the probes")?;
+        Ok(Recorder {
+            rows: probe_rows(&probes),
+            probes,
+            opts: opts.clone(),
+        })
+    }
+
+    pub fn mark(&self) -> anyhow::Result<Mark> {
+        Mark::take(&self.probes)
+    }
+
+    pub fn probe_rows(&self) -> &[ProbeRow] {
+        &self.rows
+    }
+
+    /// Waits `duration` or until a stop is requested, printing what the probes logged;
+    /// with `progress`, a bar on a terminal (never in a pipe or a file).
+    pub async fn wait(&mut self, duration: Duration, stop: &Stop, progress: bool) -> Waited {
+        let bar = (progress && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
+            .then(|| {
+                let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "recording {bar:40} {pos}/{len} s (Ctrl-C stops early and keeps the data)",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+        let start = tokio::time::Instant::now();
+        let deadline = start + duration;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let waited = loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break Waited::Full,
+                _ = stop.wait() => break Waited::Stopped,
+                _ = tick.tick() => {
+                    self.probes.flush_log();
+                    if let Some(bar) = &bar {
+                        bar.set_position(start.elapsed().as_secs());
+                    }
+                }
+            }
+        };
+        self.probes.flush_log();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        waited
+    }
+
+    /// The profile of the window between two marks; `machine` is the context it carries
+    /// (None keeps window profiles cheap).
+    pub fn profile(
+        &self,
+        from: &Mark,
+        to: &Mark,
+        interrupted: bool,
+        machine: Option<Machine>,
+    ) -> Profile {
         let cpus = match &self.opts.cpus {
             Some(c) => c.clone(),
-            None => self.interrupts_after.cpus.clone(),
+            None => to.interrupts.cpus.clone(),
         };
+        let delta = to.probes.delta(&from.probes);
         Profile::from_recording(Recorded {
-            delta: &self.delta,
-            start_unix_ms: self.start_unix_ms,
-            duration_ns: self.duration_ns,
-            interrupted: self.interrupted,
+            delta: &delta,
+            start_unix_ms: from.unix_ms,
+            duration_ns: to.probes.taken_ns.saturating_sub(from.probes.taken_ns),
+            interrupted,
             cpus,
-            probes,
+            probes: self.rows.clone(),
             flow_sample: self.opts.flow_sample,
-            interrupts: (&self.interrupts_before, &self.interrupts_after),
-            softirqs: (&self.softirqs_before, &self.softirqs_after),
-            softnet: (&self.softnet_before, &self.softnet_after),
-            machine: Some(self.machine.clone()),
+            interrupts: (&from.interrupts, &to.interrupts),
+            softirqs: (&from.softirqs, &to.softirqs),
+            softnet: (&from.softnet, &to.softnet),
+            machine,
         })
     }
 }
 
-/// Runs a session of `duration`, ending early when `stop` completes.
+/// A profiling session: load, mark, wait `duration` (or until stopped), mark, and the profile
+/// of that window with the machine at its end. The second value is whether it was stopped.
 pub async fn record(
     opts: &ProbeOptions,
     duration: Duration,
-    stop: impl Future<Output = ()>,
-) -> anyhow::Result<Session> {
-    let env = preflight::check()?;
-    let mut probes = Probes::load(&env, opts).context("loading the probes")?;
-    let root = Path::new("/");
-    let interrupts_before = procfs::read_interrupts(root)?;
-    let softirqs_before = procfs::read_softirqs(root)?;
-    // softnet_stat is absent without CONFIG_PROC_FS networking: the report then has no drops.
-    let softnet_before = procfs::read_softnet(root).unwrap_or_default();
-    let start_unix_ms = unix_ms();
-    let before = probes.snapshot()?;
-
-    // Quiet when the output goes to a file or a pipe (scripts, CI), as well as off a terminal.
-    let progress = if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "recording {bar:40} {pos}/{len} s (Ctrl-C stops early and keeps the data)",
-            )
-            .expect("valid template"),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-
-    let deadline = tokio::time::Instant::now() + duration;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tokio::pin!(stop);
-    let mut interrupted = false;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = &mut stop => { interrupted = true; break; }
-            _ = tick.tick() => {
-                probes.flush_log();
-                if let Some(bar) = &progress {
-                    bar.set_position((duration.as_secs_f64() - (deadline - tokio::time::Instant::now()).as_secs_f64()) as u64);
-                }
-            }
-        }
-    }
-    let after = probes.snapshot()?;
-    let interrupts_after = procfs::read_interrupts(root)?;
-    let softirqs_after = procfs::read_softirqs(root)?;
-    let softnet_after = procfs::read_softnet(root).unwrap_or_default();
-    let machine = Machine::from_interrupts(&SysRoot::new(root), &interrupts_after);
-    probes.flush_log();
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    Ok(Session {
-        duration_ns: after.taken_ns - before.taken_ns,
-        delta: after.delta(&before),
-        probes,
-        interrupted,
-        interrupts_before,
-        interrupts_after,
-        softirqs_before,
-        softirqs_after,
-        softnet_before,
-        softnet_after,
-        start_unix_ms,
-        machine,
-        opts: opts.clone(),
-    })
+    stop: &Stop,
+) -> anyhow::Result<(Profile, bool)> {
+    let mut rec = Recorder::start(opts)?;
+    let from = rec.mark()?;
+    let waited = rec.wait(duration, stop, true).await;
+    let to = rec.mark()?;
+    let stopped = waited == Waited::Stopped;
+    let machine = to.machine();
+    Ok((rec.profile(&from, &to, stopped, Some(machine)), stopped))
 }

@@ -6,7 +6,8 @@ use std::{
 };
 
 use irq_ebpf::{
-    hist, FlowCpuCounts, FlowInfo, FlowKey, IrqStats, Loss, NetDevStats, SoftirqStats, NR_SOFTIRQS,
+    hist, FlowCpuCounts, FlowInfo, FlowKey, FlowLatency, IrqStats, Latency, Loss, NetDevStats,
+    SoftirqStats, NR_SOFTIRQS,
 };
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
@@ -71,6 +72,9 @@ pub struct FlowSeries {
     pub info: FlowInfo,
     /// Counts per CPU that saw the socket.
     pub per_cpu: BTreeMap<u32, FlowCpuCounts>,
+    /// Delivery-to-read latency per reader CPU (only the busiest flows have one: the map is
+    /// small, see `irq_ebpf::MAX_FLOW_LATENCIES`).
+    pub latency: BTreeMap<u32, FlowLatency>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -187,13 +191,24 @@ fn hist_minus(a: &[u64; hist::BUCKETS], b: &[u64; hist::BUCKETS]) -> [u64; hist:
     std::array::from_fn(|i| a[i].saturating_sub(b[i]))
 }
 
-impl Counters for IrqStats {
+impl Counters for Latency {
     fn minus(&self, e: &Self) -> Self {
         IrqStats {
             count: self.count.saturating_sub(e.count),
             total_ns: self.total_ns.saturating_sub(e.total_ns),
             max_ns: self.max_ns,
             hist: hist_minus(&self.hist, &e.hist),
+        }
+    }
+}
+
+impl Counters for FlowLatency {
+    fn minus(&self, e: &Self) -> Self {
+        FlowLatency {
+            same_cpu: self.same_cpu.minus(&e.same_cpu),
+            cross_cpu: self.cross_cpu.minus(&e.cross_cpu),
+            queued_count: self.queued_count.saturating_sub(e.queued_count),
+            queued_total_ns: self.queued_total_ns.saturating_sub(e.queued_total_ns),
         }
     }
 }
@@ -238,6 +253,24 @@ impl Counters for FlowCpuCounts {
             read_bytes: self.read_bytes.saturating_sub(e.read_bytes),
         }
     }
+}
+
+/// Per-CPU entries of a series keyed by CPU: what appeared since counts whole.
+fn keyed_minus<T: Counters + Copy>(
+    later: &BTreeMap<u32, T>,
+    earlier: Option<&BTreeMap<u32, T>>,
+) -> BTreeMap<u32, T> {
+    later
+        .iter()
+        .map(|(cpu, c)| {
+            (
+                *cpu,
+                earlier
+                    .and_then(|e| e.get(cpu))
+                    .map_or(*c, |ec| c.minus(ec)),
+            )
+        })
+        .collect()
 }
 
 fn per_cpu_minus<T: Counters + Clone>(later: &[T], earlier: Option<&[T]>) -> Vec<T> {
@@ -298,19 +331,9 @@ impl Snapshot {
             .iter()
             .map(|f| {
                 let e = earlier.flows.iter().find(|e| e.key == f.key);
-                let per_cpu = f
-                    .per_cpu
-                    .iter()
-                    .map(|(cpu, c)| {
-                        (
-                            *cpu,
-                            e.and_then(|e| e.per_cpu.get(cpu))
-                                .map_or(*c, |ec| c.minus(ec)),
-                        )
-                    })
-                    .collect();
                 FlowSeries {
-                    per_cpu,
+                    per_cpu: keyed_minus(&f.per_cpu, e.map(|e| &e.per_cpu)),
+                    latency: keyed_minus(&f.latency, e.map(|e| &e.latency)),
                     ..f.clone()
                 }
             })
@@ -417,6 +440,9 @@ mod tests {
             tgid: 42,
             last_delivery_cpu: 0,
             comm: *b"receiver\0\0\0\0\0\0\0\0",
+            pending_ns: 0,
+            pending_cpu: 0,
+            pending_waiter: 0,
         };
         let mut per_cpu = BTreeMap::new();
         per_cpu.insert(
@@ -448,6 +474,7 @@ mod tests {
             },
             info,
             per_cpu,
+            latency: BTreeMap::new(),
         }
     }
 

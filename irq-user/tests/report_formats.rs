@@ -197,12 +197,20 @@ fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
                 assert!(h.tag().is_some());
             }
         }
+        let d = &p.flow_totals.delivery_to_read;
+        let d2r = [&d.same_cpu, &d.cross_cpu];
         let want: u64 = p.hardirqs.iter().map(|r| r.handler.count()).sum::<u64>()
             + p.softirqs
                 .iter()
                 .map(|r| r.handler.count() + r.raise_delay.count())
-                .sum::<u64>();
-        assert_eq!(series, p.hardirqs.len() + 2 * p.softirqs.len(), "{name}");
+                .sum::<u64>()
+            + d2r.iter().map(|h| h.count()).sum::<u64>();
+        let d2r_series = d2r.iter().filter(|h| h.count() > 0).count();
+        assert_eq!(
+            series,
+            p.hardirqs.len() + 2 * p.softirqs.len() + d2r_series,
+            "{name}"
+        );
         assert_eq!(total, want, "{name}: every recorded value is in the log");
     }
 }
@@ -213,10 +221,19 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
         let data = report::render(&p, Format::Csv);
         let mut r = csv::Reader::from_reader(data.as_slice());
         let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+        let d2r_rows: usize = p
+            .flows
+            .iter()
+            .map(|f| {
+                let d = &f.delivery_to_read;
+                usize::from(d.same_cpu.count() > 0) + usize::from(d.cross_cpu.count() > 0)
+            })
+            .sum();
         let want = p.hardirqs.len()
             + 2 * p.softirqs.len()
             + p.netdevs.len()
             + p.flows.len()
+            + d2r_rows
             + p.proc.softnet.len();
         assert_eq!(rows.len(), want, "{name}");
         let net_rx_cpu0 = rows

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use irq_user::{
     probes::{Group, ProbeOptions},
     report, session,
+    stop::Stop,
 };
 
 #[derive(clap::Args)]
@@ -33,34 +34,10 @@ pub struct RecordArgs {
     output: Option<std::path::PathBuf>,
 }
 
-/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here,
-/// before anything is loaded, so a signal that arrives while the probes attach is not lost to
-/// the default action (which would end the process without a report).
-pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
-}
-
-/// Records `secs` with the default probes until `stop` completes; the profile and whether
-/// it was cut short (shared by `plan --duration` and `tune`).
-pub async fn measure(
-    secs: u64,
-    flow_sample: u32,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<(irq_user::profile::Profile, bool)> {
-    let opts = ProbeOptions {
-        flow_sample,
-        ..ProbeOptions::default()
-    };
-    let session = session::record(&opts, Duration::from_secs(secs), stop).await?;
-    Ok((session.profile(), session.interrupted))
+/// Records `secs` with the default probes, until done or stopped: the profile, and whether
+/// it was cut short (shared by `plan --duration`).
+pub async fn measure(secs: u64, stop: &Stop) -> anyhow::Result<(irq_user::profile::Profile, bool)> {
+    session::record(&ProbeOptions::default(), Duration::from_secs(secs), stop).await
 }
 
 pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
@@ -75,15 +52,15 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
         force_classic: args.classic,
         kernel_log: args.kernel_log,
     };
-    let stop = stop_signal()?;
-    let session = session::record(&opts, Duration::from_secs(args.duration), stop).await?;
-    if session.interrupted {
+    let stop = Stop::on_signals().context("installing the signal handlers")?;
+    let (profile, stopped) =
+        session::record(&opts, Duration::from_secs(args.duration), &stop).await?;
+    if stopped {
         eprintln!(
             "stopped early; reporting the {:.1} s recorded",
-            session.duration_ns as f64 / 1e9
+            profile.duration_secs()
         );
     }
-    let profile = session.profile();
     if let Some(path) = &args.output {
         super::write_atomically(path, profile.to_json().as_bytes())
             .with_context(|| format!("writing the profile to {}", path.display()))?;

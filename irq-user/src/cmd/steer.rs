@@ -1,10 +1,6 @@
 //! `show`, `plan`, `apply`, `revert`.
 
-use std::{
-    path::PathBuf,
-    sync::{atomic::AtomicBool, Arc},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
@@ -17,6 +13,7 @@ use irq_user::{
         plan::Plan,
         planner::{self, Load, PlanOptions},
     },
+    stop::Stop,
     sysroot::SysRoot,
 };
 
@@ -140,8 +137,8 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let (p, interrupted) =
-                super::record::measure(secs, 1, super::record::stop_signal()?).await?;
+            let stop = Stop::on_signals().context("installing the signal handlers")?;
+            let (p, interrupted) = super::record::measure(secs, &stop).await?;
             if interrupted {
                 anyhow::bail!("interrupted while measuring; nothing was planned");
             }
@@ -192,16 +189,12 @@ pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
     let machine = read_machine(root)?;
     let t = &machine.topology;
     let plan = Plan::load(&args.plan, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = Stop::on_signals().context("installing the signal handlers")?;
     let opts = ApplyOptions {
         dry_run: args.dry_run,
         force: args.force,
         pause: Duration::from_millis(args.pause_ms),
-        stop: Some(stop),
+        stop,
     };
     let store = args.state.store(root);
     let name = args.plan.display().to_string();

@@ -1,42 +1,35 @@
-//! `tune`: measure, plan, apply (journaled), measure again, keep or roll back.
+//! `tune`: parses the options and prints; the steps are in `irq_user::tuner`.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    cpulist,
-    profile::Profile,
-    steering::{
-        applier::{self, ApplyOptions},
-        planner::{self, Load, PlanOptions},
-        verdict::{compare, worth_changing, Measures},
-    },
+    machine::Machine,
+    policy,
+    steering::plan::Plan,
+    stop::Stop,
     sysroot::SysRoot,
+    tuner::{self, TuneInputError, TuneOptions},
 };
 
-use super::{
-    steer::{read_machine, StateDir},
-    BadInput,
-};
+use super::{steer::StateDir, BadInput};
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
     /// Tune only this interface (repeatable); default: every NIC with queue interrupts.
+    /// Only flows arriving on its addresses are judged.
     #[arg(long = "iface")]
     ifaces: Vec<String>,
-    /// Seconds of each measurement (before and after).
+    /// Seconds of measurement on each side (before and after the change).
     #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: u64,
+    /// Windows each side is split into; the verdict compares them window by window.
+    #[arg(long, default_value_t = policy::DEFAULT_WINDOWS, value_parser = clap::value_parser!(u32).range(2..=10))]
+    windows: u32,
     /// Measure and plan, show the diff, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Keep the change even when a measure is clearly worse afterwards.
+    /// Keep the change even when the verdict is worse.
     #[arg(long)]
     keep_if_worse: bool,
     /// Use only these CPUs.
@@ -45,6 +38,10 @@ pub struct TuneArgs {
     /// Apply even if irqbalance runs (see `irqtune apply --force`).
     #[arg(long)]
     force: bool,
+    /// Try this plan (from `irqtune plan --output`, or written by hand) instead of planning,
+    /// and keep or roll it back on the same verdict.
+    #[arg(long, value_name = "PLAN.json")]
+    plan: Option<PathBuf>,
     #[command(flatten)]
     state: StateDir,
     /// Milliseconds to wait after each write of the apply step.
@@ -52,180 +49,42 @@ pub struct TuneArgs {
     pause_ms: u64,
 }
 
-/// With --iface, the addresses of those interfaces: flows are judged only if they arrive on
-/// them (their local address is one of these, or a wildcard).
-fn iface_filter(ifaces: &[String]) -> Option<Vec<std::net::IpAddr>> {
-    if ifaces.is_empty() {
-        return None;
-    }
-    let all = irq_user::netns::iface_addrs();
-    log::info!("interface addresses: {all:?}");
-    Some(
-        ifaces
-            .iter()
-            .flat_map(|i| all.get(i).cloned().unwrap_or_default())
-            .collect(),
-    )
-}
-
-fn only_their_flows(mut p: Profile, addrs: &Option<Vec<std::net::IpAddr>>) -> Profile {
-    if let Some(addrs) = addrs {
-        p.flows.retain(|f| {
-            f.local
-                .parse::<std::net::SocketAddr>()
-                .map(|a| a.ip().is_unspecified() || addrs.contains(&a.ip()))
-                .unwrap_or(true)
-        });
-        p.findings = irq_user::findings::find(&p);
-    }
-    p
-}
-
-fn stopped(flag: &Arc<AtomicBool>) -> impl std::future::Future<Output = ()> {
-    let flag = Arc::clone(flag);
-    async move {
-        while !flag.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
-    if !root.is_live() {
-        return Err(BadInput(anyhow::anyhow!(
-            "tune measures and changes this machine: it does not work with --root"
-        ))
-        .into());
-    }
-    // One flag for the whole run: a signal ends a measurement early or stops the apply
-    // between writes; what follows decides which state the machine is left in.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    let secs = args.duration;
-
-    eprintln!("tune 1/5: measuring {secs} s before any change ...");
-    let (before, interrupted) = super::record::measure(secs, 1, stopped(&stop)).await?;
-    if interrupted {
-        anyhow::bail!("interrupted while measuring; nothing was changed");
-    }
-    let addrs = iface_filter(&args.ifaces);
-    let before = only_their_flows(before, &addrs);
-    let machine = read_machine(root)?;
-    let mut cpus = machine.topology.housekeeping();
-    if let Some(only) = &args.cpus {
-        cpus.retain(|c| only.0.contains(c));
-    }
-    let mb = Measures::from_profile(&before, &cpus);
-    println!("Findings before:");
-    for f in &before.findings {
-        println!(
-            "  [{:?}] {}\n      evidence: {}",
-            f.severity, f.title, f.evidence
-        );
-    }
-    if before.findings.is_empty() {
-        println!("  none");
-    }
-    let Some(why) = worth_changing(&mb) else {
-        println!(
-            "\nNo change: nothing measured is outside noise (busiest flows {:.1}% mismatched, NET_RX imbalance {:.2}, no softnet drops or squeezes).",
-            mb.mismatch * 100.0,
-            mb.imbalance
-        );
-        return Ok(());
-    };
-
-    eprintln!("tune 2/5: planning ...");
-    let opts = PlanOptions {
-        ifaces: args.ifaces.clone(),
-        cpus: args.cpus.as_ref().map(|c| c.0.clone()),
-        ..PlanOptions::default()
-    };
-    let load = Load::from_profile(&before, &format!("tune's {secs} s measurement"));
-    let plan = planner::plan(&machine, &load, &opts, irq_user::snapshot::unix_ms() / 1000)
-        .map_err(|e| BadInput(e.into()))?;
-    println!(
-        "\nWhy change: {why}\nPlan ({} change(s)) on CPUs {}:",
-        plan.changes.len(),
-        cpulist::format(&cpus)
-    );
-    print!("{}", plan.diff());
-    if plan.changes.is_empty() {
-        println!(
-            "Nothing to change: the steering already matches the policy for what was measured."
-        );
-        return Ok(());
-    }
-    if args.dry_run {
-        println!("Dry run: nothing applied.");
-        return Ok(());
-    }
-
-    eprintln!("tune 3/5: applying (journaled) ...");
-    let store = args.state.store(root);
-    let apply_opts = ApplyOptions {
-        force: args.force,
-        stop: Some(Arc::clone(&stop)),
-        pause: Duration::from_millis(args.pause_ms),
-        ..ApplyOptions::default()
-    };
-    let applied = applier::apply(
-        root,
-        &machine,
-        &plan,
-        "irqtune tune",
-        &store,
-        &apply_opts,
-        &mut std::io::stdout(),
-    )?;
-    let journal = applied
-        .journal
-        .context("the plan had changes but nothing was journaled")?;
-
-    eprintln!("tune 4/5: measuring {secs} s after the change ...");
-    let measured = super::record::measure(secs, 1, stopped(&stop)).await;
-    let (after, interrupted) = match measured {
-        Ok(m) => m,
-        Err(e) => {
-            applier::revert(root, &store, Some(&journal), &mut std::io::stdout())?;
-            return Err(e.context("the second measurement failed; the change was reverted"));
+    // Before anything is loaded or written: a signal stops at the next step boundary, and
+    // the steps leave the machine in the before or the after state.
+    let stop = Stop::on_signals().context("installing the signal handlers")?;
+    let plan = match &args.plan {
+        Some(path) => {
+            let m = Machine::read(root).context("reading the machine's IRQs")?;
+            let t = &m.topology;
+            Some(Plan::load(path, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?)
         }
+        None => None,
     };
-    if interrupted {
-        applier::revert(root, &store, Some(&journal), &mut std::io::stdout())?;
-        anyhow::bail!("interrupted during the second measurement; the change was reverted (the before state is back)");
-    }
-
-    let after = only_their_flows(after, &addrs);
-    eprintln!("tune 5/5: comparing ...");
-    let ma = Measures::from_profile(&after, &cpus);
-    let v = compare(&mb, &ma);
-    println!("\nBefore and after ({secs} s each):");
-    print!("{}", v.table());
-    if !v.keep() && !args.keep_if_worse {
-        applier::revert(root, &store, Some(&journal), &mut std::io::stdout())?;
-        println!(
-            "Verdict: WORSE ({}); rolled back to the before state.",
-            v.worse.join("; ")
-        );
-        return Ok(());
-    }
-    let verdict = if !v.keep() {
-        format!(
-            "WORSE ({}), kept because of --keep-if-worse",
-            v.worse.join("; ")
-        )
-    } else if v.better.is_empty() {
-        "no measure clearly worse; kept".to_string()
-    } else {
-        format!("BETTER ({}); kept", v.better.join("; "))
+    let opts = TuneOptions {
+        ifaces: args.ifaces,
+        per_side: Duration::from_secs(args.duration),
+        windows: args.windows,
+        dry_run: args.dry_run,
+        keep_if_worse: args.keep_if_worse,
+        cpus: args.cpus.map(|c| c.0),
+        force: args.force,
+        pause: Duration::from_millis(args.pause_ms),
+        plan,
     };
-    println!(
-        "Verdict: {verdict}. Undo with `irqtune revert {}`.",
-        journal.display()
-    );
-    Ok(())
+    let store = args.state.store(root);
+    match tuner::tune(
+        root,
+        &store,
+        &opts,
+        &stop,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is::<TuneInputError>() => Err(BadInput(e).into()),
+        Err(e) => Err(e),
+    }
 }

@@ -4,8 +4,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    preflight,
-    probes::{Group, ProbeOptions, Probes},
+    probes::{Group, ProbeOptions},
+    session::Recorder,
+    stop::Stop,
     watch::{
         http::{router, Published},
         jsonl::JsonlWriter,
@@ -39,7 +40,7 @@ pub struct WatchArgs {
 }
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let mut stop = Box::pin(super::record::stop_signal()?);
+    let stop = Stop::on_signals().context("installing the signal handlers")?;
     // Bind first: a taken port is an error before anything is loaded.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -56,7 +57,6 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let env = preflight::check()?;
     let opts = ProbeOptions {
         skip: if args.no_flows {
             vec![Group::Flows]
@@ -66,8 +66,8 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         flow_sample: args.flow_sample,
         ..ProbeOptions::default()
     };
-    let probes = Probes::load(&env, &opts).context("loading the probes")?;
-    for d in &probes.disabled {
+    let recorder = Recorder::start(&opts)?;
+    for d in &recorder.probes.disabled {
         log::warn!(
             "{}:{} disabled: {} (irqtune_probe_attached says so too)",
             d.probe.category,
@@ -75,7 +75,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             d.reason
         );
     }
-    let mut watcher = Watcher::new(probes, args.flow_sample)?;
+    let mut watcher = Watcher::new(recorder)?;
     let published = Published::default();
     let publish = |watcher: &mut Watcher, jsonl: &mut Option<JsonlWriter>| -> anyhow::Result<()> {
         let (text, record) = watcher.tick()?;
@@ -103,7 +103,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = stop.wait() => break,
             _ = tick.tick() => {
                 if let Err(e) = publish(&mut watcher, &mut jsonl) {
                     log::warn!("interval skipped: {e:#}");

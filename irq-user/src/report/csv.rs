@@ -1,5 +1,6 @@
 //! CSV: one row per kind, key and CPU, with percentiles (ns). Kinds: hardirq,
-//! softirq_handler, softirq_raise_delay, netdev, flow (cpu empty), proc_softnet.
+//! softirq_handler, softirq_raise_delay, netdev, flow (cpu empty), flow_delivery_to_read
+//! (name: same_cpu or cross_cpu; cpu empty), proc_softnet.
 
 use crate::profile::{Hist, Profile};
 
@@ -19,13 +20,20 @@ const HEADER: [&str; 13] = [
     "extra",
 ];
 
-fn hist_row(kind: &str, key: &str, name: &str, cpu: u32, count: u64, h: &Hist) -> Vec<String> {
+fn hist_row(
+    kind: &str,
+    key: &str,
+    name: &str,
+    cpu: Option<u32>,
+    count: u64,
+    h: &Hist,
+) -> Vec<String> {
     let s = &h.summary;
     vec![
         kind.into(),
         key.into(),
         name.into(),
-        cpu.to_string(),
+        cpu.map(|c| c.to_string()).unwrap_or_default(),
         count.to_string(),
         h.sum_ns.to_string(),
         s.p50_ns.to_string(),
@@ -65,7 +73,12 @@ pub fn render(p: &Profile) -> Vec<u8> {
     for r in &p.hardirqs {
         let key = r.irq.map_or("-".into(), |i| i.to_string());
         rows.push(hist_row(
-            "hardirq", &key, &r.name, r.cpu, r.count, &r.handler,
+            "hardirq",
+            &key,
+            &r.name,
+            Some(r.cpu),
+            r.count,
+            &r.handler,
         ));
     }
     for r in &p.softirqs {
@@ -73,7 +86,7 @@ pub fn render(p: &Profile) -> Vec<u8> {
             "softirq_handler",
             &r.vector,
             &r.vector,
-            r.cpu,
+            Some(r.cpu),
             r.count,
             &r.handler,
         ));
@@ -81,7 +94,7 @@ pub fn render(p: &Profile) -> Vec<u8> {
             "softirq_raise_delay",
             &r.vector,
             &r.vector,
-            r.cpu,
+            Some(r.cpu),
             r.raise_delay.count(),
             &r.raise_delay,
         ));
@@ -97,14 +110,28 @@ pub fn render(p: &Profile) -> Vec<u8> {
         ));
     }
     for f in &p.flows {
+        let key = format!("{} {} {}", f.protocol, f.local, f.remote);
         rows.push(plain_row(
             "flow",
-            &format!("{} {} {}", f.protocol, f.local, f.remote),
+            &key,
             &format!("{} {}", f.comm, f.pid),
             None,
             f.reads(),
             ("mismatch_ratio", format!("{:.4}", f.mismatch_ratio)),
         ));
+        let d = &f.delivery_to_read;
+        for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
+            if h.count() > 0 {
+                rows.push(hist_row(
+                    "flow_delivery_to_read",
+                    &key,
+                    placement,
+                    None,
+                    h.count(),
+                    h,
+                ));
+            }
+        }
     }
     for s in &p.proc.softnet {
         rows.push(plain_row(

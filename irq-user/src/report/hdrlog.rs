@@ -1,6 +1,7 @@
 //! HdrHistogram interval log (the hdrhistogram crate's V2 + deflate format), one histogram
 //! per series, tagged `hardirq.IRQ.cpuN`, `softirq.VECTOR.handler.cpuN`,
-//! `softirq.VECTOR.raise_delay.cpuN`. Values in ns; readers such as HistogramLogAnalyzer
+//! `softirq.VECTOR.raise_delay.cpuN`, `delivery_to_read.same_cpu|cross_cpu` (all flows).
+//! Values in ns; readers such as HistogramLogAnalyzer
 //! or `hdrhistogram::serialization::interval_log::IntervalLogIterator` read it.
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -40,6 +41,12 @@ pub fn render(p: &Profile) -> Vec<u8> {
             tag(&format!("softirq.{}.raise_delay.cpu{}", r.vector, r.cpu)),
             &r.raise_delay,
         ));
+    }
+    let d = &p.flow_totals.delivery_to_read;
+    for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
+        if h.count() > 0 {
+            series.push((format!("delivery_to_read.{placement}"), h));
+        }
     }
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();

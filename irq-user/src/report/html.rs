@@ -263,7 +263,7 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
         let _ = writeln!(o, "<p>No interrupt or softirq problem stands out.</p>");
     }
     for f in &p.findings {
-        let sev = format!("{:?}", f.severity).to_lowercase();
+        let sev = f.severity.name();
         let _ = writeln!(
             o,
             "<div class=\"finding {sev}\"><b>[{sev}] {}</b><br>Evidence: {}<br>Fix: {}</div>",
@@ -296,15 +296,35 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
 
     let _ = writeln!(o, "<h2>Flow placement: softirq CPU x reader CPU</h2>");
     flow_matrix(p, &mut o);
-    let _ = writeln!(o, "<table><tr><th>proto</th><th>local</th><th>remote</th><th>pid</th><th>comm</th><th>reads</th><th>mismatch</th></tr>");
+    let _ = writeln!(o, "<table><tr><th>proto</th><th>local</th><th>remote</th><th>pid</th><th>comm</th><th>reads</th><th>mismatch</th><th>MB/s</th><th>same-CPU p50</th><th>same-CPU p99</th><th>cross-CPU p50</th><th>cross-CPU p99</th></tr>");
+    let secs = p.duration_secs().max(1e-9);
     for f in p.flows.iter().filter(|f| f.reads() > 0).take(20) {
+        let (same, cross) = (
+            &f.delivery_to_read.same_cpu.summary,
+            &f.delivery_to_read.cross_cpu.summary,
+        );
         let _ = writeln!(
             o,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{:.1}%</td></tr>",
-            esc(&f.protocol), esc(&f.local), esc(&f.remote), f.pid, esc(&f.comm), f.reads(), f.mismatch_ratio * 100.0
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{:.1}%</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.protocol), esc(&f.local), esc(&f.remote), f.pid, esc(&f.comm), f.reads(), f.mismatch_ratio * 100.0,
+            f.read_bytes as f64 / secs / 1e6, fmt_ns(same.p50_ns), fmt_ns(same.p99_ns), fmt_ns(cross.p50_ns), fmt_ns(cross.p99_ns)
         );
     }
     let _ = writeln!(o, "</table>");
+    let d = &p.flow_totals.delivery_to_read;
+    if d.count() > 0 {
+        let _ = writeln!(
+            o,
+            "<h2>Delivery to read: what a mismatch costs the reader</h2>"
+        );
+        let _ = writeln!(o, "<p class=\"note\">Time from the softirq's delivery of data to a socket to the application's read of it, all flows.</p>");
+        dist_chart(
+            "read on the delivering CPU",
+            &d.same_cpu.to_buckets(),
+            &mut o,
+        );
+        dist_chart("read on another CPU", &d.cross_cpu.to_buckets(), &mut o);
+    }
     let _ = writeln!(o, "<h2>Top IRQs</h2><table><tr><th>IRQ</th><th>name</th><th>CPU</th><th>count</th><th>time</th><th>p99</th></tr>");
     let mut irqs: Vec<_> = p.hardirqs.iter().collect();
     irqs.sort_by_key(|r| std::cmp::Reverse(r.time_ns));

@@ -178,26 +178,85 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
             s.time_squeeze as f64,
         );
     }
+    w.family(
+        "irqtune_flow_read_bytes_total",
+        "counter",
+        "Bytes the applications read from the tracked flows (the workload's throughput).",
+    );
+    w.sample(
+        "irqtune_flow_read_bytes_total",
+        &[],
+        p.flow_totals.read_bytes as f64,
+    );
+    w.family(
+        "irqtune_delivery_to_read_seconds",
+        "histogram",
+        "Time from a softirq's delivery of data to a socket to the application's read of it, by whether the read ran on the delivering CPU.",
+    );
+    let d = &p.flow_totals.delivery_to_read;
+    for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
+        w.histogram(
+            "irqtune_delivery_to_read_seconds",
+            &[("placement", placement.to_string())],
+            h,
+        );
+    }
     // Bounded cardinality: the owners (comm) with the most reads.
-    let mut owners: std::collections::BTreeMap<&str, (u64, u64)> =
-        std::collections::BTreeMap::new();
+    #[derive(Default)]
+    struct Owner {
+        reads: u64,
+        mismatched: u64,
+        bytes: u64,
+        waits: u64,
+        wait_ns: u64,
+    }
+    let mut owners: std::collections::BTreeMap<&str, Owner> = std::collections::BTreeMap::new();
     for f in &p.flows {
         let e = owners.entry(f.comm.as_str()).or_default();
-        e.0 += f.reads();
-        e.1 += f.mismatched_reads;
+        e.reads += f.reads();
+        e.mismatched += f.mismatched_reads;
+        e.bytes += f.read_bytes;
+        let d = &f.delivery_to_read;
+        e.waits += d.count();
+        e.wait_ns += d.same_cpu.sum_ns + d.cross_cpu.sum_ns;
     }
-    let mut owners: Vec<_> = owners.into_iter().filter(|(_, (r, _))| *r > 0).collect();
-    owners.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    let mut owners: Vec<_> = owners.into_iter().filter(|(_, o)| o.reads > 0).collect();
+    owners.sort_by(|a, b| b.1.reads.cmp(&a.1.reads).then(a.0.cmp(b.0)));
+    owners.truncate(TOP_FLOW_OWNERS);
     w.family(
         "irqtune_flow_mismatch_ratio",
         "gauge",
         "Share of reads on another CPU than the flow's softirq, per reading process name (top 10 by reads).",
     );
-    for (comm, (reads, mism)) in owners.iter().take(TOP_FLOW_OWNERS) {
+    for (comm, o) in &owners {
         w.sample(
             "irqtune_flow_mismatch_ratio",
             &[("comm", comm.to_string())],
-            *mism as f64 / *reads as f64,
+            o.mismatched as f64 / o.reads as f64,
+        );
+    }
+    w.family(
+        "irqtune_flow_read_bytes_per_second",
+        "gauge",
+        "Bytes read per second, per reading process name (top 10 by reads).",
+    );
+    for (comm, o) in &owners {
+        w.sample(
+            "irqtune_flow_read_bytes_per_second",
+            &[("comm", comm.to_string())],
+            o.bytes as f64 / p.duration_secs().max(1e-9),
+        );
+    }
+    w.family(
+        "irqtune_flow_delivery_to_read_mean_seconds",
+        "gauge",
+        "Mean delivery-to-read latency per reading process name (top 10 by reads).",
+    );
+    for (comm, o) in owners.iter().filter(|(_, o)| o.waits > 0) {
+        w.sample(
+            "irqtune_flow_delivery_to_read_mean_seconds",
+            &[("comm", comm.to_string())],
+            o.wait_ns as f64 / o.waits as f64 / 1e9,
         );
     }
     w.family(
@@ -220,7 +279,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
     for f in &p.findings {
         let l = [
             ("id", f.id.clone()),
-            ("severity", format!("{:?}", f.severity).to_lowercase()),
+            ("severity", f.severity.name().to_string()),
         ];
         w.sample("irqtune_finding", &l, 1.0);
     }

@@ -76,7 +76,7 @@ fn findings(p: &Profile, o: &mut String) {
         let _ = writeln!(
             o,
             "  [{}] {}\n      evidence: {}\n      fix: {}",
-            format!("{:?}", f.severity).to_lowercase(),
+            f.severity.name(),
             f.title,
             f.evidence,
             f.fix
@@ -101,8 +101,8 @@ fn per_cpu(p: &Profile, o: &mut String) {
     }
     let _ = write!(
         head,
-        " {:>11} {:>11} {:>10} {:>8} {:>8}",
-        "NET_RX runs", "NET_RX pkts", "ksoftirqd%", "dropped", "squeeze"
+        " {:>11} {:>11} {:>10} {:>10} {:>8} {:>8}",
+        "NET_RX runs", "NET_RX pkts", "NET_RX/pkt", "ksoftirqd%", "dropped", "squeeze"
     );
     let _ = writeln!(o, "{head}");
     for cpu in p.cpus() {
@@ -137,11 +137,19 @@ fn per_cpu(p: &Profile, o: &mut String) {
                 .sum();
             let _ = write!(line, " {:>7.2}%", pct(t, dur));
         }
+        let net_rx_ns: u64 = rows
+            .iter()
+            .filter(|r| r.vector == "NET_RX")
+            .map(|r| r.time_ns)
+            .sum();
         let _ = write!(
             line,
-            " {:>11} {:>11} {:>9.1}% {:>8} {:>8}",
+            " {:>11} {:>11} {:>10} {:>9.1}% {:>8} {:>8}",
             p.net_rx_runs(cpu),
             pkts,
+            net_rx_ns
+                .checked_div(pkts)
+                .map_or_else(|| "-".to_string(), fmt_ns),
             pct(ksoft, runs),
             sn.map_or(0, |s| s.dropped),
             sn.map_or(0, |s| s.time_squeeze)
@@ -300,6 +308,54 @@ fn flows(p: &Profile, o: &mut String) {
     }
     if shown.is_empty() {
         let _ = writeln!(o, "  (no TCP/UDP reads seen)");
+    }
+    delivery_to_read(p, o);
+}
+
+/// Throughput and the delivery-to-read wait of the busiest flows, same-CPU vs cross-CPU.
+fn delivery_to_read(p: &Profile, o: &mut String) {
+    let mut busiest: Vec<_> = p.flows.iter().filter(|f| f.read_bytes > 0).collect();
+    busiest.sort_by_key(|f| std::cmp::Reverse(f.read_bytes));
+    if busiest.is_empty() {
+        return;
+    }
+    let secs = p.duration_secs().max(1e-9);
+    let _ = writeln!(
+        o,
+        "\nDelivery to read (softirq delivery -> application read), busiest flows; wake-ups of a waiting reader by placement, and data that queued for a busy reader:"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<5} {:<40} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "proto",
+        "local",
+        "MB/s",
+        "same n",
+        "same p50",
+        "same p99",
+        "cross n",
+        "cross p50",
+        "cross p99",
+        "queued n",
+        "q. mean"
+    );
+    for f in busiest.iter().take(10) {
+        let d = &f.delivery_to_read;
+        let _ = writeln!(
+            o,
+            "  {:<5} {:<40} {:>10.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            f.protocol,
+            f.local,
+            f.read_bytes as f64 / secs / 1e6,
+            d.same_cpu.count(),
+            fmt_ns(d.same_cpu.summary.p50_ns),
+            fmt_ns(d.same_cpu.summary.p99_ns),
+            d.cross_cpu.count(),
+            fmt_ns(d.cross_cpu.summary.p50_ns),
+            fmt_ns(d.cross_cpu.summary.p99_ns),
+            d.queued_reads,
+            fmt_ns(d.queued_wait_ns.checked_div(d.queued_reads).unwrap_or(0)),
+        );
     }
 }
 

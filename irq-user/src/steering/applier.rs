@@ -5,10 +5,6 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::Duration,
 };
 
@@ -18,6 +14,7 @@ use super::{
 };
 use crate::{
     machine::{HostId, Machine},
+    stop::Stop,
     sysroot::SysRoot,
 };
 
@@ -56,8 +53,8 @@ pub struct ApplyOptions {
     pub force: bool,
     /// Pause after each write (to watch a change take effect step by step).
     pub pause: Duration,
-    /// Set by a signal handler: stop after the current write and roll back.
-    pub stop: Option<Arc<AtomicBool>>,
+    /// Set by a signal: stop after the current write and roll back.
+    pub stop: Stop,
 }
 
 pub struct Applied {
@@ -286,7 +283,7 @@ pub fn apply(
     let _ = writeln!(out, "journal: {}", path.display());
     let online = &machine.topology.online;
     for (i, e) in journal.entries.iter().enumerate() {
-        if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+        if opts.stop.requested() {
             let (restored, problems) = roll_back(root, &journal.entries[..i], online);
             journal.status = Status::RolledBack;
             if problems.is_empty() {

@@ -12,33 +12,12 @@ use serde::Serialize;
 
 use crate::{
     findings::Finding,
-    machine::Machine,
-    probes::Probes,
-    procfs::{self, Interrupts, Softirqs, SoftnetRow},
-    profile::{ProbeRow, Profile, Recorded},
+    procfs::SoftnetRow,
+    profile::{FlowTotals, ProbeRow, Profile},
     report::{prometheus, Summary},
-    session::probe_rows,
-    snapshot::{unix_ms, Snapshot},
-    sysroot::SysRoot,
+    session::{Mark, Recorder},
+    snapshot::unix_ms,
 };
-
-/// What /proc said at one moment.
-struct ProcState {
-    interrupts: Interrupts,
-    softirqs: Softirqs,
-    softnet: Vec<SoftnetRow>,
-}
-
-impl ProcState {
-    fn read() -> anyhow::Result<ProcState> {
-        let root = std::path::Path::new("/");
-        Ok(ProcState {
-            interrupts: procfs::read_interrupts(root)?,
-            softirqs: procfs::read_softirqs(root)?,
-            softnet: procfs::read_softnet(root).unwrap_or_default(),
-        })
-    }
-}
 
 /// One interval, as a JSON line: summaries, not buckets.
 #[derive(Serialize)]
@@ -80,74 +59,58 @@ pub struct FlowSummary {
     pub flow: String,
     pub reads: u64,
     pub mismatch_ratio: f64,
+    pub read_bytes: u64,
+    /// Delivery-to-read latency, same-CPU and cross-CPU reads together.
+    pub delivery_to_read: Summary,
 }
 
 /// Flows per interval in the JSON line (the most mismatched).
 const JSONL_FLOWS: usize = 10;
 
 pub struct Watcher {
-    probes: Probes,
-    probe_rows: Vec<ProbeRow>,
-    flow_sample: u32,
+    recorder: Recorder,
     start_unix_ms: u64,
-    base: (Snapshot, ProcState),
-    prev: (Snapshot, ProcState),
+    base: Mark,
+    prev: Mark,
+    /// All flows' reads since the start, summed interval by interval: a flow evicted from
+    /// the kernel's LRU map would otherwise take its counts out of a since-start delta, and
+    /// counters must never go down.
+    flow_totals: FlowTotals,
 }
 
 impl Watcher {
-    pub fn new(probes: Probes, flow_sample: u32) -> anyhow::Result<Watcher> {
-        let snap = probes.snapshot()?;
-        let proc_ = ProcState::read()?;
-        let snap2 = probes.snapshot()?;
-        let proc2 = ProcState::read()?;
+    pub fn new(recorder: Recorder) -> anyhow::Result<Watcher> {
+        let base = recorder.mark()?;
+        let prev = recorder.mark()?;
         Ok(Watcher {
-            probe_rows: probe_rows(&probes),
-            probes,
-            flow_sample,
+            recorder,
             start_unix_ms: unix_ms(),
-            base: (snap, proc_),
-            prev: (snap2, proc2),
-        })
-    }
-
-    fn profile(
-        &self,
-        from: &(Snapshot, ProcState),
-        to: &(Snapshot, ProcState),
-        machine: Option<Machine>,
-        start_ms: u64,
-    ) -> Profile {
-        let delta = to.0.delta(&from.0);
-        Profile::from_recording(Recorded {
-            delta: &delta,
-            start_unix_ms: start_ms,
-            duration_ns: to.0.taken_ns.saturating_sub(from.0.taken_ns),
-            interrupted: false,
-            cpus: to.1.interrupts.cpus.clone(),
-            probes: self.probe_rows.clone(),
-            flow_sample: self.flow_sample,
-            interrupts: (&from.1.interrupts, &to.1.interrupts),
-            softirqs: (&from.1.softirqs, &to.1.softirqs),
-            softnet: (&from.1.softnet, &to.1.softnet),
-            machine,
+            base,
+            prev,
+            flow_totals: FlowTotals::default(),
         })
     }
 
     /// Reads the maps and /proc once: the metrics text (totals since start; flows and
     /// findings of the last interval) and the interval's record.
     pub fn tick(&mut self) -> anyhow::Result<(String, IntervalRecord)> {
-        self.probes.flush_log();
-        let now = (self.probes.snapshot()?, ProcState::read()?);
-        let machine = Some(Machine::from_interrupts(
-            &SysRoot::default(),
-            &now.1.interrupts,
-        ));
-        let interval = self.profile(&self.prev, &now, machine.clone(), unix_ms());
-        let mut total = self.profile(&self.base, &now, None, self.start_unix_ms);
+        self.recorder.probes.flush_log();
+        let now = self.recorder.mark()?;
+        let interval = self
+            .recorder
+            .profile(&self.prev, &now, false, Some(now.machine()));
+        let mut total = self.recorder.profile(&self.base, &now, false, None);
+        self.flow_totals.add(&interval.flow_totals);
+        total.flow_totals = self.flow_totals.clone();
         total.flows = interval.flows.clone();
         total.findings = interval.findings.clone();
-        let text = metrics_text(&total, &self.probe_rows, self.start_unix_ms, unix_ms());
-        let record = record(&interval);
+        let text = metrics_text(
+            &total,
+            self.recorder.probe_rows(),
+            self.start_unix_ms,
+            unix_ms(),
+        );
+        let record = record(&interval, now.unix_ms);
         self.prev = now;
         Ok((text, record))
     }
@@ -202,7 +165,8 @@ pub fn metrics_text(
     w.out
 }
 
-fn record(p: &Profile) -> IntervalRecord {
+/// The JSON line of an interval that ended at `unix_ms`.
+fn record(p: &Profile, unix_ms: u64) -> IntervalRecord {
     let mut net_rx_packets_by_cpu = BTreeMap::new();
     for r in &p.netdevs {
         *net_rx_packets_by_cpu.entry(r.cpu).or_default() += r.packets;
@@ -215,6 +179,8 @@ fn record(p: &Profile) -> IntervalRecord {
             flow: f.label(),
             reads: f.reads(),
             mismatch_ratio: f.mismatch_ratio,
+            read_bytes: f.read_bytes,
+            delivery_to_read: f.delivery_to_read.all().summary,
         })
         .collect();
     flows.sort_by(|a, b| {
@@ -224,7 +190,7 @@ fn record(p: &Profile) -> IntervalRecord {
     });
     flows.truncate(JSONL_FLOWS);
     IntervalRecord {
-        unix_ms: p.session.start_unix_ms,
+        unix_ms,
         interval_s: p.duration_secs(),
         softirqs: p
             .softirqs
