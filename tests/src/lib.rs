@@ -82,6 +82,8 @@ pub struct NetnsPair {
     pub ip_b: String,
     pub ip6_a: String,
     pub ip6_b: String,
+    /// Whether dropping this value removes the namespaces (false for [`NetnsPair::names`]).
+    owner: bool,
 }
 
 impl NetnsPair {
@@ -103,6 +105,7 @@ impl NetnsPair {
             ip_b: format!("10.231.{n}.2"),
             ip6_a: format!("fd00:231:{n}::1"),
             ip6_b: format!("fd00:231:{n}::2"),
+            owner: true,
         };
         // Remove leftovers of a killed run with the same names first.
         let _ = Command::new("ip").args(["netns", "del", &a]).output();
@@ -129,6 +132,19 @@ impl NetnsPair {
         sh(&format!("ip netns exec {ns} sh -c 'echo {value} > {path}'"));
     }
 
+    /// The same names and addresses, for another thread; dropping it removes nothing.
+    pub fn names(&self) -> NetnsPair {
+        NetnsPair {
+            a: self.a.clone(),
+            b: self.b.clone(),
+            ip_a: self.ip_a.clone(),
+            ip_b: self.ip_b.clone(),
+            ip6_a: self.ip6_a.clone(),
+            ip6_b: self.ip6_b.clone(),
+            owner: false,
+        }
+    }
+
     pub fn sysfs_read(&self, ns: &str, path: &str) -> String {
         sh(&format!("ip netns exec {ns} cat {path}"))
             .trim()
@@ -138,6 +154,9 @@ impl NetnsPair {
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
@@ -234,35 +253,6 @@ pub fn rel_diff(a: u64, b: u64) -> f64 {
     (a as f64 - b as f64).abs() / (b.max(1) as f64)
 }
 
-/// Runs `receive` in namespace b, pinned to `reader_cpu`, with thread name `comm` (it calls
-/// `ready` once bound), and `send` in namespace a pinned to CPU 0; returns what `receive` did.
-pub fn exchange<T: Send + 'static>(
-    pair: &NetnsPair,
-    reader_cpu: usize,
-    comm: &str,
-    receive: impl FnOnce(Box<dyn FnOnce() + Send>) -> T + Send + 'static,
-    send: impl FnOnce() + Send + 'static,
-) -> T {
-    let (b, a, comm) = (pair.b.clone(), pair.a.clone(), comm.to_string());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = std::thread::spawn(move || {
-        enter_netns(&b);
-        pin_to_cpu(reader_cpu);
-        name_thread(&comm);
-        receive(Box::new(move || ready_tx.send(()).expect("ready")))
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("receiver ready");
-    let sender = std::thread::spawn(move || {
-        enter_netns(&a);
-        pin_to_cpu(0);
-        send();
-    });
-    sender.join().expect("sender");
-    receiver.join().expect("receiver")
-}
-
 /// How long a generated stream runs: at most `chunks` writes and `time`, and until `stop` is
 /// set when there is one.
 #[derive(Clone)]
@@ -283,6 +273,230 @@ impl Limit {
     }
 }
 
+/// How a sender spaces its writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// As fast as the sender can.
+    Unpaced,
+    /// A short sleep after every few writes: the rate then depends on what each write costs
+    /// the sender's CPU (a local, closed-loop sender).
+    Sleeps,
+    /// This many bytes per second whatever each write costs (an open-loop sender, like a
+    /// remote one whose rate does not depend on this machine's CPUs), with at most 20 ms of
+    /// catch-up after a stall.
+    Rate(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    /// UDP whose receiver is connected to its sender: RFS can steer it.
+    ConnectedUdp,
+    /// UDP to a bound, unconnected receiver: RFS cannot steer it (no flow hash recorded).
+    Udp,
+}
+
+/// Streams from namespace a to receivers in namespace b: `flows` of them on consecutive
+/// ports from `port`, every receiver thread pinned to `reader_cpu` and named `comm`, every
+/// sender thread pinned to `sender_cpu` (None: the scheduler places it). Paced so the
+/// receivers keep up: deliveries then mostly happen in softirq context, not from a TCP
+/// socket's backlog when the reader releases the socket lock (`paced: false` sends as fast
+/// as the sender can).
+#[derive(Clone)]
+pub struct Streams {
+    pub proto: Proto,
+    pub v6: bool,
+    pub pace: Pace,
+    pub flows: u16,
+    pub port: u16,
+    pub comm: String,
+    pub reader_cpu: usize,
+    pub sender_cpu: Option<usize>,
+    pub limit: Limit,
+}
+
+impl Streams {
+    pub fn new(proto: Proto, port: u16, comm: &str, reader_cpu: usize, limit: Limit) -> Self {
+        Streams {
+            proto,
+            v6: false,
+            pace: Pace::Sleeps,
+            flows: 1,
+            port,
+            comm: comm.to_string(),
+            reader_cpu,
+            sender_cpu: Some(0),
+            limit,
+        }
+    }
+
+    /// Runs them to the end of the limit; per flow, the receiver's address and the reads
+    /// it made.
+    pub fn run(&self, pair: &NetnsPair) -> Vec<(SocketAddr, u64)> {
+        let (ip_a, ip_b) = if self.v6 {
+            (&pair.ip6_a, &pair.ip6_b)
+        } else {
+            (&pair.ip_a, &pair.ip_b)
+        };
+        let ip_a: IpAddr = ip_a.parse().expect("ip");
+        let ip_b: IpAddr = ip_b.parse().expect("ip");
+        let mut receivers = Vec::new();
+        let mut ready = Vec::new();
+        for i in 0..self.flows {
+            let server = SocketAddr::new(ip_b, self.port + i);
+            let client = SocketAddr::new(ip_a, self.port + i + 1000);
+            let (tx, rx) = std::sync::mpsc::channel();
+            ready.push(rx);
+            let (ns, cpu, comm, proto) = (
+                pair.b.clone(),
+                self.reader_cpu,
+                self.comm.clone(),
+                self.proto,
+            );
+            receivers.push(std::thread::spawn(move || {
+                enter_netns(&ns);
+                pin_to_cpu(cpu);
+                name_thread(&comm);
+                receive(proto, server, client, move || tx.send(()).expect("ready"))
+            }));
+        }
+        for r in ready {
+            r.recv_timeout(Duration::from_secs(5))
+                .expect("receiver ready");
+        }
+        let mut senders = Vec::new();
+        for i in 0..self.flows {
+            let server = SocketAddr::new(ip_b, self.port + i);
+            let client = SocketAddr::new(ip_a, self.port + i + 1000);
+            let (ns, cpu, proto, limit) = (
+                pair.a.clone(),
+                self.sender_cpu,
+                self.proto,
+                self.limit.clone(),
+            );
+            let pace = self.pace;
+            senders.push(std::thread::spawn(move || {
+                enter_netns(&ns);
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
+                }
+                send(proto, pace, server, client, &limit);
+            }));
+        }
+        for s in senders {
+            s.join().expect("sender");
+        }
+        receivers
+            .into_iter()
+            .map(|r| r.join().expect("receiver"))
+            .collect()
+    }
+}
+
+/// One receiver: binds, says it is ready, reads until the sender is done; its address and
+/// how many reads returned data.
+fn receive(
+    proto: Proto,
+    server: SocketAddr,
+    client: SocketAddr,
+    ready: impl FnOnce(),
+) -> (SocketAddr, u64) {
+    // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads as
+    // data arrives rather than in a few large gulps.
+    let mut buf = [0u8; 4096];
+    let mut reads = 0;
+    match proto {
+        Proto::Tcp => {
+            let l = TcpListener::bind(server).expect("bind");
+            ready();
+            let (mut s, _) = l.accept().expect("accept");
+            while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {
+                reads += 1;
+            }
+        }
+        Proto::Udp | Proto::ConnectedUdp => {
+            let s = std::net::UdpSocket::bind(server).expect("bind");
+            if proto == Proto::ConnectedUdp {
+                s.connect(client).expect("connect to the sender");
+            }
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+            ready();
+            while let Ok(n) = s.recv(&mut buf) {
+                if n == 1 && buf[0] == 0 {
+                    break; // end marker
+                }
+                reads += 1;
+            }
+        }
+    }
+    (server, reads)
+}
+
+/// Sleeps as `pace` asks after write `i` (0-based) of `size` bytes.
+struct Pacer {
+    pace: Pace,
+    /// When the schedule started, moved forward after stalls.
+    origin: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn after_write(&mut self, i: u32, size: u64, every: u32) {
+        self.sent += size;
+        match self.pace {
+            Pace::Unpaced => {}
+            Pace::Sleeps => {
+                if i.is_multiple_of(every) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Pace::Rate(rate) => {
+                let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
+                let now = self.origin.elapsed();
+                if due > now {
+                    std::thread::sleep(due - now);
+                } else if now - due > Duration::from_millis(20) {
+                    self.origin += now - due - Duration::from_millis(20);
+                }
+            }
+        }
+    }
+}
+
+fn send(proto: Proto, pace: Pace, server: SocketAddr, client: SocketAddr, limit: &Limit) {
+    let start = Instant::now();
+    let mut pacer = Pacer {
+        pace,
+        origin: start,
+        sent: 0,
+    };
+    let mut i = 0;
+    match proto {
+        Proto::Tcp => {
+            let mut s = TcpStream::connect(server).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let chunk = [0x42u8; 1024];
+            while !limit.done(i, start) {
+                s.write_all(&chunk).expect("send");
+                pacer.after_write(i, chunk.len() as u64, 4);
+                i += 1;
+            }
+        }
+        Proto::Udp | Proto::ConnectedUdp => {
+            // From a fixed port: a connected receiver only accepts its peer's datagrams.
+            let s = std::net::UdpSocket::bind(client).expect("bind sender");
+            let payload = [0x42u8; 512];
+            while !limit.done(i, start) {
+                let _ = s.send_to(&payload, server);
+                pacer.after_write(i, payload.len() as u64, 8);
+                i += 1;
+            }
+            let _ = s.send_to(&[0u8], server);
+        }
+    }
+}
+
 /// A TCP receiver fed from namespace a for a bounded time; returns its address.
 pub fn tcp_flow(
     pair: &NetnsPair,
@@ -299,8 +513,8 @@ pub fn tcp_flow(
     tcp_stream(pair, v6, port, comm, reader_cpu, limit)
 }
 
-/// A TCP stream from namespace a to a receiver in b pinned to `reader_cpu`, paced so the
-/// receiver keeps up, for as long as `limit` allows; returns the receiver's address.
+/// A TCP stream from namespace a (sender on CPU 0) to a receiver in b pinned to
+/// `reader_cpu`, for as long as `limit` allows; returns the receiver's address.
 pub fn tcp_stream(
     pair: &NetnsPair,
     v6: bool,
@@ -309,35 +523,9 @@ pub fn tcp_stream(
     reader_cpu: usize,
     limit: Limit,
 ) -> SocketAddr {
-    let ip_b = if v6 { &pair.ip6_b } else { &pair.ip_b };
-    let server = SocketAddr::new(ip_b.parse::<IpAddr>().expect("ip"), port);
-    let receive = move |ready: Box<dyn FnOnce() + Send>| {
-        let l = TcpListener::bind(server).expect("bind");
-        ready();
-        let (mut s, _) = l.accept().expect("accept");
-        // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads
-        // as data arrives rather than in a few large gulps.
-        let mut buf = [0u8; 4096];
-        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
-    };
-    let send = move || {
-        let mut s = TcpStream::connect(server).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let chunk = [0x42u8; 1024];
-        let start = Instant::now();
-        // Paced so the receiver keeps up: deliveries then mostly happen in softirq context,
-        // not from the socket backlog when the reader releases the socket lock.
-        let mut i = 0;
-        while !limit.done(i, start) {
-            s.write_all(&chunk).expect("send");
-            if i % 4 == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            i += 1;
-        }
-    };
-    exchange(pair, reader_cpu, comm, receive, send);
-    server
+    let mut s = Streams::new(Proto::Tcp, port, comm, reader_cpu, limit);
+    s.v6 = v6;
+    s.run(pair)[0].0
 }
 
 /// Datagrams to an unconnected UDP receiver in b pinned to `reader_cpu`, for as long as
@@ -349,38 +537,7 @@ pub fn udp_stream(
     reader_cpu: usize,
     limit: Limit,
 ) -> (SocketAddr, u64) {
-    let server = SocketAddr::new(pair.ip_b.parse::<IpAddr>().expect("ip"), port);
-    let receive = move |ready: Box<dyn FnOnce() + Send>| {
-        let s = std::net::UdpSocket::bind(server).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .expect("timeout");
-        ready();
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        while let Ok((n, _)) = s.recv_from(&mut buf) {
-            if n == 1 && buf[0] == 0 {
-                break; // end marker
-            }
-            got += 1;
-        }
-        got
-    };
-    let send = move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind sender");
-        let payload = [0x42u8; 512];
-        let start = Instant::now();
-        let mut i = 0;
-        while !limit.done(i, start) {
-            let _ = s.send_to(&payload, server);
-            if i % 8 == 0 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            i += 1;
-        }
-        let _ = s.send_to(&[0u8], server);
-    };
-    let got = exchange(pair, reader_cpu, comm, receive, send);
-    (server, got)
+    Streams::new(Proto::Udp, port, comm, reader_cpu, limit).run(pair)[0]
 }
 
 /// Writes and re-reads `blocks` 4 KiB blocks with O_DIRECT, so each is a request to the disk.

@@ -2,9 +2,10 @@
 //! network namespaces joined by a veth, a receiver pinned to CPU 1, vb's receive processing
 //! steered to CPU 0 only (rps_cpus=1, RFS off). Receiver throughput (TCP stream) and
 //! request/response latency (64-byte ping-pong over TCP, p50 and p99) are measured several
-//! times, then tune runs (with traffic, so it has something to measure), then they are
-//! measured again; medians of the runs, before and after, in one session. Everything is
-//! put back afterwards: tune's change is reverted and the namespaces are removed.
+//! times, and irqtune records the stream's delivery-to-read latency; then tune runs (with a
+//! stream, so it has something to measure), then all of it is measured again; medians of the
+//! runs, before and after, in one session. Everything is put back afterwards: tune's change
+//! is reverted and the namespaces are removed.
 
 use std::{
     fs,
@@ -126,15 +127,31 @@ fn client<T: Send + 'static>(f: impl FnOnce(SocketAddr) -> T + Send + 'static) -
     .expect("client")
 }
 
-/// Receiver throughput of one TCP stream for `secs`, in MB/s (what the receiver got).
-fn stream(secs: f64) -> f64 {
+/// Receiver throughput of one TCP stream for `secs` (or until `stop`), in MB/s (what the
+/// receiver got). With `rate` (bytes/s), 1 KiB writes at that rate: a reader that waits for
+/// its data, as an application fed at a fixed rate does.
+fn stream(secs: f64, stop: Option<Arc<AtomicBool>>) -> f64 {
+    stream_at(secs, stop, None)
+}
+
+fn stream_at(secs: f64, stop: Option<Arc<AtomicBool>>, rate: Option<f64>) -> f64 {
     client(move |addr| {
         let mut s = TcpStream::connect(addr).expect("connect");
         s.write_all(b"S").expect("kind");
-        let chunk = vec![0x5au8; 16384];
+        let chunk = vec![0x5au8; if rate.is_some() { 1024 } else { 16384 }];
         let start = Instant::now();
-        while start.elapsed().as_secs_f64() < secs {
+        let mut sent = 0f64;
+        while start.elapsed().as_secs_f64() < secs
+            && !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+        {
             s.write_all(&chunk).expect("send");
+            sent += chunk.len() as f64;
+            if let Some(rate) = rate {
+                let ahead = sent / rate - start.elapsed().as_secs_f64();
+                if ahead > 0.0 {
+                    std::thread::sleep(Duration::from_secs_f64(ahead));
+                }
+            }
         }
         s.shutdown(std::net::Shutdown::Write).expect("shutdown");
         let mut got = [0u8; 8];
@@ -171,21 +188,68 @@ struct Runs {
     mbps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    /// Delivery-to-read wake-ups of the full-speed stream and of a 12 MB/s one, as irqtune
+    /// recorded them: (p50, p99) in us, and the share of wake-ups on the delivering CPU.
+    d2r: (f64, f64, f64),
+    paced: (f64, f64, f64),
 }
 
-fn measure(runs: usize) -> Runs {
+/// Rate of the paced stream: what the tune tests run, a reader that waits for its data.
+const PACED: f64 = 12e6;
+
+/// irqtune's record of a 3 s stream (at `rate`, or full speed): delivery-to-read wake-up p50
+/// and p99 (us) over all flows, and the share of wake-ups on the delivering CPU.
+fn record_stream(bin: &str, rate: Option<f64>) -> anyhow::Result<(f64, f64, f64)> {
+    let profile = std::env::temp_dir().join(format!("irqtune-effect-{}.json", std::process::id()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let traffic = std::thread::spawn(move || stream_at(10.0, Some(s), rate));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(bin)
+        .args(["--netns", NS_B, "record", "--duration", "3", "--output"])
+        .arg(&profile)
+        .output()
+        .context("run irqtune record")?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.join();
+    if !out.status.success() {
+        bail!("record failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let p: serde_json::Value = serde_json::from_str(&fs::read_to_string(&profile)?)?;
+    let _ = fs::remove_file(&profile);
+    let d = &p["flow_totals"]["delivery_to_read"];
+    let n = |k: &str| d[k]["summary"]["count"].as_u64().unwrap_or(0);
+    let (same, cross) = (n("same_cpu"), n("cross_cpu"));
+    // The merged percentile is the larger placement's when one dominates, as here (all reads
+    // one way or the other); report the dominant one's.
+    let main = if same >= cross {
+        "same_cpu"
+    } else {
+        "cross_cpu"
+    };
+    let us = |q: &str| d[main]["summary"][q].as_f64().unwrap_or(0.0) / 1e3;
+    Ok((
+        us("p50_ns"),
+        us("p99_ns"),
+        same as f64 / (same + cross).max(1) as f64,
+    ))
+}
+
+fn measure(bin: &str, runs: usize) -> anyhow::Result<Runs> {
     let mut r = Runs {
         mbps: vec![],
         p50: vec![],
         p99: vec![],
+        d2r: record_stream(bin, None)?,
+        paced: record_stream(bin, Some(PACED))?,
     };
     for _ in 0..runs {
-        r.mbps.push(stream(2.0));
+        r.mbps.push(stream(2.0, None));
         let (p50, p99) = request_response(5000);
         r.p50.push(p50);
         r.p99.push(p99);
     }
-    r
+    Ok(r)
 }
 
 pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
@@ -194,17 +258,14 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let server = serve(stop.clone());
     std::thread::sleep(Duration::from_millis(200));
-    let before = measure(runs);
+    let before = measure(bin, runs)?;
 
-    // Tune measures what is going on: keep a stream running while it works.
+    // Tune measures what is going on: keep one stream running while it works.
     let state = std::env::temp_dir().join(format!("irqtune-effect-{}", std::process::id()));
     let traffic_stop = Arc::new(AtomicBool::new(false));
     let ts = traffic_stop.clone();
-    let traffic = std::thread::spawn(move || {
-        while !ts.load(Ordering::Relaxed) {
-            stream(1.0);
-        }
-    });
+    let traffic = std::thread::spawn(move || stream(120.0, Some(ts)));
+    std::thread::sleep(Duration::from_millis(300));
     let out = Command::new(bin)
         .args([
             "--netns",
@@ -213,7 +274,7 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
             "--iface",
             "vb",
             "--duration",
-            "3",
+            "5",
             "--state-dir",
         ])
         .arg(&state)
@@ -233,13 +294,13 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
         .find(|l| l.starts_with("Verdict"))
         .unwrap_or("")
         .to_string();
-    let mismatch = text
+    let table: Vec<String> = text
         .lines()
-        .find(|l| l.trim_start().starts_with("mismatch, busiest flows"))
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let after = measure(runs);
+        .skip_while(|l| !l.starts_with("Before and after"))
+        .take_while(|l| !l.starts_with("Verdict"))
+        .map(str::to_string)
+        .collect();
+    let after = measure(bin, runs)?;
     let _ = Command::new(bin)
         .args(["--netns", NS_B, "revert", "--state-dir"])
         .arg(&state)
@@ -248,7 +309,10 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
 
-    println!("\ntune: {mismatch}\n{verdict}\n");
+    println!(
+        "\ntune's own table and verdict:\n```\n{}\n{verdict}\n```\n",
+        table.join("\n")
+    );
     println!("| medians of {runs} runs | before tune | after tune | after / before |");
     println!("|---|---|---|---|");
     let row = |name: &str, b: f64, a: f64, unit: &str| {
@@ -272,6 +336,23 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
         median(after.p99.clone()),
         "us",
     );
+    for (name, b, a) in [
+        ("full-speed stream", before.d2r, after.d2r),
+        ("12 MB/s stream", before.paced, after.paced),
+    ] {
+        row(
+            &format!("{name}: delivery-to-read wake-up p50 (irqtune record, 3 s)"),
+            b.0,
+            a.0,
+            "us",
+        );
+        row(&format!("{name}: wake-up p99"), b.1, a.1, "us");
+        println!(
+            "| {name}: wake-ups on the delivering CPU | {:.0}% | {:.0}% | |",
+            b.2 * 100.0,
+            a.2 * 100.0
+        );
+    }
     let fmt = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.1}"))
