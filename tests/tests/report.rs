@@ -214,7 +214,12 @@ fn every_format_passes_its_consumer() {
             .softirqs
             .iter()
             .map(|r| r.handler.count() + r.raise_delay.count())
-            .sum::<u64>();
+            .sum::<u64>()
+        + profile.flow_totals.delivery_to_read.count();
+    assert!(
+        profile.flow_totals.delivery_to_read.count() > 0,
+        "the TCP flow's wake-ups were recorded"
+    );
     assert_eq!(total, want);
 
     // CSV and text render too.
