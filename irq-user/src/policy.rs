@@ -54,11 +54,11 @@ pub const ALPHA: f64 = 0.05;
 pub const THROUGHPUT_MARGIN: f64 = 0.05;
 
 /// A rise of the median wake-up (delivery-to-read) smaller than this is not harm. Measured on
-/// a 2-CPU VM, 5 runs of each arrangement of the tune tests: moving a flow's softirq from
-/// another CPU to its reader's moved the median by -43% to +24%, and by +7% to +34% when the
-/// sender shared the reader's CPU (it then runs the receive softirq inline and the reader
-/// waits for it: a real but modest cost); placements that hurt raised it by +276% to
-/// +1150%. Half again sits above the benign spread with room, far below harm.
+/// a 2-CPU VM, interleaved trials, 5 runs of each arrangement of the tune tests: moving a
+/// flow's softirq from another CPU to its reader's moved the median by -40% to +10%; by +1% to
+/// +44% when a TCP sender shared the reader's CPU (it then runs the receive softirq inline
+/// and the reader waits for it: a real but modest cost); placements that hurt raised it by
+/// +137% to +511%. Half again sits above the benign spread, well below harm.
 pub const LATENCY_MARGIN: f64 = 0.50;
 
 /// Delivery-to-read samples a window needs for its mean to count.
