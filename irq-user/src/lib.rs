@@ -1,30 +1,16 @@
-//! irqtune's user side: loads the probes, reads /proc, and turns what both saw into reports.
+//! irqtune's library: the layers, each importing only those below it (a test checks it; see
+//! ARCHITECTURE.md):
 //!
-//! - [`preflight`]: checks the machine before loading (privileges, BTF, tracefs).
-//! - [`probes`]: loads and attaches the eBPF programs (BTF tracepoints, classic fallback).
-//! - [`snapshot`]: typed copies of the probes' maps and their deltas.
-//! - [`procfs`], [`cpulist`], [`btf`]: parsers of what the kernel exposes.
-//! - [`session`]: a profiling session; [`report`]: its text report.
+//! - [`model`]: what is measured and what the machine is (types, parsers, histogram maths);
+//! - [`analysis`]: findings, planner, plan, verdict, thresholds (pure);
+//! - [`render`]: the report formats and `show`;
+//! - [`system`]: probes, recording, /proc and /sys, apply and revert, tune, watch, signals.
+//!
+//! The kernel/user ABI below them all is the `irq-ebpf` crate; the binary's `cmd/` on top
+//! only parses arguments and prints.
 
-pub mod btf;
-pub mod cpulist;
-pub mod findings;
+pub mod analysis;
 pub mod fixture;
-pub mod jsonfile;
-pub mod machine;
-pub mod netns;
-pub mod policy;
-pub mod preflight;
-pub mod probes;
-pub mod procfs;
-pub mod profile;
-pub mod report;
-pub mod session;
-pub mod show;
-pub mod snapshot;
-pub mod stats;
-pub mod steering;
-pub mod stop;
-pub mod sysroot;
-pub mod tuner;
-pub mod watch;
+pub mod model;
+pub mod render;
+pub mod system;

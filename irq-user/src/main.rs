@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use irq_user::{netns, sysroot::SysRoot};
+use irq_user::{system::netns, system::sysroot::SysRoot};
 
 #[derive(Parser)]
 #[command(

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
-use irq_user::{fixture::MachineSpec, watch};
+use irq_user::{fixture::MachineSpec, system::watch};
 
 fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

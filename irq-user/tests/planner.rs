@@ -1,14 +1,12 @@
 //! The planner on machine trees modelled on real ones (irq_user::fixture).
 
 use irq_user::{
-    cpulist,
+    analysis::plan::{Knob, Plan},
+    analysis::planner::{self, FlowLoad, Load, PlanOptions, PlanningError},
     fixture::MachineSpec,
-    machine::{IrqUse, Machine},
-    steering::{
-        plan::{Knob, Plan},
-        planner::{self, FlowLoad, Load, PlanOptions, PlanningError},
-    },
-    sysroot::SysRoot,
+    model::cpulist,
+    model::machine::{IrqUse, Machine},
+    system::sysroot::SysRoot,
 };
 
 fn machine(spec: &MachineSpec) -> (tempfile::TempDir, Machine) {

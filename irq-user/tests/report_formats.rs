@@ -17,8 +17,8 @@ use hdrhistogram::serialization::{
 };
 use irq_user::{
     fixture::MachineSpec,
-    profile::Profile,
-    report::{self, Format},
+    model::profile::Profile,
+    render::{self, Format},
 };
 
 const FORMATS: [Format; 6] = [
@@ -54,7 +54,7 @@ fn outputs_match_the_golden_files() {
     let mut stale = Vec::new();
     for (name, p) in profiles() {
         for f in FORMATS {
-            let out = report::render(&p, f);
+            let out = render::render(&p, f);
             let path = dir()
                 .join("golden")
                 .join(format!("{name}.{}", f.extension()));
@@ -135,7 +135,7 @@ fn json_round_trips_and_findings_are_found() {
 #[test]
 fn prometheus_histograms_are_cumulative_and_typed() {
     for (name, p) in profiles() {
-        let text = String::from_utf8(report::render(&p, Format::Prometheus)).unwrap();
+        let text = String::from_utf8(render::render(&p, Format::Prometheus)).unwrap();
         let mut types: BTreeMap<String, String> = BTreeMap::new();
         let mut last: BTreeMap<String, f64> = BTreeMap::new();
         for line in text.lines() {
@@ -180,7 +180,7 @@ fn prometheus_histograms_are_cumulative_and_typed() {
 #[test]
 fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
     for (name, p) in profiles() {
-        let log = report::render(&p, Format::Hdrlog);
+        let log = render::render(&p, Format::Hdrlog);
         let mut de = Deserializer::new();
         let mut total = 0u64;
         let mut series = 0;
@@ -218,7 +218,7 @@ fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
 #[test]
 fn csv_has_a_row_per_kind_key_and_cpu() {
     for (name, p) in profiles() {
-        let data = report::render(&p, Format::Csv);
+        let data = render::render(&p, Format::Csv);
         let mut r = csv::Reader::from_reader(data.as_slice());
         let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
         let d2r_rows: usize = p
@@ -249,7 +249,7 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
 #[test]
 fn html_is_self_contained() {
     for (name, p) in profiles() {
-        let html = String::from_utf8(report::render(&p, Format::Html)).unwrap();
+        let html = String::from_utf8(render::render(&p, Format::Html)).unwrap();
         assert!(
             html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"),
             "{name}"

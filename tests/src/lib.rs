@@ -15,8 +15,8 @@ use std::{
 };
 
 use irq_user::{
-    preflight,
-    probes::{ProbeOptions, Probes},
+    system::preflight,
+    system::probes::{ProbeOptions, Probes},
 };
 
 /// Whether the kernel tests can run. Without root they cannot; outside CI that is said loudly
@@ -235,7 +235,7 @@ pub fn loaded_program_names() -> Vec<String> {
 /// irqtune's program names. bpftool prints the full name from BTF, or the kernel's copy cut
 /// to 15 characters when there is no BTF: both match.
 pub fn irqtune_programs_loaded() -> Vec<String> {
-    let ours: Vec<&str> = irq_user::probes::PROBES
+    let ours: Vec<&str> = irq_user::system::probes::PROBES
         .iter()
         .flat_map(|p| p.program_names())
         .collect();

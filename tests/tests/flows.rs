@@ -4,8 +4,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use irq_user::{
-    probes::{Group, ProbeOptions, Probes},
-    snapshot::{FlowSeries, Protocol},
+    model::snapshot::{FlowSeries, Protocol},
+    system::probes::{Group, ProbeOptions, Probes},
 };
 use irqtune_tests::{load_probes, require_root, tcp_flow, udp_stream, Limit, NetnsPair, Restore};
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use irq_user::{
-    probes::{Group, ProbeOptions},
-    procfs,
+    model::procfs,
+    system::probes::{Group, ProbeOptions},
 };
 use irqtune_tests::{direct_io, load_probes, rel_diff, require_root};
 

@@ -121,7 +121,7 @@ fn tracepoint_record_offsets_match_this_kernel() {
     if !require_root("tracepoint_record_offsets_match_this_kernel") {
         return;
     }
-    let env = irq_user::preflight::check().unwrap_or_else(|p| panic!("{p}"));
+    let env = irq_user::system::preflight::check().unwrap_or_else(|p| panic!("{p}"));
     let offset = |event: &str, field: &str| -> usize {
         let format = std::fs::read_to_string(env.tracefs.join("events").join(event).join("format"))
             .expect("format file");
@@ -189,7 +189,8 @@ fn tracepoint_record_offsets_match_this_kernel() {
 /// pair (include/net/sock.h), a layout stable for a decade.
 #[test]
 fn kernel_offsets_from_btf() {
-    let btf = irq_user::btf::Btf::from_file(Path::new(irq_user::btf::VMLINUX)).expect("kernel BTF");
+    let btf = irq_user::system::btf::Btf::from_file(Path::new(irq_user::system::btf::VMLINUX))
+        .expect("kernel BTF");
     let o = btf.kernel_offsets().expect("offsets");
     assert_eq!((o.skc_daddr, o.skc_rcv_saddr), (0, 4));
     assert_eq!(

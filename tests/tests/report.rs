@@ -12,7 +12,7 @@ use hdrhistogram::serialization::{
     interval_log::{IntervalLogIterator, LogEntry},
     Deserializer,
 };
-use irq_user::profile::Profile;
+use irq_user::model::profile::Profile;
 use irqtune_tests::{direct_io, irqtune_bin, require_root, tcp_flow, NetnsPair};
 
 fn run(cmd: &mut Command) -> Output {

@@ -9,8 +9,8 @@ use std::{
 
 use irq_ebpf::NET_RX_VEC;
 use irq_user::{
-    probes::{Group, ProbeOptions},
-    procfs,
+    model::procfs,
+    system::probes::{Group, ProbeOptions},
 };
 use irqtune_tests::{enter_netns, load_probes, pin_to_cpu, rel_diff, require_root, NetnsPair};
 

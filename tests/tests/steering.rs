@@ -196,11 +196,11 @@ fn virtio_irq_affinity_applied_and_reverted() {
     let path = PathBuf::from(format!("/proc/irq/{}/smp_affinity", irq.irq));
     let guard = Restore::new(&path);
     let current = guard.original().to_string();
-    let cpus = irq_user::cpulist::parse_mask(&current).unwrap();
+    let cpus = irq_user::model::cpulist::parse_mask(&current).unwrap();
     // Move it to a single CPU it is not limited to today (CPU 1, or CPU 0 if it is on 1).
     let target = if cpus == [1] { 0 } else { 1 };
     let nbits = show["machine"]["topology"]["nr_cpu_ids"].as_u64().unwrap() as u32;
-    let proposed = irq_user::cpulist::format_mask(&[target], nbits);
+    let proposed = irq_user::model::cpulist::format_mask(&[target], nbits);
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
     let state = dir.path().join("state");
@@ -250,7 +250,7 @@ fn managed_irq_is_refused_and_a_forced_write_rolls_back() {
     let guard = Restore::new(&path);
     let current = guard.original().to_string();
     let nbits = show["machine"]["topology"]["nr_cpu_ids"].as_u64().unwrap() as u32;
-    let cpus = irq_user::cpulist::parse_mask(&current).unwrap();
+    let cpus = irq_user::model::cpulist::parse_mask(&current).unwrap();
     let target = if cpus == [1] { 0 } else { 1 };
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
@@ -259,7 +259,7 @@ fn managed_irq_is_refused_and_a_forced_write_rolls_back() {
         &show,
         irq,
         &current,
-        &irq_user::cpulist::format_mask(&[target], nbits),
+        &irq_user::model::cpulist::format_mask(&[target], nbits),
         &plan,
     );
 

@@ -304,7 +304,11 @@ fn tcp_sender_on_the_readers_cpu_is_judged_and_left_as_the_verdict_says() {
     }
     for reader in [1, 0] {
         let case = Case {
-            tag: if reader == 1 { "tcp_r1_s1" } else { "tcp_r0_s0" },
+            tag: if reader == 1 {
+                "tcp_r1_s1"
+            } else {
+                "tcp_r0_s0"
+            },
             proto: Proto::Tcp,
             flows: 1,
             reader_cpu: reader,
@@ -330,7 +334,11 @@ fn tcp_sender_on_the_readers_cpu_is_judged_and_left_as_the_verdict_says() {
                 "{case:?}: rolled back only on the readers' wait: {verdict}"
             );
         }
-        assert_eq!(s.values(), original, "{case:?}: the before state at the end");
+        assert_eq!(
+            s.values(),
+            original,
+            "{case:?}: the before state at the end"
+        );
     }
 }
 

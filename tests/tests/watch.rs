@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use irq_user::procfs;
+use irq_user::model::procfs;
 use irqtune_tests::{
     irqtune_bin, irqtune_programs_loaded, rel_diff, require_root, tcp_flow, NetnsPair,
 };

@@ -9,10 +9,7 @@ pub mod steer;
 pub mod tune;
 pub mod watch;
 
-use irq_user::{
-    cpulist,
-    steering::{applier::ApplyError, journal::JournalError},
-};
+use irq_user::{model::cpulist, system::applier::ApplyError, system::journal::JournalError};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -52,7 +49,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<BadInput>()
             || cause
-                .downcast_ref::<irq_user::jsonfile::JsonFileError>()
+                .downcast_ref::<irq_user::model::jsonfile::JsonFileError>()
                 .is_some_and(|e| e.is_bad_input())
         {
             return EXIT_BAD_INPUT;

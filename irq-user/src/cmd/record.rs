@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use irq_user::{
-    probes::{Group, ProbeOptions},
-    report, session,
-    stop::Stop,
+    render,
+    system::probes::{Group, ProbeOptions},
+    system::session,
+    system::stop::Stop,
 };
 
 #[derive(clap::Args)]
@@ -36,7 +37,10 @@ pub struct RecordArgs {
 
 /// Records `secs` with the default probes, until done or stopped: the profile, and whether
 /// it was cut short (shared by `plan --duration`).
-pub async fn measure(secs: u64, stop: &Stop) -> anyhow::Result<(irq_user::profile::Profile, bool)> {
+pub async fn measure(
+    secs: u64,
+    stop: &Stop,
+) -> anyhow::Result<(irq_user::model::profile::Profile, bool)> {
     session::record(&ProbeOptions::default(), Duration::from_secs(secs), stop).await
 }
 
@@ -66,6 +70,6 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing the profile to {}", path.display()))?;
         eprintln!("profile written to {}", path.display());
     }
-    print!("{}", report::text::render(&profile));
+    print!("{}", render::text::render(&profile));
     Ok(())
 }

@@ -4,11 +4,12 @@ use std::{io::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
 use irq_user::{
-    machine::Machine,
-    procfs,
-    profile::Profile,
-    report::{self, Format},
-    sysroot::SysRoot,
+    model::machine::Machine,
+    model::procfs,
+    model::profile::Profile,
+    model::tree::Tree as _,
+    render::{self, Format},
+    system::sysroot::SysRoot,
 };
 
 use super::BadInput;
@@ -49,7 +50,7 @@ pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
         Some(path) => Profile::load(path).map_err(|e| BadInput(e.into()))?,
         None => from_proc(root)?,
     };
-    let data = report::render(&profile, args.format);
+    let data = render::render(&profile, args.format);
     match &args.output {
         Some(path) => super::write_atomically(path, &data)
             .with_context(|| format!("writing {}", path.display()))?,

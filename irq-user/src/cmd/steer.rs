@@ -4,17 +4,15 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    machine::Machine,
-    profile::Profile,
-    show,
-    steering::{
-        applier::{self, ApplyOptions},
-        journal::Store,
-        plan::Plan,
-        planner::{self, Load, PlanOptions},
-    },
-    stop::Stop,
-    sysroot::SysRoot,
+    analysis::plan::Plan,
+    analysis::planner::{self, Load, PlanOptions},
+    model::machine::Machine,
+    model::profile::Profile,
+    render::show,
+    system::applier::{self, ApplyOptions},
+    system::journal::Store,
+    system::stop::Stop,
+    system::sysroot::SysRoot,
 };
 
 use super::BadInput;
@@ -170,8 +168,13 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
         cpus: args.cpus.map(|c| c.0),
         ..PlanOptions::default()
     };
-    let plan = planner::plan(&machine, &load, &opts, irq_user::snapshot::unix_ms() / 1000)
-        .map_err(|e| BadInput(e.into()))?;
+    let plan = planner::plan(
+        &machine,
+        &load,
+        &opts,
+        irq_user::model::snapshot::unix_ms() / 1000,
+    )
+    .map_err(|e| BadInput(e.into()))?;
     print!("{}", plan.diff());
     if let Some(out) = args.output {
         std::fs::write(&out, plan.to_json())

@@ -1,15 +1,15 @@
-//! `tune`: parses the options and prints; the steps are in `irq_user::tuner`.
+//! `tune`: parses the options and prints; the steps are in `irq_user::system::tuner`.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    machine::Machine,
-    policy,
-    steering::plan::Plan,
-    stop::Stop,
-    sysroot::SysRoot,
-    tuner::{self, TuneInputError, TuneOptions},
+    analysis::plan::Plan,
+    analysis::policy,
+    model::machine::Machine,
+    system::stop::Stop,
+    system::sysroot::SysRoot,
+    system::tuner::{self, TuneInputError, TuneOptions},
 };
 
 use super::{steer::StateDir, BadInput};

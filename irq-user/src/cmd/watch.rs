@@ -4,10 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    probes::{Group, ProbeOptions},
-    session::Recorder,
-    stop::Stop,
-    watch::{
+    system::probes::{Group, ProbeOptions},
+    system::session::Recorder,
+    system::stop::Stop,
+    system::watch::{
         http::{router, Published},
         jsonl::JsonlWriter,
         Watcher,

@@ -1,0 +1,439 @@
+//! Findings: what is wrong, in words, with the evidence and the fix, as the source notes
+//! teach. Pure: a profile in, findings out.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    model::cpulist,
+    model::machine::{IrqUse, Machine},
+    model::profile::Profile,
+};
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// As the reports print it (and as the JSON spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Finding {
+    /// Stable identifier ("net_rx_concentrated"), also the Prometheus label.
+    pub id: String,
+    pub severity: Severity,
+    pub title: String,
+    /// The numbers behind it.
+    pub evidence: String,
+    /// What to do.
+    pub fix: String,
+}
+
+fn finding(id: &str, severity: Severity, title: String, evidence: String, fix: String) -> Finding {
+    Finding {
+        id: id.into(),
+        severity,
+        title,
+        evidence,
+        fix,
+    }
+}
+
+/// Interrupts of an IRQ during the profile (probes when recorded, else /proc).
+fn irq_count(p: &Profile, irq: u32) -> u64 {
+    if p.session.source == "probes" {
+        let n: u64 = p
+            .hardirqs
+            .iter()
+            .filter(|r| r.irq == Some(irq))
+            .map(|r| r.count)
+            .sum();
+        if n > 0 {
+            return n;
+        }
+    }
+    p.proc
+        .interrupts
+        .iter()
+        .find(|r| r.id == irq.to_string())
+        .map_or(0, |r| r.counts.iter().sum())
+}
+
+/// NET_RX load per CPU: handler time from the probes, or run counts from /proc.
+fn net_rx_load(p: &Profile) -> (BTreeMap<u32, u64>, &'static str) {
+    let mut load = BTreeMap::new();
+    for &cpu in &p.proc.cpus {
+        load.insert(cpu, 0);
+    }
+    if p.session.source == "probes" {
+        for r in p.softirqs.iter().filter(|r| r.vector == "NET_RX") {
+            *load.entry(r.cpu).or_default() += r.time_ns;
+        }
+        (load, "ns of NET_RX time")
+    } else {
+        for &cpu in &p.proc.cpus {
+            load.insert(cpu, p.net_rx_runs(cpu));
+        }
+        (load, "NET_RX runs")
+    }
+}
+
+fn concentrated(p: &Profile, out: &mut Vec<Finding>) {
+    let (load, unit) = net_rx_load(p);
+    let total: u64 = load.values().sum();
+    let busy_enough = if p.session.source == "probes" {
+        // At least 0.5% of one CPU over the session.
+        total as f64 >= 0.005 * p.session.duration_ns as f64
+    } else {
+        total >= 10_000
+    };
+    if load.len() < 2 || !busy_enough {
+        return;
+    }
+    let (&top_cpu, &top) = load.iter().max_by_key(|(_, v)| **v).expect("two CPUs");
+    let idle: Vec<u32> = load
+        .iter()
+        .filter(|(_, v)| (**v as f64) < 0.1 * top as f64)
+        .map(|(c, _)| *c)
+        .collect();
+    let share = top as f64 / total as f64;
+    if share >= 0.6 && !idle.is_empty() {
+        out.push(finding(
+            "net_rx_concentrated",
+            if share >= 0.9 { Severity::Critical } else { Severity::Warning },
+            format!(
+                "NET_RX is concentrated on CPU {top_cpu} while CPU {} do almost none",
+                cpulist::format(&idle)
+            ),
+            format!(
+                "CPU {top_cpu} carries {:.0}% of NET_RX ({top} {unit}); {} of {} CPUs under 10% of that",
+                share * 100.0,
+                idle.len(),
+                load.len()
+            ),
+            "spread the NIC queue IRQs over cores (multi-queue NIC) or turn on RPS (single queue): `irqtune plan` proposes both".into(),
+        ));
+    }
+}
+
+fn single_queue(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
+    for nic in &m.nics {
+        let vectors: Vec<u32> = nic.rx.iter().filter_map(|q| q.irq).collect();
+        if vectors.len() != 1 || nic.rx.iter().any(|q| !q.rps_list().is_empty()) {
+            continue;
+        }
+        let n = irq_count(p, vectors[0]);
+        let online = m.topology.online.len();
+        if n < 1000 || online < 2 {
+            continue;
+        }
+        let cpus = m
+            .irq(vectors[0])
+            .and_then(|i| i.effective.clone())
+            .unwrap_or_default();
+        out.push(finding(
+            "single_queue_without_rps",
+            Severity::Warning,
+            format!("{} has one rx queue and RPS is off", nic.name),
+            format!(
+                "IRQ {} took {n} interrupts on CPU {}; the other {} CPUs cannot share its receive processing",
+                vectors[0],
+                cpulist::format(&cpus),
+                online - 1
+            ),
+            format!(
+                "set rps_cpus on {} (and RFS): `irqtune plan --iface {}`",
+                nic.name, nic.name
+            ),
+        ));
+    }
+}
+
+fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
+    let bad: Vec<_> = p
+        .flows
+        .iter()
+        .filter(|f| f.connected && f.reads() >= 100 && f.mismatch_ratio > 0.2)
+        .collect();
+    let entries = m.rps_sock_flow_entries.unwrap_or(0);
+    if entries == 0 && !bad.is_empty() {
+        let worst = bad
+            .iter()
+            .max_by(|a, b| a.mismatch_ratio.total_cmp(&b.mismatch_ratio))
+            .expect("not empty");
+        out.push(finding(
+            "rfs_off_with_mismatch",
+            Severity::Warning,
+            format!("{} flow(s) are read on another CPU than their softirq, and RFS is off", bad.len()),
+            format!(
+                "{}: {:.0}% of {} reads away from the softirq CPU (deliveries on CPU {}, reads on CPU {}){}",
+                worst.label(),
+                worst.mismatch_ratio * 100.0,
+                worst.reads(),
+                cpulist::format(&worst.deliveries_by_cpu.keys().copied().collect::<Vec<_>>()),
+                cpulist::format(&worst.reads_by_cpu.keys().copied().collect::<Vec<_>>()),
+                wait_cost(p),
+            ),
+            "turn on RFS: rps_sock_flow_entries (>= 32768) and rps_flow_cnt per rx queue: `irqtune plan`".into(),
+        ));
+    }
+    let sample = u64::from(p.session.flow_sample.max(1));
+    let flows = p.flows.len() as u64 * sample;
+    if entries > 0 && entries < 2 * flows {
+        out.push(finding(
+            "rfs_table_undersized",
+            Severity::Warning,
+            "the RFS table is small for the flows seen".into(),
+            format!("rps_sock_flow_entries {entries}, about {flows} concurrent flows (1 in {sample} tracked)"),
+            format!(
+                "raise rps_sock_flow_entries to {} (a power of two >= 2x flows) and rps_flow_cnt to match",
+                crate::analysis::planner::rfs_entries(flows)
+            ),
+        ));
+    }
+    for f in p
+        .flows
+        .iter()
+        .filter(|f| !f.connected && f.reads() >= 100 && f.mismatch_ratio > 0.2)
+    {
+        out.push(finding(
+            "unsteerable_flow_mismatch",
+            Severity::Info,
+            format!(
+                "{} is read on another CPU than its softirq, and RFS cannot steer it",
+                f.label()
+            ),
+            format!(
+                "{:.0}% of {} reads mismatched; an unconnected UDP socket has no flow for RFS{}",
+                f.mismatch_ratio * 100.0,
+                f.reads(),
+                flow_wait(f),
+            ),
+            "pin the reader to the CPU that receives, or point RPS at the reader's CPUs".into(),
+        ));
+    }
+}
+
+/// What crossing CPUs costs the readers here: the median wake-up of cross-CPU reads next to
+/// same-CPU ones, over all flows (empty when nothing was measured).
+fn wait_cost(p: &Profile) -> String {
+    wait_text(&p.flow_totals.delivery_to_read)
+}
+
+/// The same for one flow.
+fn flow_wait(f: &crate::model::profile::FlowRow) -> String {
+    wait_text(&f.delivery_to_read)
+}
+
+fn wait_text(d: &crate::model::profile::DeliveryToRead) -> String {
+    let (same, cross) = (&d.same_cpu, &d.cross_cpu);
+    if cross.count() == 0 {
+        return String::new();
+    }
+    let cross_p50 = crate::model::units::fmt_ns(cross.summary.p50_ns);
+    if same.count() == 0 {
+        return format!("; a reader woken across CPUs waited {cross_p50} (median) for its data");
+    }
+    format!(
+        "; a reader woken across CPUs waited {cross_p50} (median) for its data, on the delivering CPU {}",
+        crate::model::units::fmt_ns(same.summary.p50_ns)
+    )
+}
+
+fn irqbalance(m: &Machine, out: &mut Vec<Finding>) {
+    if m.irqbalance.running {
+        out.push(finding(
+            "irqbalance_running",
+            Severity::Info,
+            "irqbalance is running: it rewrites IRQ affinity every 10 s".into(),
+            format!("irqbalance pid {}", m.irqbalance.pid.unwrap_or(0)),
+            "before tuning by hand or with irqtune, stop it (systemctl stop irqbalance) or ban the tuned IRQs (IRQBALANCE_BANNED_CPULIST, --banirq)".into(),
+        ));
+    }
+}
+
+fn ksoftirqd(p: &Profile, out: &mut Vec<Finding>) {
+    for r in p
+        .softirqs
+        .iter()
+        .filter(|r| r.vector == "NET_RX" && r.count >= 100)
+    {
+        let share = r.ksoftirqd_runs as f64 / r.count as f64;
+        if share > 0.1 {
+            out.push(finding(
+                "ksoftirqd_net_rx",
+                if share > 0.5 { Severity::Critical } else { Severity::Warning },
+                format!("ksoftirqd/{} runs {:.0}% of NET_RX: softirq overload on CPU {}", r.cpu, share * 100.0, r.cpu),
+                format!("{} of {} NET_RX runs on CPU {} in ksoftirqd", r.ksoftirqd_runs, r.count, r.cpu),
+                "spread the receive load over more CPUs (queue IRQs, RPS); if it persists raise net.core.netdev_budget".into(),
+            ));
+        }
+    }
+}
+
+fn softnet(p: &Profile, out: &mut Vec<Finding>) {
+    let dropped: u64 = p.proc.softnet.iter().map(|r| r.dropped).sum();
+    let squeezed: u64 = p.proc.softnet.iter().map(|r| r.time_squeeze).sum();
+    let cpus = |f: fn(&crate::model::procfs::SoftnetRow) -> u64| {
+        cpulist::format(
+            &p.proc
+                .softnet
+                .iter()
+                .filter(|r| f(r) > 0)
+                .map(|r| r.cpu)
+                .collect::<Vec<_>>(),
+        )
+    };
+    if dropped > 0 {
+        out.push(finding(
+            "softnet_drops",
+            Severity::Critical,
+            "packets dropped: the per-CPU backlog was full".into(),
+            format!(
+                "{dropped} drops in /proc/net/softnet_stat (CPU {})",
+                cpus(|r| r.dropped)
+            ),
+            "raise net.core.netdev_max_backlog and spread receive processing (RPS)".into(),
+        ));
+    }
+    if squeezed > 0 {
+        out.push(finding(
+            "softnet_time_squeeze",
+            Severity::Warning,
+            "NET_RX ran out of budget with packets left".into(),
+            format!("time_squeeze {squeezed} (CPU {})", cpus(|r| r.time_squeeze)),
+            "raise net.core.netdev_budget / netdev_budget_usecs, or spread the load over more CPUs"
+                .into(),
+        ));
+    }
+}
+
+fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
+    let t = &m.topology;
+    let queue_irqs: Vec<(&crate::model::machine::Irq, &str)> = m
+        .irqs
+        .iter()
+        .filter_map(|i| match &i.usage {
+            IrqUse::NetQueue { iface, .. } => Some((i, iface.as_str())),
+            _ => None,
+        })
+        .collect();
+    let cpu_of =
+        |i: &crate::model::machine::Irq| i.effective.clone().unwrap_or_else(|| i.affinity.clone());
+    // Remote NUMA node.
+    for nic in &m.nics {
+        let Some(node) = nic.node else { continue };
+        let Some(local) = t.node_cpus(node) else {
+            continue;
+        };
+        let remote: Vec<u32> = queue_irqs
+            .iter()
+            .filter(|(i, n)| {
+                *n == nic.name && !i.managed && cpu_of(i).iter().all(|c| !local.contains(c))
+            })
+            .map(|(i, _)| i.irq)
+            .collect();
+        if !remote.is_empty() {
+            out.push(finding(
+                "nic_irq_remote_numa",
+                Severity::Warning,
+                format!(
+                    "{} queue IRQs run on another NUMA node than the NIC",
+                    nic.name
+                ),
+                format!(
+                    "{} is on node {node} (CPUs {}); IRQ {} run elsewhere",
+                    nic.name,
+                    cpulist::format(local),
+                    cpulist::format(&remote)
+                ),
+                format!(
+                    "move them to cores of node {node}: `irqtune plan --iface {}`",
+                    nic.name
+                ),
+            ));
+        }
+    }
+    // Queue IRQs on SMT siblings of each other.
+    let mut pairs = Vec::new();
+    for (a, _) in &queue_irqs {
+        for (b, _) in &queue_irqs {
+            if a.irq < b.irq {
+                if let ([ca], [cb]) = (cpu_of(a).as_slice(), cpu_of(b).as_slice()) {
+                    if t.are_siblings(*ca, *cb) {
+                        pairs.push(format!(
+                            "IRQ {} (CPU {ca}) and IRQ {} (CPU {cb})",
+                            a.irq, b.irq
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !pairs.is_empty() {
+        out.push(finding(
+            "queue_irqs_on_smt_siblings",
+            Severity::Info,
+            "NIC queue IRQs share physical cores (SMT siblings)".into(),
+            pairs.iter().take(4).cloned().collect::<Vec<_>>().join("; "),
+            "hyperthreads add little for interrupt work: give each queue its own core while cores are free (`irqtune plan`)".into(),
+        ));
+    }
+    // Disk and NIC on the same busy CPU.
+    let busy = |irq: u32| irq_count(p, irq) as f64 / p.duration_secs().max(1e-9) >= 100.0;
+    let mut shared = Vec::new();
+    for d in m
+        .irqs
+        .iter()
+        .filter(|i| i.usage == IrqUse::Block && busy(i.irq))
+    {
+        for (n, _) in queue_irqs.iter().filter(|(n, _)| busy(n.irq)) {
+            if let ([cd], [cn]) = (cpu_of(d).as_slice(), cpu_of(n).as_slice()) {
+                if cd == cn {
+                    shared.push(format!("{} and {} on CPU {cd}", d.name, n.name));
+                }
+            }
+        }
+    }
+    if !shared.is_empty() {
+        out.push(finding(
+            "disk_and_nic_on_one_cpu",
+            Severity::Warning,
+            "a busy disk IRQ and a busy NIC IRQ share a CPU".into(),
+            shared.join("; "),
+            "separate them: move the NIC queue IRQs to other cores (`irqtune plan`)".into(),
+        ));
+    }
+}
+
+/// Every finding the profile supports, most severe first.
+pub fn find(p: &Profile) -> Vec<Finding> {
+    let mut out = Vec::new();
+    concentrated(p, &mut out);
+    ksoftirqd(p, &mut out);
+    softnet(p, &mut out);
+    if let Some(m) = &p.context {
+        single_queue(p, m, &mut out);
+        rfs(p, m, &mut out);
+        irqbalance(m, &mut out);
+        placement(p, m, &mut out);
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out
+}

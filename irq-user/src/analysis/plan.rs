@@ -1,0 +1,262 @@
+//! The plan file: versioned JSON naming, for one host and boot, each knob with its current
+//! and proposed value and why. `irqtune plan` writes it, `irqtune apply` checks and applies it.
+
+use std::{fmt, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{model::cpulist, model::machine::HostId};
+
+pub const PLAN_FORMAT: &str = "irqtune-plan";
+pub const PLAN_VERSION: u32 = 1;
+
+/// A value irqtune may change. The file it lives in follows from the knob, so a plan can
+/// only ever write the files steering owns, whatever the plan file says.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Knob {
+    /// /proc/irq/N/smp_affinity (hex mask).
+    IrqAffinity { irq: u32 },
+    /// /sys/class/net/IFACE/queues/rx-Q/rps_cpus (hex mask).
+    RpsCpus { iface: String, queue: u32 },
+    /// /sys/class/net/IFACE/queues/rx-Q/rps_flow_cnt.
+    RpsFlowCnt { iface: String, queue: u32 },
+    /// /sys/class/net/IFACE/queues/tx-Q/xps_cpus (hex mask).
+    XpsCpus { iface: String, queue: u32 },
+    /// /proc/sys/net/core/rps_sock_flow_entries.
+    RpsSockFlowEntries,
+}
+
+/// How a knob's value is written and compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    Mask,
+    Count,
+}
+
+impl Knob {
+    /// The file below the root.
+    pub fn path(&self) -> String {
+        match self {
+            Knob::IrqAffinity { irq } => format!("proc/irq/{irq}/smp_affinity"),
+            Knob::RpsCpus { iface, queue } => {
+                format!("sys/class/net/{iface}/queues/rx-{queue}/rps_cpus")
+            }
+            Knob::RpsFlowCnt { iface, queue } => {
+                format!("sys/class/net/{iface}/queues/rx-{queue}/rps_flow_cnt")
+            }
+            Knob::XpsCpus { iface, queue } => {
+                format!("sys/class/net/{iface}/queues/tx-{queue}/xps_cpus")
+            }
+            Knob::RpsSockFlowEntries => crate::model::machine::RPS_SOCK_FLOW_ENTRIES.to_string(),
+        }
+    }
+
+    pub fn value_kind(&self) -> ValueKind {
+        match self {
+            Knob::RpsFlowCnt { .. } | Knob::RpsSockFlowEntries => ValueKind::Count,
+            _ => ValueKind::Mask,
+        }
+    }
+
+    /// Interface names come from plan files: they must be one path component.
+    fn check_iface(&self) -> Result<(), String> {
+        match self {
+            Knob::RpsCpus { iface, .. }
+            | Knob::RpsFlowCnt { iface, .. }
+            | Knob::XpsCpus { iface, .. } => {
+                if iface.is_empty()
+                    || iface.len() > 15
+                    || iface.contains('/')
+                    || iface == "."
+                    || iface == ".."
+                {
+                    return Err(format!("{iface:?} is not an interface name"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Knob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Knob::IrqAffinity { irq } => write!(f, "IRQ {irq} affinity"),
+            Knob::RpsCpus { iface, queue } => write!(f, "{iface} rx-{queue} rps_cpus"),
+            Knob::RpsFlowCnt { iface, queue } => write!(f, "{iface} rx-{queue} rps_flow_cnt"),
+            Knob::XpsCpus { iface, queue } => write!(f, "{iface} tx-{queue} xps_cpus"),
+            Knob::RpsSockFlowEntries => write!(f, "rps_sock_flow_entries"),
+        }
+    }
+}
+
+/// A knob's value in a canonical form, so "00000000,00000003" and "3" compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Cpus(Vec<u32>),
+    Count(u64),
+}
+
+impl Value {
+    pub fn parse(kind: ValueKind, text: &str) -> Result<Value, String> {
+        match kind {
+            ValueKind::Mask => cpulist::parse_mask(text)
+                .map(Value::Cpus)
+                .map_err(|e| e.to_string()),
+            ValueKind::Count => text
+                .trim()
+                .parse()
+                .map(Value::Count)
+                .map_err(|_| format!("{text:?} is not a count")),
+        }
+    }
+
+    pub fn cpus(&self) -> &[u32] {
+        match self {
+            Value::Cpus(c) => c,
+            Value::Count(_) => &[],
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Cpus(c) if c.is_empty() => write!(f, "none"),
+            Value::Cpus(c) => write!(f, "CPUs {}", cpulist::format(c)),
+            Value::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    #[serde(flatten)]
+    pub knob: Knob,
+    /// The file, for the reader; apply derives it from the knob.
+    pub path: String,
+    /// The value as read when the plan was made.
+    pub current: String,
+    /// The value to write, in the file's own format.
+    pub proposed: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The measurements behind it.
+    pub evidence: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: String,
+    pub version: u32,
+    pub host: HostId,
+    pub created_unix: u64,
+    /// What the load figures come from ("profile run.json", "/proc/interrupts counts").
+    pub load_source: String,
+    pub changes: Vec<Change>,
+    /// What was looked at and left alone, and why (managed IRQs, values the kernel refuses).
+    pub notes: Vec<String>,
+}
+
+pub use crate::model::jsonfile::JsonFileError as PlanError;
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serialises") + "\n"
+    }
+
+    /// Reads and checks a plan: its format and version, each knob's value, and that every
+    /// CPU it names exists (`possible`) and is online.
+    pub fn load(path: &Path, possible: &[u32], online: &[u32]) -> Result<Plan, PlanError> {
+        let text = crate::model::jsonfile::read(path, "plan")?;
+        Plan::parse(&text, &path.display().to_string(), possible, online)
+    }
+
+    pub fn parse(
+        text: &str,
+        name: &str,
+        possible: &[u32],
+        online: &[u32],
+    ) -> Result<Plan, PlanError> {
+        let invalid = |msg: String| PlanError::Invalid {
+            path: name.to_string(),
+            msg,
+        };
+        let plan: Plan = crate::model::jsonfile::parse(text, name, "plan")?;
+        if plan.format != PLAN_FORMAT {
+            return Err(invalid(format!(
+                "format is {:?}, expected {PLAN_FORMAT:?}",
+                plan.format
+            )));
+        }
+        if plan.version != PLAN_VERSION {
+            return Err(invalid(format!(
+                "plan version {} is not supported (this irqtune reads version {PLAN_VERSION}); make the plan again",
+                plan.version
+            )));
+        }
+        for (i, c) in plan.changes.iter().enumerate() {
+            let at = |msg: String| invalid(format!("change {} ({}): {msg}", i + 1, c.knob));
+            c.knob.check_iface().map_err(at)?;
+            if c.path.trim_start_matches('/') != c.knob.path() {
+                return Err(at(format!(
+                    "path {:?} does not match the knob (expected /{})",
+                    c.path,
+                    c.knob.path()
+                )));
+            }
+            let value = Value::parse(c.knob.value_kind(), &c.proposed).map_err(at)?;
+            Value::parse(c.knob.value_kind(), &c.current).map_err(at)?;
+            for cpu in value.cpus() {
+                if !possible.contains(cpu) {
+                    return Err(at(format!(
+                        "CPU {cpu} does not exist here (possible CPUs: {})",
+                        cpulist::format(possible)
+                    )));
+                }
+                if !online.contains(cpu) {
+                    return Err(at(format!(
+                        "CPU {cpu} is offline (online CPUs: {})",
+                        cpulist::format(online)
+                    )));
+                }
+            }
+            if matches!(c.knob, Knob::IrqAffinity { .. }) && value.cpus().is_empty() {
+                return Err(at("an IRQ needs at least one CPU".into()));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The human diff: one line per write.
+    pub fn diff(&self) -> String {
+        let mut out = String::new();
+        if self.changes.is_empty() {
+            out.push_str("No changes: the current steering already matches the policy.\n");
+        }
+        for c in &self.changes {
+            let kind = c.knob.value_kind();
+            let show = |v: &str| {
+                Value::parse(kind, v)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| v.to_string())
+            };
+            out.push_str(&format!(
+                "  {}: {} -> {}   ({} -> {})\n      why: {}\n      evidence: {}\n",
+                c.path,
+                c.current,
+                c.proposed,
+                show(&c.current),
+                show(&c.proposed),
+                c.reason,
+                c.evidence
+            ));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  note: {n}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,88 @@
+//! Is irqbalance running, and what has it been told to leave alone? It rewrites
+//! smp_affinity every 10 s, so any manual or irqtune change to an IRQ it manages is undone
+//! (the first lesson of the source notes). Bans come from IRQBALANCE_BANNED_CPULIST /
+//! IRQBALANCE_BANNED_CPUS and `--banirq` (irqbalance(1)).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{model::cpulist, model::tree::Tree};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Irqbalance {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub banned_cpus: Vec<u32>,
+    pub banned_irqs: Vec<u32>,
+}
+
+/// Applies one `KEY=value` or argument list to the bans.
+fn apply_setting(ib: &mut Irqbalance, text: &str) {
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("IRQBALANCE_BANNED_CPULIST=") {
+            ib.banned_cpus
+                .extend(cpulist::parse(v.trim_matches('"')).unwrap_or_default());
+        } else if let Some(v) = line.strip_prefix("IRQBALANCE_BANNED_CPUS=") {
+            ib.banned_cpus
+                .extend(cpulist::parse_mask(v.trim_matches('"')).unwrap_or_default());
+        } else {
+            let args = line.strip_prefix("IRQBALANCE_ARGS=").unwrap_or(line);
+            let mut words = args.trim_matches('"').split_whitespace().peekable();
+            while let Some(w) = words.next() {
+                let irq: Option<u32> = if let Some(v) = w.strip_prefix("--banirq=") {
+                    v.parse().ok()
+                } else if w == "--banirq" || w == "-i" {
+                    words.next().and_then(|v| v.parse().ok())
+                } else {
+                    None
+                };
+                ib.banned_irqs.extend(irq);
+            }
+        }
+    }
+}
+
+pub fn read(root: &impl Tree) -> Irqbalance {
+    let mut ib = Irqbalance::default();
+    for pid in root.list("proc") {
+        let Ok(n) = pid.parse::<u32>() else { continue };
+        if root.read_opt(&format!("proc/{pid}/comm")).as_deref() == Some("irqbalance") {
+            ib.running = true;
+            ib.pid = Some(n);
+            if let Some(args) = root.read_opt(&format!("proc/{pid}/cmdline")) {
+                apply_setting(&mut ib, &args.replace('\0', " "));
+            }
+            if let Some(env) = root.read_opt(&format!("proc/{pid}/environ")) {
+                apply_setting(&mut ib, &env.replace('\0', "\n"));
+            }
+            break;
+        }
+    }
+    for conf in ["etc/default/irqbalance", "etc/sysconfig/irqbalance"] {
+        if let Some(text) = root.read_opt(conf) {
+            apply_setting(&mut ib, &text);
+        }
+    }
+    ib.banned_cpus.sort_unstable();
+    ib.banned_cpus.dedup();
+    ib.banned_irqs.sort_unstable();
+    ib.banned_irqs.dedup();
+    ib
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bans_from_config_and_arguments() {
+        let mut ib = Irqbalance::default();
+        apply_setting(
+            &mut ib,
+            "# comment\nIRQBALANCE_BANNED_CPULIST=\"2-3\"\nIRQBALANCE_ARGS=\"--banirq=40 -i 41\"\n",
+        );
+        apply_setting(&mut ib, "/usr/sbin/irqbalance --foreground --banirq 42");
+        assert_eq!(ib.banned_cpus, vec![2, 3]);
+        assert_eq!(ib.banned_irqs, vec![40, 41, 42]);
+    }
+}

@@ -1,0 +1,105 @@
+//! The machine as the kernel shows it in /proc and /sys: CPU topology, IRQs and where they
+//! may run, network devices with their queues and steering settings, irqbalance. Read through
+//! a [`Tree`](crate::model::tree::Tree), so it works on the live machine and on a captured
+//! tree (`--root`).
+//! `irqtune show` prints it, profiles embed it, and the planner starts from it.
+
+pub mod irqbalance;
+pub mod irqs;
+pub mod nics;
+pub mod topology;
+
+use serde::{Deserialize, Serialize};
+
+pub use irqbalance::Irqbalance;
+pub use irqs::{Irq, IrqUse, QueueKind};
+pub use nics::{Nic, RxQueue, TxQueue};
+pub use topology::{Cpu, Topology};
+
+use crate::{
+    model::procfs::{self, Interrupts, ProcError},
+    model::tree::Tree,
+};
+
+/// rps_sock_flow_entries: the global RFS table (net.core, init network namespace only).
+pub const RPS_SOCK_FLOW_ENTRIES: &str = "proc/sys/net/core/rps_sock_flow_entries";
+
+/// Which machine and which boot a plan or profile belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HostId {
+    pub hostname: String,
+    pub boot_id: String,
+    pub cpus: u32,
+    pub kernel: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Machine {
+    pub host: HostId,
+    pub topology: Topology,
+    /// CPU of each column of `Irq::counts` (offline CPUs have no column).
+    pub interrupt_cpus: Vec<u32>,
+    pub irqs: Vec<Irq>,
+    pub nics: Vec<Nic>,
+    pub rps_sock_flow_entries: Option<u64>,
+    pub irqbalance: Irqbalance,
+}
+
+impl HostId {
+    pub fn read(root: &impl Tree, cpus: u32) -> HostId {
+        HostId {
+            hostname: root
+                .read_opt("proc/sys/kernel/hostname")
+                .unwrap_or_default(),
+            boot_id: root
+                .read_opt("proc/sys/kernel/random/boot_id")
+                .unwrap_or_default(),
+            cpus,
+            kernel: root
+                .read_opt("proc/sys/kernel/osrelease")
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Machine {
+    /// Reads the machine. /proc/interrupts is required; everything else is best effort, since
+    /// captured trees often lack parts of /sys.
+    pub fn read(root: &impl Tree) -> Result<Machine, ProcError> {
+        let interrupts = procfs::read_interrupts(root.root())?;
+        Ok(Machine::from_interrupts(root, &interrupts))
+    }
+
+    pub fn from_interrupts(root: &impl Tree, interrupts: &Interrupts) -> Machine {
+        let topology = Topology::read(root, &interrupts.cpus);
+        let mut irqs = irqs::read(root, interrupts);
+        let nics = nics::read(root, &mut irqs);
+        Machine {
+            host: HostId::read(root, topology.online.len() as u32),
+            topology,
+            interrupt_cpus: interrupts.cpus.clone(),
+            irqs,
+            nics,
+            rps_sock_flow_entries: root.read_parsed(RPS_SOCK_FLOW_ENTRIES),
+            irqbalance: irqbalance::read(root),
+        }
+    }
+
+    pub fn irq(&self, irq: u32) -> Option<&Irq> {
+        self.irqs.iter().find(|i| i.irq == irq)
+    }
+
+    pub fn nic(&self, name: &str) -> Option<&Nic> {
+        self.nics.iter().find(|n| n.name == name)
+    }
+
+    /// Count of `irq` on `cpu` (0 if either is absent).
+    pub fn irq_count(&self, irq: u32, cpu: u32) -> u64 {
+        let Some(col) = self.interrupt_cpus.iter().position(|&c| c == cpu) else {
+            return 0;
+        };
+        self.irq(irq)
+            .and_then(|i| i.counts.get(col).copied())
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,580 @@
+//! The profile: everything a session measured, as one versioned, self-contained JSON file
+//! (schema: `profile.schema.json` at the repository root, generated from these types).
+//! `irqtune record --output` writes it; `irqtune report`, `plan --from` and other tools read it.
+//!
+//! The contract other tools rely on: top-level arrays `hardirqs`, `softirqs` and `flows`,
+//! one row per (IRQ or vector or flow) and CPU, with the field names below. Histograms are
+//! stored losslessly as their non-empty buckets `[low_ns, high_ns, count]` plus a summary.
+
+use std::{collections::BTreeMap, path::Path};
+
+use irq_ebpf::{hist, Loss, SOFTIRQ_NAMES};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    analysis::findings::Finding,
+    model::hist::Hist,
+    model::machine::{HostId, Machine},
+    model::procfs::{Interrupts, Softirqs, SoftnetRow},
+    model::snapshot::{Protocol, Snapshot},
+};
+
+pub const PROFILE_FORMAT: &str = "irqtune-profile";
+pub const PROFILE_VERSION: u32 = 1;
+
+/// One IRQ on one CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HardirqRow {
+    /// The IRQ number; null for IRQs that appeared after the probes were loaded.
+    pub irq: Option<u32>,
+    pub name: String,
+    pub cpu: u32,
+    pub count: u64,
+    /// Handler time, ns.
+    pub time_ns: u64,
+    pub handler: Hist,
+}
+
+/// One softirq vector on one CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SoftirqRow {
+    /// The kernel's name: "NET_RX", "TIMER", ... (as in /proc/softirqs).
+    pub vector: String,
+    pub cpu: u32,
+    /// Handler runs.
+    pub count: u64,
+    pub time_ns: u64,
+    pub raises: u64,
+    /// Runs in ksoftirqd (the softirq load outgrew interrupt exit).
+    pub ksoftirqd_runs: u64,
+    pub handler: Hist,
+    /// Time from raise to handler entry.
+    pub raise_delay: Hist,
+}
+
+/// NET_RX work of one device on one CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NetdevRow {
+    pub device: String,
+    pub ifindex: u32,
+    pub cpu: u32,
+    pub polls: u64,
+    /// Polls that used their whole budget.
+    pub budget_exhausted: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A socket's traffic: where its softirq ran and where its reader read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowRow {
+    /// "tcp" or "udp".
+    pub protocol: String,
+    pub local: String,
+    pub remote: String,
+    /// Latest reader's process.
+    pub pid: u32,
+    pub comm: String,
+    /// TCP, or UDP with a connected peer: RFS can steer it.
+    pub connected: bool,
+    /// Softirq deliveries per CPU.
+    pub deliveries_by_cpu: BTreeMap<u32, u64>,
+    /// Deliveries from the socket backlog in the reader's context (not softirq placement).
+    pub backlog_deliveries: u64,
+    pub reads_by_cpu: BTreeMap<u32, u64>,
+    /// Reads on another CPU than the flow's latest softirq delivery.
+    pub mismatched_reads: u64,
+    pub mismatch_ratio: f64,
+    /// Bytes the application read (its throughput is this over the session's duration).
+    pub read_bytes: u64,
+    /// Time from the softirq's delivery of data to the socket to the application's read of
+    /// it (the first delivery after a read, to the next read). Recorded for the busiest flows
+    /// (a bounded map).
+    #[serde(default)]
+    pub delivery_to_read: DeliveryToRead,
+}
+
+/// Delivery-to-read latency of one flow. Deliveries that found the reader waiting on the
+/// socket are wake-ups, split by placement: what a mismatch costs. Deliveries that found the
+/// reader busy queued until it came back (the application's own pace), counted apart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryToRead {
+    /// Wake-ups by a softirq on the reader's own CPU.
+    pub same_cpu: Hist,
+    /// Wake-ups by a softirq on another CPU (a cross-CPU wake-up).
+    pub cross_cpu: Hist,
+    /// Reads whose data arrived while the reader was busy, and their total wait.
+    #[serde(default)]
+    pub queued_reads: u64,
+    #[serde(default)]
+    pub queued_wait_ns: u64,
+}
+
+impl DeliveryToRead {
+    pub fn from_latency(per_reader_cpu: &BTreeMap<u32, irq_ebpf::FlowLatency>) -> Self {
+        let sum = |pick: fn(&irq_ebpf::FlowLatency) -> &irq_ebpf::Latency| {
+            let mut b = [0u64; hist::BUCKETS];
+            let (mut max, mut total) = (0, 0);
+            for l in per_reader_cpu.values().map(pick) {
+                for (o, v) in b.iter_mut().zip(l.hist.iter()) {
+                    *o += v;
+                }
+                max = max.max(l.max_ns);
+                total += l.total_ns;
+            }
+            Hist::from_buckets(&b, max, total)
+        };
+        DeliveryToRead {
+            same_cpu: sum(|l| &l.same_cpu),
+            cross_cpu: sum(|l| &l.cross_cpu),
+            queued_reads: per_reader_cpu.values().map(|l| l.queued_count).sum(),
+            queued_wait_ns: per_reader_cpu.values().map(|l| l.queued_total_ns).sum(),
+        }
+    }
+
+    /// Wake-ups of both placements together.
+    pub fn all(&self) -> Hist {
+        let (b, max, sum) = crate::model::hist::merged([&self.same_cpu, &self.cross_cpu]);
+        Hist::from_buckets(&b, max, sum)
+    }
+
+    /// Wake-ups measured.
+    pub fn count(&self) -> u64 {
+        self.same_cpu.count() + self.cross_cpu.count()
+    }
+
+    /// Adds `other`'s samples (running totals across windows).
+    pub fn add(&mut self, other: &DeliveryToRead) {
+        let sum = |a: &Hist, b: &Hist| {
+            let (buckets, max, sum) = crate::model::hist::merged([a, b]);
+            Hist::from_buckets(&buckets, max, sum)
+        };
+        self.same_cpu = sum(&self.same_cpu, &other.same_cpu);
+        self.cross_cpu = sum(&self.cross_cpu, &other.cross_cpu);
+        self.queued_reads += other.queued_reads;
+        self.queued_wait_ns += other.queued_wait_ns;
+    }
+}
+
+/// What the applications got from all flows together: the outcome of the steering.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowTotals {
+    /// Bytes read by every tracked flow (all sampled flows, not only those listed).
+    pub read_bytes: u64,
+    pub delivery_to_read: DeliveryToRead,
+}
+
+impl FlowTotals {
+    pub fn of(flows: &[FlowRow]) -> FlowTotals {
+        let mut t = FlowTotals::default();
+        for f in flows {
+            t.add(&FlowTotals {
+                read_bytes: f.read_bytes,
+                delivery_to_read: f.delivery_to_read.clone(),
+            });
+        }
+        t
+    }
+
+    pub fn add(&mut self, other: &FlowTotals) {
+        self.read_bytes += other.read_bytes;
+        self.delivery_to_read.add(&other.delivery_to_read);
+    }
+}
+
+impl FlowRow {
+    pub fn reads(&self) -> u64 {
+        self.reads_by_cpu.values().sum()
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries_by_cpu.values().sum()
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} <- {} ({} pid {})",
+            self.protocol, self.local, self.remote, self.comm, self.pid
+        )
+    }
+}
+
+/// One /proc/interrupts row's counts over the session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcIrqRow {
+    /// First column: "36", "LOC", "NMI".
+    pub id: String,
+    pub name: String,
+    /// Per CPU, in the order of `ProcCounts::cpus`.
+    pub counts: Vec<u64>,
+}
+
+/// What /proc said over the same window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcCounts {
+    pub cpus: Vec<u32>,
+    pub interrupts: Vec<ProcIrqRow>,
+    /// Vector name -> counts per CPU.
+    pub softirqs: BTreeMap<String, Vec<u64>>,
+    pub softnet: Vec<SoftnetRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeRow {
+    /// "irq:irq_handler_entry".
+    pub tracepoint: String,
+    /// "btf", "classic", or "disabled".
+    pub attach: String,
+    /// Why it was disabled.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionInfo {
+    /// Wall-clock start, ms since the Unix epoch.
+    pub start_unix_ms: u64,
+    pub duration_ns: u64,
+    /// Ended early (Ctrl-C, SIGTERM): the data covers `duration_ns`.
+    pub interrupted: bool,
+    /// "probes" (a recording) or "proc" (counts since boot from a captured /proc).
+    pub source: String,
+    /// CPUs the probes recorded.
+    pub cpus: Vec<u32>,
+    pub probes: Vec<ProbeRow>,
+    /// One socket in N was tracked.
+    pub flow_sample: u32,
+    pub irqtune_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Profile {
+    /// Always "irqtune-profile".
+    pub format: String,
+    pub version: u32,
+    pub host: HostId,
+    pub session: SessionInfo,
+    pub hardirqs: Vec<HardirqRow>,
+    pub softirqs: Vec<SoftirqRow>,
+    pub netdevs: Vec<NetdevRow>,
+    pub flows: Vec<FlowRow>,
+    /// All flows together: bytes read and delivery-to-read latency.
+    #[serde(default)]
+    pub flow_totals: FlowTotals,
+    /// What the probes could not record, by kind (see irq_ebpf::Loss), plus flow evictions.
+    pub losses: BTreeMap<String, u64>,
+    pub proc: ProcCounts,
+    /// The machine at the end of the session: topology, IRQ affinity, NIC queues and
+    /// their steering, irqbalance.
+    pub context: Option<Machine>,
+    pub findings: Vec<Finding>,
+}
+
+pub use crate::model::jsonfile::JsonFileError as ProfileError;
+
+/// What a session hands over to become a profile.
+pub struct Recorded<'a> {
+    pub delta: &'a Snapshot,
+    pub start_unix_ms: u64,
+    pub duration_ns: u64,
+    pub interrupted: bool,
+    pub cpus: Vec<u32>,
+    pub probes: Vec<ProbeRow>,
+    pub flow_sample: u32,
+    pub interrupts: (&'a Interrupts, &'a Interrupts),
+    pub softirqs: (&'a Softirqs, &'a Softirqs),
+    pub softnet: (&'a [SoftnetRow], &'a [SoftnetRow]),
+    pub machine: Option<Machine>,
+}
+
+/// /proc/interrupts and /proc/softirqs differences, by row and CPU column.
+pub fn proc_counts(
+    interrupts: (&Interrupts, &Interrupts),
+    softirqs: (&Softirqs, &Softirqs),
+    softnet: (&[SoftnetRow], &[SoftnetRow]),
+) -> ProcCounts {
+    let (ib, ia) = interrupts;
+    let cpus = ia.cpus.clone();
+    let interrupts = ia
+        .rows
+        .iter()
+        .map(|r| {
+            let before = ib.rows.iter().find(|b| b.id == r.id);
+            ProcIrqRow {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                counts: r
+                    .counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| {
+                        n.saturating_sub(before.and_then(|b| b.counts.get(i)).copied().unwrap_or(0))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let (sb, sa) = softirqs;
+    let softirqs = sa
+        .rows
+        .iter()
+        .map(|(name, counts)| {
+            let before = sb.rows.iter().find(|(n, _)| n == name).map(|(_, c)| c);
+            let d = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    n.saturating_sub(before.and_then(|b| b.get(i)).copied().unwrap_or(0))
+                })
+                .collect();
+            (name.clone(), d)
+        })
+        .collect();
+    let (nb, na) = softnet;
+    let softnet = na
+        .iter()
+        .map(|a| match nb.iter().find(|b| b.cpu == a.cpu) {
+            Some(b) => a.minus(b),
+            None => a.clone(),
+        })
+        .collect();
+    ProcCounts {
+        cpus,
+        interrupts,
+        softirqs,
+        softnet,
+    }
+}
+
+impl Profile {
+    pub fn from_recording(r: Recorded) -> Profile {
+        let d = r.delta;
+        let mut hardirqs = Vec::new();
+        for s in &d.irqs {
+            for (cpu, v) in s.per_cpu.iter().enumerate() {
+                if v.count == 0 {
+                    continue;
+                }
+                hardirqs.push(HardirqRow {
+                    irq: s.irq,
+                    name: s.name.clone(),
+                    cpu: cpu as u32,
+                    count: v.count,
+                    time_ns: v.total_ns,
+                    handler: Hist::from_buckets(&v.hist, v.max_ns, v.total_ns),
+                });
+            }
+        }
+        let mut softirqs = Vec::new();
+        for (vec, per_cpu) in d.softirqs.iter().enumerate() {
+            for (cpu, s) in per_cpu.iter().enumerate() {
+                if s.count == 0 && s.raises == 0 {
+                    continue;
+                }
+                softirqs.push(SoftirqRow {
+                    vector: SOFTIRQ_NAMES[vec].to_string(),
+                    cpu: cpu as u32,
+                    count: s.count,
+                    time_ns: s.total_ns,
+                    raises: s.raises,
+                    ksoftirqd_runs: s.ksoftirqd_runs,
+                    handler: Hist::from_buckets(&s.handler_hist, s.max_ns, s.total_ns),
+                    raise_delay: Hist::from_buckets(
+                        &s.delay_hist,
+                        s.delay_max_ns,
+                        s.delay_total_ns,
+                    ),
+                });
+            }
+        }
+        let mut netdevs = Vec::new();
+        for s in &d.netdevs {
+            for (cpu, v) in s.per_cpu.iter().enumerate() {
+                if v.polls + v.rx_packets == 0 {
+                    continue;
+                }
+                netdevs.push(NetdevRow {
+                    device: s.name.clone(),
+                    ifindex: s.ifindex,
+                    cpu: cpu as u32,
+                    polls: v.polls,
+                    budget_exhausted: v.budget_exhausted,
+                    packets: v.rx_packets,
+                    bytes: v.rx_bytes,
+                });
+            }
+        }
+        let mut flows: Vec<FlowRow> = d
+            .flows
+            .iter()
+            .filter(|f| f.reads() + f.deliveries() > 0)
+            .map(|f| {
+                let protocol = f.protocol();
+                FlowRow {
+                    protocol: match protocol {
+                        Protocol::Tcp => "tcp",
+                        Protocol::Udp => "udp",
+                        Protocol::Other => "other",
+                    }
+                    .into(),
+                    local: f.local().to_string(),
+                    remote: f.remote().to_string(),
+                    pid: f.info.tgid,
+                    comm: f.comm(),
+                    connected: protocol == Protocol::Tcp || f.info.remote_port != 0,
+                    deliveries_by_cpu: f.deliveries_by_cpu(),
+                    backlog_deliveries: f.backlog_deliveries(),
+                    reads_by_cpu: f.reads_by_cpu(),
+                    mismatched_reads: f.mismatched_reads(),
+                    mismatch_ratio: f.mismatch_ratio(),
+                    read_bytes: f.per_cpu.values().map(|c| c.read_bytes).sum(),
+                    delivery_to_read: DeliveryToRead::from_latency(&f.latency),
+                }
+            })
+            .collect();
+        flows.sort_by(|a, b| {
+            b.mismatched_reads
+                .cmp(&a.mismatched_reads)
+                .then(b.reads().cmp(&a.reads()))
+        });
+        let mut losses: BTreeMap<String, u64> = Loss::ALL
+            .iter()
+            .map(|&l| (l.name().to_string(), d.loss(l)))
+            .collect();
+        losses.insert("flow_evictions".into(), d.flow_evictions());
+        let host = r
+            .machine
+            .as_ref()
+            .map(|m| m.host.clone())
+            .unwrap_or_default();
+        let mut p = Profile {
+            format: PROFILE_FORMAT.into(),
+            version: PROFILE_VERSION,
+            host,
+            session: SessionInfo {
+                start_unix_ms: r.start_unix_ms,
+                duration_ns: r.duration_ns,
+                interrupted: r.interrupted,
+                source: "probes".into(),
+                cpus: r.cpus,
+                probes: r.probes,
+                flow_sample: r.flow_sample,
+                irqtune_version: env!("CARGO_PKG_VERSION").into(),
+            },
+            hardirqs,
+            softirqs,
+            netdevs,
+            flow_totals: FlowTotals::of(&flows),
+            flows,
+            losses,
+            proc: proc_counts(r.interrupts, r.softirqs, r.softnet),
+            context: r.machine,
+            findings: Vec::new(),
+        };
+        p.findings = crate::analysis::findings::find(&p);
+        p
+    }
+
+    /// A profile from /proc alone (counts since boot): what `report` shows for a captured
+    /// tree without a recording.
+    pub fn from_proc(
+        machine: Machine,
+        interrupts: &Interrupts,
+        softirqs: &Softirqs,
+        softnet: &[SoftnetRow],
+        uptime_ns: u64,
+    ) -> Profile {
+        let empty_i = Interrupts {
+            cpus: interrupts.cpus.clone(),
+            rows: Vec::new(),
+        };
+        let empty_s = Softirqs::default();
+        let mut p = Profile {
+            format: PROFILE_FORMAT.into(),
+            version: PROFILE_VERSION,
+            host: machine.host.clone(),
+            session: SessionInfo {
+                start_unix_ms: 0,
+                duration_ns: uptime_ns,
+                interrupted: false,
+                source: "proc".into(),
+                cpus: interrupts.cpus.clone(),
+                probes: Vec::new(),
+                flow_sample: 0,
+                irqtune_version: env!("CARGO_PKG_VERSION").into(),
+            },
+            hardirqs: Vec::new(),
+            softirqs: Vec::new(),
+            netdevs: Vec::new(),
+            flows: Vec::new(),
+            flow_totals: FlowTotals::default(),
+            losses: BTreeMap::new(),
+            proc: proc_counts((&empty_i, interrupts), (&empty_s, softirqs), (&[], softnet)),
+            context: Some(machine),
+            findings: Vec::new(),
+        };
+        p.findings = crate::analysis::findings::find(&p);
+        p
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a profile serialises") + "\n"
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
+        let p: Profile = crate::model::jsonfile::parse(text, name, "irqtune profile")?;
+        if p.format != PROFILE_FORMAT || p.version != PROFILE_VERSION {
+            return Err(ProfileError::Invalid {
+                path: name.to_string(),
+                msg: format!(
+                    "format {:?} version {}: this irqtune reads {PROFILE_FORMAT:?} version {PROFILE_VERSION}",
+                    p.format, p.version
+                ),
+            });
+        }
+        Ok(p)
+    }
+
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = crate::model::jsonfile::read(path, "profile")?;
+        Profile::parse(&text, &path.display().to_string())
+    }
+
+    /// The JSON Schema of the profile file.
+    pub fn schema() -> String {
+        serde_json::to_string_pretty(&schemars::schema_for!(Profile)).expect("schema serialises")
+            + "\n"
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        self.session.duration_ns as f64 / 1e9
+    }
+
+    /// CPUs that appear anywhere in the profile, sorted.
+    pub fn cpus(&self) -> Vec<u32> {
+        let mut c: Vec<u32> = self.proc.cpus.clone();
+        c.extend(self.hardirqs.iter().map(|r| r.cpu));
+        c.extend(self.softirqs.iter().map(|r| r.cpu));
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    /// NET_RX runs on `cpu`: from the probes, or /proc/softirqs for a /proc-only profile.
+    pub fn net_rx_runs(&self, cpu: u32) -> u64 {
+        if self.session.source == "probes" {
+            self.softirqs
+                .iter()
+                .filter(|r| r.vector == "NET_RX" && r.cpu == cpu)
+                .map(|r| r.count)
+                .sum()
+        } else {
+            let col = self.proc.cpus.iter().position(|&c| c == cpu);
+            self.proc
+                .softirqs
+                .get("NET_RX")
+                .and_then(|v| v.get(col?).copied())
+                .unwrap_or(0)
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The files a machine is read from: /proc and /sys below some root. The model reads the
+//! machine through this trait; the system layer's `SysRoot` implements it for a directory
+//! (`/` on the live machine, or a captured tree), and is also the only writer. So the model
+//! depends on what it needs to read, not on how the files are reached or written.
+
+use std::path::Path;
+
+pub trait Tree {
+    /// The directory the paths are relative to.
+    fn root(&self) -> &Path;
+
+    /// The file `rel` ("proc/irq/36/smp_affinity") with its trailing newline removed; None
+    /// when it does not exist or the kernel refuses to show it (xps_cpus on a single-queue
+    /// device).
+    fn read_opt(&self, rel: &str) -> Option<String>;
+
+    /// Names in a directory in natural order ("rx-2" before "rx-10"); empty when absent.
+    fn list(&self, rel: &str) -> Vec<String>;
+
+    /// Last component of a symlink's target ("virtio_net" for .../drivers/virtio_net).
+    fn link_name(&self, rel: &str) -> Option<String>;
+
+    fn exists(&self, rel: &str) -> bool;
+
+    /// Reads, trims and parses.
+    fn read_parsed<T: std::str::FromStr>(&self, rel: &str) -> Option<T>
+    where
+        Self: Sized,
+    {
+        self.read_opt(rel)?.trim().parse().ok()
+    }
+}

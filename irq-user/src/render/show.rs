@@ -1,0 +1,224 @@
+//! `irqtune show`: the machine's interrupt picture, as text or JSON.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    model::cpulist,
+    model::machine::{IrqUse, Machine},
+};
+
+/// What `show --json` prints.
+#[derive(Serialize)]
+pub struct Shown<'a> {
+    pub machine: &'a Machine,
+    /// Interrupts per second per IRQ and CPU over the sample, when one was taken.
+    pub sample_secs: Option<f64>,
+    pub rates: BTreeMap<u32, BTreeMap<u32, f64>>,
+}
+
+/// Per-IRQ, per-CPU rates between two readings.
+pub fn rates(before: &Machine, after: &Machine, secs: f64) -> BTreeMap<u32, BTreeMap<u32, f64>> {
+    let mut out = BTreeMap::new();
+    for irq in &after.irqs {
+        let mut per_cpu = BTreeMap::new();
+        for &cpu in &after.interrupt_cpus {
+            let d = after
+                .irq_count(irq.irq, cpu)
+                .saturating_sub(before.irq_count(irq.irq, cpu));
+            if d > 0 {
+                per_cpu.insert(cpu, d as f64 / secs);
+            }
+        }
+        out.insert(irq.irq, per_cpu);
+    }
+    out
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn mask_list(mask: Option<&str>) -> String {
+    match mask.map(cpulist::parse_mask) {
+        Some(Ok(c)) if c.is_empty() => "off".into(),
+        Some(Ok(c)) => cpulist::format(&c),
+        Some(Err(_)) => "?".into(),
+        None => "-".into(),
+    }
+}
+
+pub fn text(s: &Shown) -> String {
+    let m = s.machine;
+    let t = &m.topology;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "host {} (kernel {}), {} CPUs online ({}), possible {}",
+        m.host.hostname,
+        m.host.kernel,
+        t.online.len(),
+        cpulist::format(&t.online),
+        cpulist::format(&t.possible)
+    );
+    let offline: Vec<u32> = t
+        .possible
+        .iter()
+        .copied()
+        .filter(|c| !t.online.contains(c))
+        .collect();
+    let _ = writeln!(
+        o,
+        "  isolated: {}   nohz_full: {}   offline: {}",
+        if t.isolated.is_empty() {
+            "none".into()
+        } else {
+            cpulist::format(&t.isolated)
+        },
+        if t.nohz_full.is_empty() {
+            "none".into()
+        } else {
+            cpulist::format(&t.nohz_full)
+        },
+        if offline.is_empty() {
+            "none".into()
+        } else {
+            cpulist::format(&offline)
+        },
+    );
+    for (node, cpus) in &t.nodes {
+        let _ = writeln!(
+            o,
+            "  NUMA node {node}: CPUs {} ({} cores)",
+            cpulist::format(cpus),
+            t.cores_in(cpus)
+        );
+    }
+    let mut smt: Vec<String> = t
+        .cpus
+        .iter()
+        .filter(|c| c.siblings.len() > 1 && c.siblings.first() == Some(&c.id))
+        .map(|c| cpulist::format(&c.siblings))
+        .collect();
+    smt.dedup();
+    let _ = writeln!(
+        o,
+        "  SMT siblings: {}",
+        if smt.is_empty() {
+            "none".to_string()
+        } else {
+            smt.join(" ")
+        }
+    );
+    let mut llcs: Vec<String> = t
+        .cpus
+        .iter()
+        .filter(|c| !c.llc.is_empty())
+        .map(|c| cpulist::format(&c.llc))
+        .collect();
+    llcs.sort();
+    llcs.dedup();
+    if !llcs.is_empty() {
+        let _ = writeln!(o, "  last-level cache groups: {}", llcs.join(" "));
+    }
+    let ib = &m.irqbalance;
+    let _ = writeln!(
+        o,
+        "irqbalance: {}",
+        if ib.running {
+            format!(
+                "RUNNING (pid {}): it rewrites IRQ affinity every 10 s; banned CPUs {}, banned IRQs {}",
+                opt(ib.pid),
+                if ib.banned_cpus.is_empty() { "none".into() } else { cpulist::format(&ib.banned_cpus) },
+                if ib.banned_irqs.is_empty() { "none".into() } else { cpulist::format(&ib.banned_irqs) },
+            )
+        } else {
+            "not running".into()
+        }
+    );
+    let _ = writeln!(o, "rps_sock_flow_entries: {}", opt(m.rps_sock_flow_entries));
+    let _ = writeln!(o, "\nNetwork devices");
+    for nic in &m.nics {
+        let _ = writeln!(
+            o,
+            "  {}  driver {}  device {}  NUMA node {}  {} rx / {} tx queues",
+            nic.name,
+            opt(nic.driver.as_deref()),
+            opt(nic.device.as_deref()),
+            opt(nic.node),
+            nic.rx.len(),
+            nic.tx.len()
+        );
+        for q in &nic.rx {
+            let _ = writeln!(
+                o,
+                "    rx-{:<3} irq {:<5} rps_cpus {:<12} rps_flow_cnt {}",
+                q.index,
+                opt(q.irq),
+                mask_list(q.rps_cpus.as_deref()),
+                opt(q.rps_flow_cnt)
+            );
+        }
+        for q in &nic.tx {
+            let _ = writeln!(
+                o,
+                "    tx-{:<3} irq {:<5} xps_cpus {}",
+                q.index,
+                opt(q.irq),
+                mask_list(q.xps_cpus.as_deref())
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nIRQs{}",
+        s.sample_secs
+            .map(|s| format!(" (rates over {s:.1} s)"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        o,
+        "  {:>5}  {:<28} {:<18} {:<10} {:<9} {:>12}  per CPU",
+        "IRQ", "name", "serves", "allowed", "effective", "total"
+    );
+    for irq in &m.irqs {
+        let serves = match &irq.usage {
+            IrqUse::NetQueue { iface, queue, dir } => {
+                format!("{iface} {dir:?} {queue}").to_lowercase()
+            }
+            IrqUse::NetOther { iface } => format!("{iface} other"),
+            IrqUse::Block => "disk".into(),
+            IrqUse::Other => "-".into(),
+        };
+        let per_cpu: Vec<String> = match s.rates.get(&irq.irq) {
+            Some(r) if s.sample_secs.is_some() => r
+                .iter()
+                .map(|(cpu, rate)| format!("{cpu}:{rate:.0}/s"))
+                .collect(),
+            _ => m
+                .interrupt_cpus
+                .iter()
+                .zip(&irq.counts)
+                .filter(|(_, n)| **n > 0)
+                .map(|(cpu, n)| format!("{cpu}:{n}"))
+                .collect(),
+        };
+        let _ = writeln!(
+            o,
+            "  {:>5}  {:<28} {:<18} {:<10} {:<9} {:>12}  {}{}",
+            irq.irq,
+            irq.name,
+            serves,
+            cpulist::format(&irq.affinity),
+            irq.effective
+                .as_deref()
+                .map(cpulist::format)
+                .unwrap_or_else(|| "-".into()),
+            irq.total(),
+            per_cpu.join(" "),
+            if irq.managed { "  [managed]" } else { "" }
+        );
+    }
+    o
+}

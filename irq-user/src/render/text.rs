@@ -1,0 +1,472 @@
+//! The text report: findings, per-CPU time, top IRQs, latency percentiles per vector and CPU,
+//! libbpf-tools style distributions, NET_RX per device, flows, and the probes' losses.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use irq_ebpf::SOFTIRQ_NAMES;
+
+use super::{ascii_distribution, truncate};
+use crate::model::hist::{merged, summarize};
+use crate::model::profile::Profile;
+use crate::model::units::{fmt_ns, pct};
+
+fn header(p: &Profile, o: &mut String) {
+    let cpus = p.cpus();
+    let _ = writeln!(
+        o,
+        "irqtune profile: {:.1} s, {} CPUs, host {} (kernel {}){}",
+        p.duration_secs(),
+        cpus.len(),
+        p.host.hostname,
+        p.host.kernel,
+        if p.session.interrupted {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    if p.session.source == "proc" {
+        let _ = writeln!(
+            o,
+            "source: /proc counts since boot (no probes; latencies need `irqtune record`)"
+        );
+        return;
+    }
+    let attached: Vec<_> = p
+        .session
+        .probes
+        .iter()
+        .filter(|r| r.attach != "disabled")
+        .collect();
+    let btf = attached.iter().filter(|r| r.attach == "btf").count();
+    let disabled: Vec<_> = p
+        .session
+        .probes
+        .iter()
+        .filter(|r| r.attach == "disabled")
+        .collect();
+    let _ = writeln!(
+        o,
+        "probes: {} attached ({btf} BTF tracepoints, {} classic){}",
+        attached.len(),
+        attached.len() - btf,
+        if disabled.is_empty() {
+            String::new()
+        } else {
+            format!(", {} disabled", disabled.len())
+        }
+    );
+    for d in disabled {
+        let _ = writeln!(
+            o,
+            "  disabled {}: {}",
+            d.tracepoint,
+            d.reason.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn findings(p: &Profile, o: &mut String) {
+    let _ = writeln!(o, "\nFindings:");
+    if p.findings.is_empty() {
+        let _ = writeln!(
+            o,
+            "  none: no interrupt or softirq problem stands out in this profile"
+        );
+    }
+    for f in &p.findings {
+        let _ = writeln!(
+            o,
+            "  [{}] {}\n      evidence: {}\n      fix: {}",
+            f.severity.name(),
+            f.title,
+            f.evidence,
+            f.fix
+        );
+    }
+}
+
+fn per_cpu(p: &Profile, o: &mut String) {
+    let dur = p.session.duration_ns;
+    let mut vectors: Vec<&str> = SOFTIRQ_NAMES
+        .iter()
+        .copied()
+        .filter(|v| p.softirqs.iter().any(|r| r.vector == *v && r.time_ns > 0))
+        .collect();
+    if vectors.is_empty() {
+        vectors.push("NET_RX");
+    }
+    let _ = writeln!(o, "\nPer CPU (share of wall time; softirq time by vector):");
+    let mut head = format!("  {:>4} {:>9} {:>9}", "CPU", "hardirq%", "softirq%");
+    for v in &vectors {
+        let _ = write!(head, " {:>8}", format!("{}%", v));
+    }
+    let _ = write!(
+        head,
+        " {:>11} {:>11} {:>10} {:>10} {:>8} {:>8}",
+        "NET_RX runs", "NET_RX pkts", "NET_RX/pkt", "ksoftirqd%", "dropped", "squeeze"
+    );
+    let _ = writeln!(o, "{head}");
+    for cpu in p.cpus() {
+        let hard: u64 = p
+            .hardirqs
+            .iter()
+            .filter(|r| r.cpu == cpu)
+            .map(|r| r.time_ns)
+            .sum();
+        let rows: Vec<_> = p.softirqs.iter().filter(|r| r.cpu == cpu).collect();
+        let soft: u64 = rows.iter().map(|r| r.time_ns).sum();
+        let runs: u64 = rows.iter().map(|r| r.count).sum();
+        let ksoft: u64 = rows.iter().map(|r| r.ksoftirqd_runs).sum();
+        let pkts: u64 = p
+            .netdevs
+            .iter()
+            .filter(|r| r.cpu == cpu)
+            .map(|r| r.packets)
+            .sum();
+        let sn = p.proc.softnet.iter().find(|r| r.cpu == cpu);
+        let mut line = format!(
+            "  {:>4} {:>8.2}% {:>8.2}%",
+            cpu,
+            pct(hard, dur),
+            pct(soft, dur)
+        );
+        for v in &vectors {
+            let t: u64 = rows
+                .iter()
+                .filter(|r| r.vector == *v)
+                .map(|r| r.time_ns)
+                .sum();
+            let _ = write!(line, " {:>7.2}%", pct(t, dur));
+        }
+        let net_rx_ns: u64 = rows
+            .iter()
+            .filter(|r| r.vector == "NET_RX")
+            .map(|r| r.time_ns)
+            .sum();
+        let _ = write!(
+            line,
+            " {:>11} {:>11} {:>10} {:>9.1}% {:>8} {:>8}",
+            p.net_rx_runs(cpu),
+            pkts,
+            net_rx_ns
+                .checked_div(pkts)
+                .map_or_else(|| "-".to_string(), fmt_ns),
+            pct(ksoft, runs),
+            sn.map_or(0, |s| s.dropped),
+            sn.map_or(0, |s| s.time_squeeze)
+        );
+        let _ = writeln!(o, "{line}");
+    }
+}
+
+fn top_irqs(p: &Profile, o: &mut String) {
+    let mut by_irq: BTreeMap<(Option<u32>, String), Vec<&crate::model::profile::HardirqRow>> =
+        BTreeMap::new();
+    for r in &p.hardirqs {
+        by_irq.entry((r.irq, r.name.clone())).or_default().push(r);
+    }
+    let mut irqs: Vec<_> = by_irq.into_iter().collect();
+    irqs.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.iter().map(|r| r.time_ns).sum::<u64>()));
+    let _ = writeln!(o, "\nTop IRQs by handler time:");
+    let _ = writeln!(
+        o,
+        "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  per CPU",
+        "IRQ", "name", "count", "time", "p50", "p99", "max"
+    );
+    for ((irq, name), rows) in irqs.iter().take(10) {
+        let (b, max, _) = merged(rows.iter().map(|r| &r.handler));
+        let s = summarize(&b, max);
+        let per_cpu: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}:{}", r.cpu, r.count))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
+            irq.map_or("-".into(), |n| n.to_string()),
+            truncate(name, 24),
+            rows.iter().map(|r| r.count).sum::<u64>(),
+            fmt_ns(rows.iter().map(|r| r.time_ns).sum()),
+            fmt_ns(s.p50_ns),
+            fmt_ns(s.p99_ns),
+            fmt_ns(s.max_ns),
+            per_cpu.join(" ")
+        );
+    }
+    if irqs.is_empty() {
+        let _ = writeln!(o, "  (no device interrupts seen)");
+    }
+}
+
+fn softirqs(p: &Profile, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "\nSoftirqs per vector and CPU (handler time; raise-to-entry delay):"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<8} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "vector",
+        "CPU",
+        "runs",
+        "h.p50",
+        "h.p99",
+        "h.p99.9",
+        "h.max",
+        "d.p50",
+        "d.p99",
+        "d.max",
+        "ksoftd"
+    );
+    for r in p.softirqs.iter().filter(|r| r.count > 0) {
+        let h = &r.handler.summary;
+        let d = &r.raise_delay.summary;
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.1}%",
+            r.vector,
+            r.cpu,
+            r.count,
+            fmt_ns(h.p50_ns),
+            fmt_ns(h.p99_ns),
+            fmt_ns(h.p999_ns),
+            fmt_ns(h.max_ns),
+            fmt_ns(d.p50_ns),
+            fmt_ns(d.p99_ns),
+            fmt_ns(d.max_ns),
+            pct(r.ksoftirqd_runs, r.count)
+        );
+    }
+    let net_rx: Vec<_> = p.softirqs.iter().filter(|r| r.vector == "NET_RX").collect();
+    let (h, _, _) = merged(net_rx.iter().map(|r| &r.handler));
+    if h.iter().any(|&n| n > 0) {
+        let _ = writeln!(o, "\n  NET_RX handler time, all CPUs:");
+        o.push_str(&ascii_distribution(&h, "  "));
+    }
+    let (d, _, _) = merged(net_rx.iter().map(|r| &r.raise_delay));
+    if d.iter().any(|&n| n > 0) {
+        let _ = writeln!(o, "\n  NET_RX raise-to-entry delay, all CPUs:");
+        o.push_str(&ascii_distribution(&d, "  "));
+    }
+}
+
+fn netdevs(p: &Profile, o: &mut String) {
+    let _ = writeln!(o, "\nNET_RX per device and CPU:");
+    let _ = writeln!(
+        o,
+        "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
+        "device", "CPU", "polls", "exhausted", "packets", "bytes"
+    );
+    let mut rows: Vec<_> = p.netdevs.iter().collect();
+    rows.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.device.cmp(&b.device)));
+    for r in &rows {
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
+            r.device, r.cpu, r.polls, r.budget_exhausted, r.packets, r.bytes
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(o, "  (no packets received)");
+    }
+}
+
+fn flows(p: &Profile, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "\nFlows (softirq CPU vs reader CPU), most mismatched reads first:"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>6}  deliveries@cpu / reads@cpu",
+        "proto", "local", "remote", "pid", "comm", "reads", "mism%"
+    );
+    let fmt_map = |m: &BTreeMap<u32, u64>| {
+        m.iter()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let shown: Vec<_> = p.flows.iter().filter(|f| f.reads() > 0).take(20).collect();
+    for f in &shown {
+        let _ = writeln!(
+            o,
+            "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>5.1}%  {}{} / {}",
+            f.protocol,
+            f.local,
+            f.remote,
+            f.pid,
+            f.comm,
+            f.reads(),
+            f.mismatch_ratio * 100.0,
+            fmt_map(&f.deliveries_by_cpu),
+            match f.backlog_deliveries {
+                0 => String::new(),
+                n => format!(" (+{n} from backlog)"),
+            },
+            fmt_map(&f.reads_by_cpu),
+        );
+    }
+    if shown.is_empty() {
+        let _ = writeln!(o, "  (no TCP/UDP reads seen)");
+    }
+    delivery_to_read(p, o);
+}
+
+/// Throughput and the delivery-to-read wait of the busiest flows, same-CPU vs cross-CPU.
+fn delivery_to_read(p: &Profile, o: &mut String) {
+    let mut busiest: Vec<_> = p.flows.iter().filter(|f| f.read_bytes > 0).collect();
+    busiest.sort_by_key(|f| std::cmp::Reverse(f.read_bytes));
+    if busiest.is_empty() {
+        return;
+    }
+    let secs = p.duration_secs().max(1e-9);
+    let _ = writeln!(
+        o,
+        "\nDelivery to read (softirq delivery -> application read), busiest flows; wake-ups of a waiting reader by placement, and data that queued for a busy reader:"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<5} {:<40} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "proto",
+        "local",
+        "MB/s",
+        "same n",
+        "same p50",
+        "same p99",
+        "cross n",
+        "cross p50",
+        "cross p99",
+        "queued n",
+        "q. mean"
+    );
+    for f in busiest.iter().take(10) {
+        let d = &f.delivery_to_read;
+        let _ = writeln!(
+            o,
+            "  {:<5} {:<40} {:>10.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            f.protocol,
+            f.local,
+            f.read_bytes as f64 / secs / 1e6,
+            d.same_cpu.count(),
+            fmt_ns(d.same_cpu.summary.p50_ns),
+            fmt_ns(d.same_cpu.summary.p99_ns),
+            d.cross_cpu.count(),
+            fmt_ns(d.cross_cpu.summary.p50_ns),
+            fmt_ns(d.cross_cpu.summary.p99_ns),
+            d.queued_reads,
+            fmt_ns(d.queued_wait_ns.checked_div(d.queued_reads).unwrap_or(0)),
+        );
+    }
+}
+
+fn losses(p: &Profile, o: &mut String) {
+    let lost: Vec<String> = p
+        .losses
+        .iter()
+        .filter(|(k, v)| {
+            **v > 0
+                && !matches!(
+                    k.as_str(),
+                    "flows_created" | "flow_cpus_created" | "flow_evictions"
+                )
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "\nProbe losses: {}; flow evictions since load: {}",
+        if lost.is_empty() {
+            "none".to_string()
+        } else {
+            lost.join(", ")
+        },
+        p.losses.get("flow_evictions").copied().unwrap_or(0)
+    );
+}
+
+/// From /proc alone: counts per CPU since boot.
+fn proc_tables(p: &Profile, o: &mut String) {
+    let cpus = &p.proc.cpus;
+    let _ = writeln!(o, "\nPer CPU (counts since boot):");
+    let vectors = ["NET_RX", "NET_TX", "TIMER", "BLOCK", "SCHED", "RCU"];
+    let mut head = format!("  {:>4} {:>12}", "CPU", "device IRQs");
+    for v in vectors {
+        let _ = write!(head, " {v:>12}");
+    }
+    let _ = writeln!(
+        o,
+        "{head} {:>12} {:>8} {:>8}",
+        "processed", "dropped", "squeeze"
+    );
+    for (col, cpu) in cpus.iter().enumerate() {
+        let irqs: u64 = p
+            .proc
+            .interrupts
+            .iter()
+            .filter(|r| r.id.parse::<u32>().is_ok())
+            .map(|r| r.counts.get(col).copied().unwrap_or(0))
+            .sum();
+        let mut line = format!("  {cpu:>4} {irqs:>12}");
+        for v in vectors {
+            let n = p
+                .proc
+                .softirqs
+                .get(v)
+                .and_then(|c| c.get(col))
+                .copied()
+                .unwrap_or(0);
+            let _ = write!(line, " {n:>12}");
+        }
+        let sn = p.proc.softnet.iter().find(|r| r.cpu == *cpu);
+        let _ = writeln!(
+            o,
+            "{line} {:>12} {:>8} {:>8}",
+            sn.map_or(0, |s| s.processed),
+            sn.map_or(0, |s| s.dropped),
+            sn.map_or(0, |s| s.time_squeeze)
+        );
+    }
+    let mut rows: Vec<_> = p
+        .proc
+        .interrupts
+        .iter()
+        .filter(|r| r.id.parse::<u32>().is_ok())
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.counts.iter().sum::<u64>()));
+    let _ = writeln!(o, "\nTop IRQs by count:");
+    for r in rows.iter().take(10) {
+        let per_cpu: Vec<String> = cpus
+            .iter()
+            .zip(&r.counts)
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:>5} {:<24} {:>12}  {}",
+            r.id,
+            truncate(&r.name, 24),
+            r.counts.iter().sum::<u64>(),
+            per_cpu.join(" ")
+        );
+    }
+}
+
+pub fn render(p: &Profile) -> String {
+    let mut o = String::new();
+    header(p, &mut o);
+    findings(p, &mut o);
+    if p.session.source == "proc" {
+        proc_tables(p, &mut o);
+        return o;
+    }
+    per_cpu(p, &mut o);
+    top_irqs(p, &mut o);
+    softirqs(p, &mut o);
+    netdevs(p, &mut o);
+    flows(p, &mut o);
+    losses(p, &mut o);
+    o
+}

@@ -1,0 +1,187 @@
+//! Recording: the probes are loaded once; a [`Mark`] is what the probes' maps and /proc said at
+//! one moment; the window between two marks becomes a profile. `record` takes one window,
+//! `tune` several before and after its change, `watch` one per interval.
+
+use std::{io::IsTerminal, path::Path, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::{
+    model::machine::Machine,
+    model::procfs::{self, Interrupts, Softirqs, SoftnetRow},
+    model::profile::{ProbeRow, Profile, Recorded},
+    model::snapshot::{unix_ms, Snapshot},
+    system::preflight,
+    system::probes::{AttachKind, ProbeOptions, Probes},
+    system::stop::Stop,
+    system::sysroot::SysRoot,
+};
+
+/// What the probes and /proc said at one moment.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub probes: Snapshot,
+    pub interrupts: Interrupts,
+    pub softirqs: Softirqs,
+    /// Empty when the kernel has no /proc/net/softnet_stat (the report then has no drops).
+    pub softnet: Vec<SoftnetRow>,
+    pub unix_ms: u64,
+}
+
+impl Mark {
+    pub fn take(probes: &Probes) -> anyhow::Result<Mark> {
+        let root = Path::new("/");
+        let unix_ms = unix_ms();
+        let probes = probes.snapshot()?;
+        Ok(Mark {
+            probes,
+            interrupts: procfs::read_interrupts(root)?,
+            softirqs: procfs::read_softirqs(root)?,
+            softnet: procfs::read_softnet(root).unwrap_or_default(),
+            unix_ms,
+        })
+    }
+
+    /// The machine now (topology, affinity, NIC queues), from this mark's /proc/interrupts.
+    pub fn machine(&self) -> Machine {
+        Machine::from_interrupts(&SysRoot::default(), &self.interrupts)
+    }
+}
+
+/// The probes as a profile lists them: attached (BTF or classic) and disabled with why.
+pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
+    let mut rows: Vec<ProbeRow> = probes
+        .attached
+        .iter()
+        .map(|a| ProbeRow {
+            tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
+            attach: match a.kind {
+                AttachKind::Btf => "btf",
+                AttachKind::Classic => "classic",
+            }
+            .into(),
+            reason: None,
+        })
+        .collect();
+    rows.extend(probes.disabled.iter().map(|d| ProbeRow {
+        tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
+        attach: "disabled".into(),
+        reason: Some(d.reason.clone()),
+    }));
+    rows
+}
+
+/// Loaded probes, ready to take marks.
+pub struct Recorder {
+    pub probes: Probes,
+    pub opts: ProbeOptions,
+    rows: Vec<ProbeRow>,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    Full,
+    Stopped,
+}
+
+impl Recorder {
+    /// Checks the machine and loads the probes.
+    pub fn start(opts: &ProbeOptions) -> anyhow::Result<Recorder> {
+        let env = preflight::check()?;
+        let probes = Probes::load(&env, opts).context("loading the probes")?;
+        Ok(Recorder {
+            rows: probe_rows(&probes),
+            probes,
+            opts: opts.clone(),
+        })
+    }
+
+    pub fn mark(&self) -> anyhow::Result<Mark> {
+        Mark::take(&self.probes)
+    }
+
+    pub fn probe_rows(&self) -> &[ProbeRow] {
+        &self.rows
+    }
+
+    /// Waits `duration` or until a stop is requested, printing what the probes logged;
+    /// with `progress`, a bar on a terminal (never in a pipe or a file).
+    pub async fn wait(&mut self, duration: Duration, stop: &Stop, progress: bool) -> Waited {
+        let bar = (progress && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
+            .then(|| {
+                let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "recording {bar:40} {pos}/{len} s (Ctrl-C stops early and keeps the data)",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+        let start = tokio::time::Instant::now();
+        let deadline = start + duration;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let waited = loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break Waited::Full,
+                _ = stop.wait() => break Waited::Stopped,
+                _ = tick.tick() => {
+                    self.probes.flush_log();
+                    if let Some(bar) = &bar {
+                        bar.set_position(start.elapsed().as_secs());
+                    }
+                }
+            }
+        };
+        self.probes.flush_log();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        waited
+    }
+
+    /// The profile of the window between two marks; `machine` is the context it carries
+    /// (None keeps window profiles cheap).
+    pub fn profile(
+        &self,
+        from: &Mark,
+        to: &Mark,
+        interrupted: bool,
+        machine: Option<Machine>,
+    ) -> Profile {
+        let cpus = match &self.opts.cpus {
+            Some(c) => c.clone(),
+            None => to.interrupts.cpus.clone(),
+        };
+        let delta = to.probes.delta(&from.probes);
+        Profile::from_recording(Recorded {
+            delta: &delta,
+            start_unix_ms: from.unix_ms,
+            duration_ns: to.probes.taken_ns.saturating_sub(from.probes.taken_ns),
+            interrupted,
+            cpus,
+            probes: self.rows.clone(),
+            flow_sample: self.opts.flow_sample,
+            interrupts: (&from.interrupts, &to.interrupts),
+            softirqs: (&from.softirqs, &to.softirqs),
+            softnet: (&from.softnet, &to.softnet),
+            machine,
+        })
+    }
+}
+
+/// A profiling session: load, mark, wait `duration` (or until stopped), mark, and the profile
+/// of that window with the machine at its end. The second value is whether it was stopped.
+pub async fn record(
+    opts: &ProbeOptions,
+    duration: Duration,
+    stop: &Stop,
+) -> anyhow::Result<(Profile, bool)> {
+    let mut rec = Recorder::start(opts)?;
+    let from = rec.mark()?;
+    let waited = rec.wait(duration, stop, true).await;
+    let to = rec.mark()?;
+    let stopped = waited == Waited::Stopped;
+    let machine = to.machine();
+    Ok((rec.profile(&from, &to, stopped, Some(machine)), stopped))
+}
