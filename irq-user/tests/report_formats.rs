@@ -99,7 +99,7 @@ fn json_round_trips_and_findings_are_found() {
             .1
             .findings
             .iter()
-            .map(|f| f.id.clone())
+            .map(|f| f.id.name().to_string())
             .collect()
     };
     assert!(
@@ -261,9 +261,10 @@ fn html_is_self_contained() {
         assert!(html.matches("<svg").count() >= 3, "{name}: charts");
         for f in &p.findings {
             assert!(
-                html.contains(&f.id.replace('_', " ")) || html.contains(&html_escape(&f.title)),
+                html.contains(&f.id.name().replace('_', " "))
+                    || html.contains(&html_escape(&f.title)),
                 "{name}: finding {}",
-                f.id
+                f.id.name()
             );
         }
     }

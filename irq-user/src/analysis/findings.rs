@@ -3,51 +3,22 @@
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
+pub use crate::model::finding::{Finding, FindingId, Severity};
 use crate::{
     model::cpulist,
     model::machine::{IrqUse, Machine},
     model::profile::Profile,
 };
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    /// As the reports print it (and as the JSON spells it).
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Finding {
-    /// Stable identifier ("net_rx_concentrated"), also the Prometheus label.
-    pub id: String,
-    pub severity: Severity,
-    pub title: String,
-    /// The numbers behind it.
-    pub evidence: String,
-    /// What to do.
-    pub fix: String,
-}
-
-fn finding(id: &str, severity: Severity, title: String, evidence: String, fix: String) -> Finding {
+fn finding(
+    id: FindingId,
+    severity: Severity,
+    title: String,
+    evidence: String,
+    fix: String,
+) -> Finding {
     Finding {
-        id: id.into(),
+        id,
         severity,
         title,
         evidence,
@@ -115,7 +86,7 @@ fn concentrated(p: &Profile, out: &mut Vec<Finding>) {
     let share = top as f64 / total as f64;
     if share >= 0.6 && !idle.is_empty() {
         out.push(finding(
-            "net_rx_concentrated",
+            FindingId::NetRxConcentrated,
             if share >= 0.9 { Severity::Critical } else { Severity::Warning },
             format!(
                 "NET_RX is concentrated on CPU {top_cpu} while CPU {} do almost none",
@@ -148,7 +119,7 @@ fn single_queue(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
             .and_then(|i| i.effective.clone())
             .unwrap_or_default();
         out.push(finding(
-            "single_queue_without_rps",
+            FindingId::SingleQueueWithoutRps,
             Severity::Warning,
             format!("{} has one rx queue and RPS is off", nic.name),
             format!(
@@ -178,7 +149,7 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
             .max_by(|a, b| a.mismatch_ratio.total_cmp(&b.mismatch_ratio))
             .expect("not empty");
         out.push(finding(
-            "rfs_off_with_mismatch",
+            FindingId::RfsOffWithMismatch,
             Severity::Warning,
             format!("{} flow(s) are read on another CPU than their softirq, and RFS is off", bad.len()),
             format!(
@@ -197,7 +168,7 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
     let flows = p.flows.len() as u64 * sample;
     if entries > 0 && entries < 2 * flows {
         out.push(finding(
-            "rfs_table_undersized",
+            FindingId::RfsTableUndersized,
             Severity::Warning,
             "the RFS table is small for the flows seen".into(),
             format!("rps_sock_flow_entries {entries}, about {flows} concurrent flows (1 in {sample} tracked)"),
@@ -213,7 +184,7 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
         .filter(|f| !f.connected && f.reads() >= 100 && f.mismatch_ratio > 0.2)
     {
         out.push(finding(
-            "unsteerable_flow_mismatch",
+            FindingId::UnsteerableFlowMismatch,
             Severity::Info,
             format!(
                 "{} is read on another CPU than its softirq, and RFS cannot steer it",
@@ -259,7 +230,7 @@ fn wait_text(d: &crate::model::profile::DeliveryToRead) -> String {
 fn irqbalance(m: &Machine, out: &mut Vec<Finding>) {
     if m.irqbalance.running {
         out.push(finding(
-            "irqbalance_running",
+            FindingId::IrqbalanceRunning,
             Severity::Info,
             "irqbalance is running: it rewrites IRQ affinity every 10 s".into(),
             format!("irqbalance pid {}", m.irqbalance.pid.unwrap_or(0)),
@@ -277,7 +248,7 @@ fn ksoftirqd(p: &Profile, out: &mut Vec<Finding>) {
         let share = r.ksoftirqd_runs as f64 / r.count as f64;
         if share > 0.1 {
             out.push(finding(
-                "ksoftirqd_net_rx",
+                FindingId::KsoftirqdNetRx,
                 if share > 0.5 { Severity::Critical } else { Severity::Warning },
                 format!("ksoftirqd/{} runs {:.0}% of NET_RX: softirq overload on CPU {}", r.cpu, share * 100.0, r.cpu),
                 format!("{} of {} NET_RX runs on CPU {} in ksoftirqd", r.ksoftirqd_runs, r.count, r.cpu),
@@ -302,7 +273,7 @@ fn softnet(p: &Profile, out: &mut Vec<Finding>) {
     };
     if dropped > 0 {
         out.push(finding(
-            "softnet_drops",
+            FindingId::SoftnetDrops,
             Severity::Critical,
             "packets dropped: the per-CPU backlog was full".into(),
             format!(
@@ -314,7 +285,7 @@ fn softnet(p: &Profile, out: &mut Vec<Finding>) {
     }
     if squeezed > 0 {
         out.push(finding(
-            "softnet_time_squeeze",
+            FindingId::SoftnetTimeSqueeze,
             Severity::Warning,
             "NET_RX ran out of budget with packets left".into(),
             format!("time_squeeze {squeezed} (CPU {})", cpus(|r| r.time_squeeze)),
@@ -351,7 +322,7 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
             .collect();
         if !remote.is_empty() {
             out.push(finding(
-                "nic_irq_remote_numa",
+                FindingId::NicIrqRemoteNuma,
                 Severity::Warning,
                 format!(
                     "{} queue IRQs run on another NUMA node than the NIC",
@@ -388,7 +359,7 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
     }
     if !pairs.is_empty() {
         out.push(finding(
-            "queue_irqs_on_smt_siblings",
+            FindingId::QueueIrqsOnSmtSiblings,
             Severity::Info,
             "NIC queue IRQs share physical cores (SMT siblings)".into(),
             pairs.iter().take(4).cloned().collect::<Vec<_>>().join("; "),
@@ -413,7 +384,7 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
     }
     if !shared.is_empty() {
         out.push(finding(
-            "disk_and_nic_on_one_cpu",
+            FindingId::DiskAndNicOnOneCpu,
             Severity::Warning,
             "a busy disk IRQ and a busy NIC IRQ share a CPU".into(),
             shared.join("; "),

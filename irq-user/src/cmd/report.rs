@@ -4,12 +4,9 @@ use std::{io::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
 use irq_user::{
-    model::machine::Machine,
-    model::procfs,
     model::profile::Profile,
-    model::tree::Tree as _,
     render::{self, Format},
-    system::sysroot::SysRoot,
+    system::{session, sysroot::SysRoot},
 };
 
 use super::BadInput;
@@ -27,28 +24,10 @@ pub struct ReportArgs {
     output: Option<PathBuf>,
 }
 
-fn from_proc(root: &SysRoot) -> anyhow::Result<Profile> {
-    let machine = Machine::read(root).context("reading /proc/interrupts")?;
-    let interrupts = procfs::read_interrupts(root.root())?;
-    let softirqs = procfs::read_softirqs(root.root())?;
-    let softnet = procfs::read_softnet(root.root()).unwrap_or_default();
-    let uptime_ns = root
-        .read_opt("proc/uptime")
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0, |s| (s * 1e9) as u64);
-    Ok(Profile::from_proc(
-        machine,
-        &interrupts,
-        &softirqs,
-        &softnet,
-        uptime_ns,
-    ))
-}
-
 pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
     let profile = match &args.profile {
         Some(path) => Profile::load(path).map_err(|e| BadInput(e.into()))?,
-        None => from_proc(root)?,
+        None => session::since_boot(root)?,
     };
     let data = render::render(&profile, args.format);
     match &args.output {

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    analysis::findings::Finding,
+    model::finding::Finding,
     model::hist::Hist,
     model::machine::{HostId, Machine},
     model::procfs::{Interrupts, Softirqs, SoftnetRow},
@@ -447,7 +447,7 @@ impl Profile {
             .as_ref()
             .map(|m| m.host.clone())
             .unwrap_or_default();
-        let mut p = Profile {
+        Profile {
             format: PROFILE_FORMAT.into(),
             version: PROFILE_VERSION,
             host,
@@ -470,9 +470,7 @@ impl Profile {
             proc: proc_counts(r.interrupts, r.softirqs, r.softnet),
             context: r.machine,
             findings: Vec::new(),
-        };
-        p.findings = crate::analysis::findings::find(&p);
-        p
+        }
     }
 
     /// A profile from /proc alone (counts since boot): what `report` shows for a captured
@@ -489,7 +487,7 @@ impl Profile {
             rows: Vec::new(),
         };
         let empty_s = Softirqs::default();
-        let mut p = Profile {
+        Profile {
             format: PROFILE_FORMAT.into(),
             version: PROFILE_VERSION,
             host: machine.host.clone(),
@@ -512,9 +510,7 @@ impl Profile {
             proc: proc_counts((&empty_i, interrupts), (&empty_s, softirqs), (&[], softnet)),
             context: Some(machine),
             findings: Vec::new(),
-        };
-        p.findings = crate::analysis::findings::find(&p);
-        p
+        }
     }
 
     pub fn to_json(&self) -> String {

@@ -10,7 +10,6 @@ pub mod text;
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
 use irq_ebpf::hist;
 
 use crate::model::{profile::Profile, units::fmt_ns};

@@ -278,7 +278,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
     );
     for f in &p.findings {
         let l = [
-            ("id", f.id.clone()),
+            ("id", f.id.name().to_string()),
             ("severity", f.severity.name().to_string()),
         ];
         w.sample("irqtune_finding", &l, 1.0);

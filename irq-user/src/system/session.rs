@@ -7,10 +7,12 @@ use std::{io::IsTerminal, path::Path, time::Duration};
 use anyhow::Context as _;
 
 use crate::{
+    analysis::findings,
     model::machine::Machine,
     model::procfs::{self, Interrupts, Softirqs, SoftnetRow},
     model::profile::{ProbeRow, Profile, Recorded},
     model::snapshot::{unix_ms, Snapshot},
+    model::tree::Tree as _,
     system::preflight,
     system::probes::{AttachKind, ProbeOptions, Probes},
     system::stop::Stop,
@@ -140,8 +142,8 @@ impl Recorder {
         waited
     }
 
-    /// The profile of the window between two marks; `machine` is the context it carries
-    /// (None keeps window profiles cheap).
+    /// The profile of the window between two marks, with its findings; `machine` is the
+    /// context it carries (None keeps window profiles cheap).
     pub fn profile(
         &self,
         from: &Mark,
@@ -154,7 +156,7 @@ impl Recorder {
             None => to.interrupts.cpus.clone(),
         };
         let delta = to.probes.delta(&from.probes);
-        Profile::from_recording(Recorded {
+        let mut p = Profile::from_recording(Recorded {
             delta: &delta,
             start_unix_ms: from.unix_ms,
             duration_ns: to.probes.taken_ns.saturating_sub(from.probes.taken_ns),
@@ -166,7 +168,9 @@ impl Recorder {
             softirqs: (&from.softirqs, &to.softirqs),
             softnet: (&from.softnet, &to.softnet),
             machine,
-        })
+        });
+        p.findings = findings::find(&p);
+        p
     }
 }
 
@@ -184,4 +188,20 @@ pub async fn record(
     let stopped = waited == Waited::Stopped;
     let machine = to.machine();
     Ok((rec.profile(&from, &to, stopped, Some(machine)), stopped))
+}
+
+/// The profile of the counts since boot in /proc (no probes), with its findings: what
+/// `report` shows without a recording, also for a tree captured on another machine.
+pub fn since_boot(root: &SysRoot) -> anyhow::Result<Profile> {
+    let machine = Machine::read(root).context("reading /proc/interrupts")?;
+    let interrupts = procfs::read_interrupts(root.root())?;
+    let softirqs = procfs::read_softirqs(root.root())?;
+    let softnet = procfs::read_softnet(root.root()).unwrap_or_default();
+    let uptime_ns = root
+        .read_opt("proc/uptime")
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |s| (s * 1e9) as u64);
+    let mut p = Profile::from_proc(machine, &interrupts, &softirqs, &softnet, uptime_ns);
+    p.findings = findings::find(&p);
+    Ok(p)
 }
