@@ -10,7 +10,6 @@
 //! only parses arguments and prints.
 
 pub mod analysis;
-pub mod fixture;
 pub mod model;
 pub mod render;
 pub mod system;

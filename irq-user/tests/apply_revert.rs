@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use irq_user::fixture::MachineSpec;
+use irqtune_test_support::MachineSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_irqtune");
 

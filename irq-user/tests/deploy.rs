@@ -3,7 +3,8 @@
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
-use irq_user::{fixture::MachineSpec, system::watch};
+use irq_user::system::watch;
+use irqtune_test_support::MachineSpec;
 
 fn deploy(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -165,4 +166,24 @@ fn openmetrics_conversion() {
     let prom = "# HELP a_total x\n# TYPE a_total counter\na_total{cpu=\"0\"} 3\n# HELP g y\n# TYPE g gauge\ng 1\n";
     let om = watch::to_openmetrics(prom);
     assert_eq!(om, "# HELP a x\n# TYPE a counter\na_total{cpu=\"0\"} 3\n# HELP g y\n# TYPE g gauge\ng 1\n# EOF\n");
+}
+
+#[test]
+fn a_disabled_probe_shows_as_zero() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = MachineSpec::vm();
+    spec.write(t.path()).unwrap();
+    let p = spec.synthetic_profile(t.path(), 1);
+    let mut probes = p.session.probes.clone();
+    probes[0].attach = "disabled".into();
+    probes[0].reason = Some("tracepoint missing".into());
+    let text = watch::metrics_text(&p, &probes, 0, 1);
+    assert!(
+        text.contains(
+            "irqtune_probe_attached{tracepoint=\"irq:irq_handler_entry\",attach=\"disabled\"} 0"
+        ),
+        "{text}"
+    );
+    assert!(text
+        .contains("irqtune_probe_attached{tracepoint=\"irq:irq_handler_exit\",attach=\"btf\"} 1"));
 }

@@ -1,13 +1,13 @@
-//! The planner on machine trees modelled on real ones (irq_user::fixture).
+//! The planner on machine trees modelled on real ones (irqtune_test_support).
 
 use irq_user::{
     analysis::plan::{Knob, Plan},
     analysis::planner::{self, FlowLoad, Load, PlanOptions, PlanningError},
-    fixture::MachineSpec,
     model::cpulist,
     model::machine::{IrqUse, Machine},
     system::sysroot::SysRoot,
 };
+use irqtune_test_support::MachineSpec;
 
 fn machine(spec: &MachineSpec) -> (tempfile::TempDir, Machine) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -136,7 +136,7 @@ fn siblings_only_when_cores_run_out() {
 #[test]
 fn busy_disk_cpu_is_avoided_by_nic_vectors() {
     let mut spec = MachineSpec::seed_4cpu();
-    spec.disks.push(irq_user::fixture::DiskSpec {
+    spec.disks.push(irqtune_test_support::DiskSpec {
         pattern: "ahci{q}".into(),
         vectors: 1,
         first_irq: 37,

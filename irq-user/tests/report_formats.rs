@@ -16,10 +16,10 @@ use hdrhistogram::serialization::{
     Deserializer,
 };
 use irq_user::{
-    fixture::MachineSpec,
     model::profile::Profile,
     render::{self, Format},
 };
+use irqtune_test_support::MachineSpec;
 
 const FORMATS: [Format; 6] = [
     Format::Text,

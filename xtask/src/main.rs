@@ -38,6 +38,12 @@ enum Task {
     },
     /// Set up, then measure the probes' cost per event next to libbpf-tools.
     Bench(bench::BenchArgs),
+    /// Write a machine-shaped /proc and /sys tree (seed-4cpu, two-socket, server-64cpu, vm)
+    /// to DIR, for trying `irqtune --root DIR show|plan|report`.
+    Fixture {
+        name: String,
+        dir: std::path::PathBuf,
+    },
 }
 
 pub fn workspace_root() -> std::path::PathBuf {
@@ -83,7 +89,15 @@ fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
     // library is tested on the host; `--lib` would apply to every -p of one command, so
     // irq-user (library, binary, tests on fixture trees) and xtask get their own.
     run(cargo().args(["test", "-p", "irq-ebpf", "--lib"]))?;
-    run(cargo().args(["test", "-p", "irq-user", "-p", "xtask"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "irq-user",
+        "-p",
+        "irqtune-test-support",
+        "-p",
+        "xtask",
+    ]))?;
     if unit_only {
         return Ok(());
     }
@@ -131,6 +145,20 @@ fn main() -> ExitCode {
         Task::Test { unit, args } => test(unit, &args),
         Task::Run { args } => run_irqtune(&args),
         Task::Bench(args) => bench::bench(&args),
+        Task::Fixture { name, dir } => setup::setup().and_then(|()| {
+            run(cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "irqtune-test-support",
+                    "--bin",
+                    "fixture",
+                    "--",
+                ])
+                .arg(&name)
+                .arg(&dir))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -264,24 +264,3 @@ pub fn to_openmetrics(text: &str) -> String {
     out.push_str("# EOF\n");
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_disabled_probe_shows_as_zero() {
-        let t = tempfile::tempdir().unwrap();
-        let spec = crate::fixture::MachineSpec::vm();
-        spec.write(t.path()).unwrap();
-        let p = spec.synthetic_profile(t.path(), 1);
-        let mut probes = p.session.probes.clone();
-        probes[0].attach = "disabled".into();
-        probes[0].reason = Some("tracepoint missing".into());
-        let text = metrics_text(&p, &probes, 0, 1);
-        assert!(text.contains("irqtune_probe_attached{tracepoint=\"irq:irq_handler_entry\",attach=\"disabled\"} 0"), "{text}");
-        assert!(text.contains(
-            "irqtune_probe_attached{tracepoint=\"irq:irq_handler_exit\",attach=\"btf\"} 1"
-        ));
-    }
-}

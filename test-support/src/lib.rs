@@ -6,7 +6,7 @@
 
 use std::{fs, io, os::unix::fs::symlink, path::Path};
 
-use crate::model::cpulist;
+use irq_user::model::cpulist;
 
 /// How a NIC's drivers name its queue IRQs in /proc/interrupts.
 #[derive(Clone, Debug)]
@@ -514,7 +514,7 @@ impl MachineSpec {
 }
 
 /// A histogram with `count` values spread as `shape` (value ns, weight) says.
-fn synthetic_hist(count: u64, shape: &[(u64, u64)]) -> crate::model::hist::Hist {
+fn synthetic_hist(count: u64, shape: &[(u64, u64)]) -> irq_user::model::hist::Hist {
     let mut b = [0u64; irq_ebpf::hist::BUCKETS];
     let weights: u64 = shape.iter().map(|s| s.1).sum::<u64>().max(1);
     let mut left = count;
@@ -534,7 +534,7 @@ fn synthetic_hist(count: u64, shape: &[(u64, u64)]) -> crate::model::hist::Hist 
             max = max.max(*v);
         }
     }
-    crate::model::hist::Hist::from_buckets(&b, max, sum)
+    irq_user::model::hist::Hist::from_buckets(&b, max, sum)
 }
 
 impl MachineSpec {
@@ -543,10 +543,10 @@ impl MachineSpec {
     /// busiest partly in ksoftirqd), timers everywhere, disk I/O, and three flows: a TCP one
     /// read on another CPU than its softirq, one read in place, and unconnected UDP read
     /// elsewhere. Deterministic, for golden tests of the report formats.
-    pub fn synthetic_profile(&self, root: &Path, secs: u64) -> crate::model::profile::Profile {
+    pub fn synthetic_profile(&self, root: &Path, secs: u64) -> irq_user::model::profile::Profile {
         use std::collections::BTreeMap;
 
-        use crate::{
+        use irq_user::{
             model::machine::{IrqUse, Machine},
             model::procfs::SoftnetRow,
             model::profile::{
@@ -675,14 +675,14 @@ impl MachineSpec {
                 // A cross-CPU read waits for a wake-up IPI; a same-CPU one for the softirq
                 // to finish its batch.
                 delivery_to_read: if mismatched > 0 {
-                    crate::model::profile::DeliveryToRead {
+                    irq_user::model::profile::DeliveryToRead {
                         same_cpu: Default::default(),
                         cross_cpu: synthetic_hist(reads * 9 / 10, &[(28_000, 70), (95_000, 30)]),
                         queued_reads: reads / 10,
                         queued_wait_ns: reads / 10 * 6_000,
                     }
                 } else {
-                    crate::model::profile::DeliveryToRead {
+                    irq_user::model::profile::DeliveryToRead {
                         same_cpu: synthetic_hist(reads * 9 / 10, &[(9_000, 90), (24_000, 10)]),
                         cross_cpu: Default::default(),
                         queued_reads: reads / 10,
@@ -794,7 +794,7 @@ impl MachineSpec {
             hardirqs,
             softirqs,
             netdevs,
-            flow_totals: crate::model::profile::FlowTotals::of(&flows),
+            flow_totals: irq_user::model::profile::FlowTotals::of(&flows),
             flows,
             losses: irq_ebpf::Loss::ALL
                 .iter()
@@ -809,7 +809,7 @@ impl MachineSpec {
             context: Some(m),
             findings: Vec::new(),
         };
-        p.findings = crate::analysis::findings::find(&p);
+        p.findings = irq_user::analysis::findings::find(&p);
         p
     }
 }

@@ -1,7 +1,7 @@
-//! Writes a fixture machine tree: `cargo run -p irq-user --example fixture -- NAME DIR`
-//! (NAME: seed-4cpu, two-socket, server-64cpu, vm). Try `irqtune --root DIR show` on it.
+//! Writes a fixture machine tree: `cargo xtask fixture NAME DIR` (NAME: seed-4cpu,
+//! two-socket, server-64cpu, vm). Try `irqtune --root DIR show` on it.
 
-use irq_user::fixture::MachineSpec;
+use irqtune_test_support::MachineSpec;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -15,7 +15,7 @@ fn main() {
         "server-64cpu" => MachineSpec::server_64cpu(),
         "vm" => MachineSpec::vm(),
         other => {
-            eprintln!("unknown fixture {other:?}");
+            eprintln!("unknown fixture {other:?} (NAME: seed-4cpu, two-socket, server-64cpu, vm)");
             std::process::exit(2);
         }
     };
@@ -23,4 +23,5 @@ fn main() {
         eprintln!("writing {dir}: {e}");
         std::process::exit(1);
     }
+    eprintln!("wrote the {name} machine to {dir}; try `irqtune --root {dir} show`");
 }
