@@ -3,6 +3,7 @@
 use irq_user::{
     analysis::plan::{Knob, Plan},
     analysis::planner::{self, FlowLoad, Load, PlanOptions, PlanningError},
+    analysis::policy,
     model::cpulist,
     model::machine::{IrqUse, Machine},
     system::sysroot::SysRoot,
@@ -67,7 +68,11 @@ fn two_socket_server_gets_one_queue_per_physical_core_of_the_nic_node() {
         );
         used.push(core);
         // No SMT sibling while physical cores are free: node 1 has 8 free cores.
-        assert_eq!(core, cpu, "CPU {cpu} is a second thread");
+        assert_eq!(
+            m.topology.first_thread(cpu),
+            cpu,
+            "CPU {cpu} is a second thread"
+        );
     }
     // The heaviest vector (TxRx-3, from the source notes' counts) gets a core to itself
     // and is placed first.
@@ -120,7 +125,10 @@ fn siblings_only_when_cores_run_out() {
     let targets = irq_targets(&plan_counts(&m, &PlanOptions::default()));
     assert_eq!(targets.len(), 12);
     let cpus: Vec<u32> = targets.iter().map(|t| t.1[0]).collect();
-    let firsts = cpus.iter().filter(|&&c| m.topology.core_of(c) == c).count();
+    let firsts = cpus
+        .iter()
+        .filter(|&&c| m.topology.first_thread(c) == c)
+        .count();
     assert_eq!(firsts, 8, "all 8 free cores of node 1 first: {cpus:?}");
     assert!(
         cpus.iter().all(|c| !m.topology.isolated.contains(c)),
@@ -179,10 +187,10 @@ fn single_queue_vm_gets_rps_and_rfs() {
 
 #[test]
 fn rfs_table_grows_with_the_flows_seen() {
-    assert_eq!(planner::rfs_entries(0), 32768);
-    assert_eq!(planner::rfs_entries(16384), 32768);
-    assert_eq!(planner::rfs_entries(16385), 65536);
-    assert_eq!(planner::rfs_entries(100_000), 262144);
+    assert_eq!(policy::rfs_entries(0), 32768);
+    assert_eq!(policy::rfs_entries(16384), 32768);
+    assert_eq!(policy::rfs_entries(16385), 65536);
+    assert_eq!(policy::rfs_entries(100_000), 262144);
 }
 
 #[test]
@@ -271,7 +279,7 @@ fn server_with_64_cpus_and_16_queues() {
     let node0 = m.topology.node_cpus(0).unwrap();
     assert!(
         cpus.iter()
-            .all(|c| node0.contains(c) && m.topology.core_of(*c) == *c),
+            .all(|c| node0.contains(c) && m.topology.first_thread(*c) == *c),
         "{cpus:?}"
     );
     assert_eq!(cpus.len(), targets.len(), "one core each");
@@ -338,5 +346,148 @@ fn unconnected_udp_alone_gets_rps_toward_its_reader() {
             .any(|n| n.contains("RPS goes to its reader CPU(s) 1")),
         "{:?}",
         p.notes
+    );
+}
+
+/// Where a NIC's queue IRQs end up after the plan: (IRQ, CPU), the plan's proposal or, when
+/// it proposes nothing for an IRQ, where the IRQ already is. Each on exactly one CPU.
+fn vector_cpus(m: &Machine, p: &Plan, nic: &str) -> Vec<(u32, u32)> {
+    let planned = irq_targets(p);
+    m.irqs
+        .iter()
+        .filter(|i| matches!(&i.usage, IrqUse::NetQueue { iface, .. } if iface == nic))
+        .map(|i| {
+            let cpus = planned
+                .iter()
+                .find(|(irq, _)| *irq == i.irq)
+                .map(|t| t.1.clone())
+                .unwrap_or_else(|| i.affinity.clone());
+            assert_eq!(cpus.len(), 1, "IRQ {} on one CPU: {cpus:?}", i.irq);
+            (i.irq, cpus[0])
+        })
+        .collect()
+}
+
+/// Distinct physical cores, keyed as the kernel keys them: (package, core).
+fn distinct_cores(m: &Machine, cpus: &[u32]) -> usize {
+    let mut keys: Vec<_> = cpus.iter().map(|&c| m.topology.core_of(c)).collect();
+    keys.sort();
+    keys.dedup();
+    keys.len()
+}
+
+/// A NIC planned before any traffic (every count zero, or all equal) still gets one core per
+/// queue vector: the weights only order who gets the least loaded core.
+#[test]
+fn idle_or_equal_weights_still_spread_over_distinct_cores() {
+    for counts in [vec![0u64; 8], vec![5000u64; 8]] {
+        let mut spec = MachineSpec::two_socket_server();
+        spec.nics[0].counts = counts.clone();
+        let (_dir, m) = machine(&spec);
+        let p = plan_counts(&m, &PlanOptions::default());
+        let placed = vector_cpus(&m, &p, "eth2");
+        assert_eq!(placed.len(), 8, "{}", p.diff());
+        let cpus: Vec<u32> = placed.iter().map(|p| p.1).collect();
+        assert_eq!(
+            distinct_cores(&m, &cpus),
+            8,
+            "counts {counts:?}: 8 vectors on 8 cores: {cpus:?}"
+        );
+        let node1 = m.topology.node_cpus(1).unwrap();
+        assert!(cpus.iter().all(|c| node1.contains(c)), "{cpus:?}");
+    }
+}
+
+/// The seed machine's 4-queue NIC with no interrupts yet: 4 vectors, 4 cores.
+#[test]
+fn an_idle_four_queue_nic_takes_four_cores() {
+    let mut spec = MachineSpec::seed_4cpu();
+    spec.nics[0].counts = vec![0; 4];
+    let (_dir, m) = machine(&spec);
+    let p = plan_counts(&m, &PlanOptions::default());
+    let mut cpus: Vec<u32> = vector_cpus(&m, &p, "eth3").iter().map(|v| v.1).collect();
+    cpus.sort();
+    assert_eq!(cpus, vec![0, 1, 2, 3], "{}", p.diff());
+}
+
+/// core_id repeats in every package (and QEMU's default topology repeats it in every socket);
+/// without sibling lists, cores are told apart by (package, core).
+#[test]
+fn repeated_core_ids_across_packages_are_different_cores() {
+    let mut spec = MachineSpec::two_socket_server();
+    spec.threads_per_core = 1;
+    spec.isolated = vec![];
+    spec.no_siblings_lists = true;
+    spec.nics[0].counts = vec![0; 8];
+    // Node 1 holds package 1's 12 cores, whose core_ids 0-11 repeat package 0's.
+    let (_dir, m) = machine(&spec);
+    let cpus: Vec<u32> = vector_cpus(&m, &plan_counts(&m, &PlanOptions::default()), "eth2")
+        .iter()
+        .map(|v| v.1)
+        .collect();
+    assert_eq!(cpus.len(), 8);
+    assert_eq!(distinct_cores(&m, &cpus), 8, "{cpus:?}");
+    let all: Vec<u32> = m.topology.online.clone();
+    assert_eq!(m.topology.cores_in(&all), 24, "24 cores, not 12");
+}
+
+/// More queues than CPUs on the NIC's node: every CPU takes one before any takes two, and the
+/// reasons say so.
+#[test]
+fn more_queues_than_cores_use_each_core_once_before_any_twice() {
+    let mut spec = MachineSpec::two_socket_server();
+    spec.sockets = 2;
+    spec.cores_per_socket = 4;
+    spec.threads_per_core = 1;
+    spec.isolated = vec![];
+    spec.nics[0].queues = 8;
+    spec.nics[0].counts = vec![0, 10, 0, 500, 0, 0, 20, 0];
+    let (_dir, m) = machine(&spec);
+    let p = plan_counts(&m, &PlanOptions::default());
+    let placed = vector_cpus(&m, &p, "eth2");
+    assert_eq!(placed.len(), 8, "{}", p.diff());
+    let node1 = m.topology.node_cpus(1).unwrap().to_vec();
+    assert_eq!(node1.len(), 4);
+    for cpu in &node1 {
+        let n = placed.iter().filter(|p| p.1 == *cpu).count();
+        assert_eq!(n, 2, "CPU {cpu} takes two of the 8: {placed:?}");
+    }
+    let reason = &p.changes[0].reason;
+    assert!(
+        reason.contains("each CPU takes one before any takes two"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn no_cpu_for_interrupts_is_a_clear_error() {
+    let mut spec = MachineSpec::seed_4cpu();
+    spec.isolated = vec![0, 1, 2, 3];
+    let (_dir, m) = machine(&spec);
+    let err =
+        planner::plan(&m, &Load::from_counts(&m, "t"), &PlanOptions::default(), 1).unwrap_err();
+    assert!(
+        matches!(err, PlanningError::NoHousekeepingCpus { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("every online CPU (0-3) is isolated"),
+        "{err}"
+    );
+    // The command says it in one sentence and exits 2 (bad input), without a panic.
+    let dir = tempfile::tempdir().unwrap();
+    spec.write(dir.path()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_irqtune"))
+        .arg("--root")
+        .arg(dir.path())
+        .arg("plan")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no CPU here may take interrupts") && !stderr.contains("panicked"),
+        "{stderr}"
     );
 }

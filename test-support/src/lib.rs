@@ -63,6 +63,9 @@ pub struct MachineSpec {
     pub disks: Vec<DiskSpec>,
     pub rps_sock_flow_entries: u64,
     pub irqbalance: bool,
+    /// Leave out topology/thread_siblings_list, as some captured trees do: cores are then
+    /// known only by (physical_package_id, core_id), and core_id repeats in every package.
+    pub no_siblings_lists: bool,
 }
 
 impl Default for MachineSpec {
@@ -81,6 +84,7 @@ impl Default for MachineSpec {
             disks: vec![],
             rps_sock_flow_entries: 0,
             irqbalance: false,
+            no_siblings_lists: false,
         }
     }
 }
@@ -239,11 +243,13 @@ impl MachineSpec {
                 &s.to_string(),
             )?;
             put(root, &format!("{d}/topology/core_id"), &core.to_string())?;
-            put(
-                root,
-                &format!("{d}/topology/thread_siblings_list"),
-                &cpulist::format(&siblings),
-            )?;
+            if !self.no_siblings_lists {
+                put(
+                    root,
+                    &format!("{d}/topology/thread_siblings_list"),
+                    &cpulist::format(&siblings),
+                )?;
+            }
             put(root, &format!("{d}/cache/index3/level"), "3")?;
             put(
                 root,

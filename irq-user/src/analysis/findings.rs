@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 pub use crate::model::finding::{Finding, FindingId, Severity};
 use crate::{
+    analysis::policy,
     model::cpulist,
     model::machine::{IrqUse, Machine},
     model::profile::Profile,
@@ -69,10 +70,9 @@ fn concentrated(p: &Profile, out: &mut Vec<Finding>) {
     let (load, unit) = net_rx_load(p);
     let total: u64 = load.values().sum();
     let busy_enough = if p.session.source == "probes" {
-        // At least 0.5% of one CPU over the session.
-        total as f64 >= 0.005 * p.session.duration_ns as f64
+        total as f64 >= policy::NET_RX_BUSY_SHARE * p.session.duration_ns as f64
     } else {
-        total >= 10_000
+        total >= policy::NET_RX_BUSY_RUNS
     };
     if load.len() < 2 || !busy_enough {
         return;
@@ -80,14 +80,14 @@ fn concentrated(p: &Profile, out: &mut Vec<Finding>) {
     let (&top_cpu, &top) = load.iter().max_by_key(|(_, v)| **v).expect("two CPUs");
     let idle: Vec<u32> = load
         .iter()
-        .filter(|(_, v)| (**v as f64) < 0.1 * top as f64)
+        .filter(|(_, v)| (**v as f64) < policy::NET_RX_IDLE_CPU * top as f64)
         .map(|(c, _)| *c)
         .collect();
     let share = top as f64 / total as f64;
-    if share >= 0.6 && !idle.is_empty() {
+    if share >= policy::NET_RX_CONCENTRATED && !idle.is_empty() {
         out.push(finding(
             FindingId::NetRxConcentrated,
-            if share >= 0.9 { Severity::Critical } else { Severity::Warning },
+            if share >= policy::NET_RX_CONCENTRATED_CRITICAL { Severity::Critical } else { Severity::Warning },
             format!(
                 "NET_RX is concentrated on CPU {top_cpu} while CPU {} do almost none",
                 cpulist::format(&idle)
@@ -111,7 +111,7 @@ fn single_queue(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
         }
         let n = irq_count(p, vectors[0]);
         let online = m.topology.online.len();
-        if n < 1000 || online < 2 {
+        if n < policy::SINGLE_QUEUE_MIN_INTERRUPTS || online < 2 {
             continue;
         }
         let cpus = m
@@ -140,7 +140,11 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
     let bad: Vec<_> = p
         .flows
         .iter()
-        .filter(|f| f.connected && f.reads() >= 100 && f.mismatch_ratio > 0.2)
+        .filter(|f| {
+            f.connected
+                && f.reads() >= policy::MIN_FLOW_READS
+                && f.mismatch_ratio > policy::MISMATCHED_FLOW
+        })
         .collect();
     let entries = m.rps_sock_flow_entries.unwrap_or(0);
     if entries == 0 && !bad.is_empty() {
@@ -174,15 +178,15 @@ fn rfs(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
             format!("rps_sock_flow_entries {entries}, about {flows} concurrent flows (1 in {sample} tracked)"),
             format!(
                 "raise rps_sock_flow_entries to {} (a power of two >= 2x flows) and rps_flow_cnt to match",
-                crate::analysis::planner::rfs_entries(flows)
+                policy::rfs_entries(flows)
             ),
         ));
     }
-    for f in p
-        .flows
-        .iter()
-        .filter(|f| !f.connected && f.reads() >= 100 && f.mismatch_ratio > 0.2)
-    {
+    for f in p.flows.iter().filter(|f| {
+        !f.connected
+            && f.reads() >= policy::MIN_FLOW_READS
+            && f.mismatch_ratio > policy::MISMATCHED_FLOW
+    }) {
         out.push(finding(
             FindingId::UnsteerableFlowMismatch,
             Severity::Info,
@@ -234,7 +238,10 @@ fn irqbalance(m: &Machine, out: &mut Vec<Finding>) {
             Severity::Info,
             "irqbalance is running: it rewrites IRQ affinity every 10 s".into(),
             format!("irqbalance pid {}", m.irqbalance.pid.unwrap_or(0)),
-            "before tuning by hand or with irqtune, stop it (systemctl stop irqbalance) or ban the tuned IRQs (IRQBALANCE_BANNED_CPULIST, --banirq)".into(),
+            format!(
+                "before tuning by hand or with irqtune, {}",
+                policy::IRQBALANCE_ADVICE
+            ),
         ));
     }
 }
@@ -243,13 +250,13 @@ fn ksoftirqd(p: &Profile, out: &mut Vec<Finding>) {
     for r in p
         .softirqs
         .iter()
-        .filter(|r| r.vector == "NET_RX" && r.count >= 100)
+        .filter(|r| r.vector == "NET_RX" && r.count >= policy::KSOFTIRQD_MIN_RUNS)
     {
         let share = r.ksoftirqd_runs as f64 / r.count as f64;
-        if share > 0.1 {
+        if share > policy::KSOFTIRQD_SHARE {
             out.push(finding(
                 FindingId::KsoftirqdNetRx,
-                if share > 0.5 { Severity::Critical } else { Severity::Warning },
+                if share > policy::KSOFTIRQD_SHARE_CRITICAL { Severity::Critical } else { Severity::Warning },
                 format!("ksoftirqd/{} runs {:.0}% of NET_RX: softirq overload on CPU {}", r.cpu, share * 100.0, r.cpu),
                 format!("{} of {} NET_RX runs on CPU {} in ksoftirqd", r.ksoftirqd_runs, r.count, r.cpu),
                 "spread the receive load over more CPUs (queue IRQs, RPS); if it persists raise net.core.netdev_budget".into(),
@@ -367,7 +374,8 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
         ));
     }
     // Disk and NIC on the same busy CPU.
-    let busy = |irq: u32| irq_count(p, irq) as f64 / p.duration_secs().max(1e-9) >= 100.0;
+    let busy =
+        |irq: u32| irq_count(p, irq) as f64 / p.duration_secs().max(1e-9) >= policy::BUSY_IRQ_RATE;
     let mut shared = Vec::new();
     for d in m
         .irqs

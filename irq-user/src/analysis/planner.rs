@@ -14,10 +14,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::analysis::plan::{Change, Knob, Plan, Value, PLAN_FORMAT, PLAN_VERSION};
 use crate::{
-    model::cpulist,
-    model::machine::{IrqUse, Machine, Nic, QueueKind},
+    analysis::{
+        plan::{Change, Knob, Plan, Value, PLAN_FORMAT, PLAN_VERSION},
+        policy,
+    },
+    model::{
+        cpulist,
+        machine::{CoreKey, IrqUse, Machine, Nic, QueueKind},
+    },
 };
 
 /// A flow as a profile saw it.
@@ -124,8 +129,8 @@ impl Default for PlanOptions {
         PlanOptions {
             ifaces: Vec::new(),
             cpus: None,
-            high_irq_rate: 20_000.0,
-            mismatch_threshold: 0.2,
+            high_irq_rate: policy::RPS_HIGH_IRQ_RATE,
+            mismatch_threshold: policy::MISMATCHED_FLOW,
         }
     }
 }
@@ -140,13 +145,15 @@ pub enum PlanningError {
     UnknownCpu(u32, String),
     #[error("CPU {0} is offline (online CPUs: {1})")]
     OfflineCpu(u32, String),
+    #[error("no CPU here may take interrupts: every online CPU ({online}) is isolated (isolated: {isolated}; nohz_full: {nohz_full}), and irqtune does not move interrupts onto those; boot with fewer CPUs in isolcpus= / nohz_full= to leave some for housekeeping")]
+    NoHousekeepingCpus {
+        online: String,
+        isolated: String,
+        nohz_full: String,
+    },
 }
 
 /// RFS table size for `flows` concurrent flows: a power of two >= 2x flows, at least 32768.
-pub fn rfs_entries(flows: u64) -> u64 {
-    (flows.saturating_mul(2)).max(32768).next_power_of_two()
-}
-
 struct Planner<'a> {
     m: &'a Machine,
     load: &'a Load,
@@ -155,6 +162,9 @@ struct Planner<'a> {
     notes: Vec<String>,
     /// Load per CPU of the IRQs that stay where they are, plus what the plan put there.
     cpu_load: BTreeMap<u32, f64>,
+    /// Queue vectors the plan put on each CPU (the tie-break when loads are equal, as on an
+    /// idle machine: a second NIC then takes other cores than the first).
+    placed: BTreeMap<u32, u32>,
 }
 
 fn pct(part: f64, whole: f64) -> String {
@@ -163,6 +173,23 @@ fn pct(part: f64, whole: f64) -> String {
     } else {
         format!("{:.0}%", 100.0 * part / whole)
     }
+}
+
+/// The CPUs one NIC's steering may use: the usable CPUs of the NIC's NUMA node (all usable
+/// CPUs when the node has none or is unknown), in spreading order: one thread of each
+/// physical core, then the SMT siblings.
+struct Pool {
+    order: Vec<u32>,
+    cores: usize,
+    /// "NUMA node 1 (the NIC's)" or "the usable CPUs", for the reasons.
+    place: String,
+}
+
+/// A receive queue's interrupt vector to place.
+struct Vector {
+    irq: u32,
+    queue: u32,
+    weight: f64,
 }
 
 impl Planner<'_> {
@@ -231,7 +258,7 @@ impl Planner<'_> {
         }
     }
 
-    fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
+    fn pool(&mut self, nic: &Nic, allowed: &[u32]) -> Pool {
         let topo = &self.m.topology;
         let node_cpus: Vec<u32> = match nic.node.and_then(|n| topo.node_cpus(n)) {
             Some(cpus) => allowed
@@ -241,28 +268,29 @@ impl Planner<'_> {
                 .collect(),
             None => allowed.to_vec(),
         };
-        let (pool_src, where_) = if node_cpus.is_empty() {
-            if let Some(n) = nic.node {
+        let (cpus, place) = match (node_cpus.is_empty(), nic.node) {
+            (true, Some(n)) => {
                 self.notes.push(format!(
                     "{}: no usable CPU on its NUMA node {n}; using CPUs {}",
                     nic.name,
                     cpulist::format(allowed)
                 ));
+                (allowed.to_vec(), "the usable CPUs".to_string())
             }
-            (allowed.to_vec(), "the usable CPUs".to_string())
-        } else {
-            let w = match nic.node {
-                Some(n) => format!("NUMA node {n} (the NIC's)"),
-                None => "the usable CPUs".to_string(),
-            };
-            (node_cpus, w)
+            (false, Some(n)) => (node_cpus, format!("NUMA node {n} (the NIC's)")),
+            (_, None) => (node_cpus, "the usable CPUs".to_string()),
         };
-        let order = topo.spread_order(&pool_src);
-        let cores = topo.cores_in(&pool_src);
+        Pool {
+            order: topo.spread_order(&cpus),
+            cores: topo.cores_in(&cpus),
+            place,
+        }
+    }
 
-        // Queue vectors that receive, heaviest first; managed ones are reported, not planned.
-        let mut vectors: Vec<(u32, u32, f64)> = Vec::new(); // (irq, queue, weight)
-        let mut tx_only: Vec<(u32, u32)> = Vec::new();
+    /// The NIC's receive vectors, heaviest first (queue order among equals); its tx-only
+    /// vectors; kernel-managed ones are noted and left alone.
+    fn vectors(&mut self, nic: &Nic) -> (Vec<Vector>, Vec<(u32, u32)>) {
+        let (mut rx, mut tx) = (Vec::new(), Vec::new());
         for irq in self.m.irqs.iter() {
             let IrqUse::NetQueue { iface, queue, dir } = &irq.usage else {
                 continue;
@@ -280,112 +308,168 @@ impl Planner<'_> {
                 continue;
             }
             match dir {
-                QueueKind::Tx => tx_only.push((irq.irq, *queue)),
-                _ => vectors.push((irq.irq, *queue, self.load.weight(irq.irq))),
+                QueueKind::Tx => tx.push((irq.irq, *queue)),
+                _ => rx.push(Vector {
+                    irq: irq.irq,
+                    queue: *queue,
+                    weight: self.load.weight(irq.irq),
+                }),
             }
         }
-        vectors.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)));
-        let nic_total: f64 = vectors.iter().map(|v| v.2).sum();
+        rx.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.queue.cmp(&b.queue)));
+        (rx, tx)
+    }
 
-        // rx queue -> CPUs serving it after the plan.
-        let mut serving: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        if vectors.len() >= 2 {
-            let slots = vectors.len().min(order.len());
-            let pool: Vec<u32> = order[..slots].to_vec();
-            let siblings_used = slots > cores;
-            for (irq, queue, w) in &vectors {
-                let cpu = *pool
+    /// One vector per slot, slots taken in rounds of the pool's spreading order: each core
+    /// once before any core twice, SMT siblings before a second vector on one thread. Within
+    /// a round the heaviest vector gets the least loaded CPU. Two vectors share a CPU only when
+    /// there are more vectors than CPUs. Returns rx queue -> the CPUs serving it.
+    fn place_vectors(
+        &mut self,
+        nic: &Nic,
+        pool: &Pool,
+        vectors: &[Vector],
+        tx_only: &[(u32, u32)],
+    ) -> BTreeMap<u32, Vec<u32>> {
+        let mut serving = BTreeMap::new();
+        let n = vectors.len();
+        let (cpus, cores) = (pool.order.len(), pool.cores);
+        let reason = if n <= cores {
+            format!(
+                "spread {}'s {n} queue vectors over separate physical cores of {}",
+                nic.name, pool.place
+            )
+        } else if n <= cpus {
+            format!(
+                "{}'s {n} queue vectors for {cores} physical cores of {}: each core takes one before any takes two, on its SMT siblings",
+                nic.name, pool.place
+            )
+        } else {
+            format!(
+                "{}'s {n} queue vectors for {cpus} CPUs ({cores} cores) of {}: each CPU takes one before any takes two",
+                nic.name, pool.place
+            )
+        };
+        let total: f64 = vectors.iter().map(|v| v.weight).sum();
+        for (round, chunk) in vectors.chunks(cpus.max(1)).enumerate() {
+            // This round's slots, least loaded first.
+            let mut slots: Vec<u32> = pool.order.iter().copied().take(chunk.len()).collect();
+            if round == 0 && chunk.len() < cpus {
+                // A short first round may pick the least loaded cores, not the first ones:
+                // rank all cores' first threads (then siblings) and take the best.
+                slots = pool
+                    .order
                     .iter()
-                    .enumerate()
-                    .min_by(|(ia, a), (ib, b)| {
-                        let la = self.cpu_load.get(a).copied().unwrap_or(0.0);
-                        let lb = self.cpu_load.get(b).copied().unwrap_or(0.0);
-                        la.total_cmp(&lb).then(ia.cmp(ib))
-                    })
-                    .map(|(_, c)| c)
-                    .expect("pool is not empty");
+                    .copied()
+                    .take(cores.max(chunk.len()))
+                    .collect();
+            }
+            let key = |p: &Self, c: u32| {
+                (
+                    p.cpu_load.get(&c).copied().unwrap_or(0.0),
+                    p.placed.get(&c).copied().unwrap_or(0),
+                )
+            };
+            slots.sort_by(|&a, &b| {
+                let (ka, kb) = (key(self, a), key(self, b));
+                ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(
+                    pool.order
+                        .iter()
+                        .position(|&x| x == a)
+                        .cmp(&pool.order.iter().position(|&x| x == b)),
+                )
+            });
+            for (v, &cpu) in chunk.iter().zip(&slots) {
                 let before = self.cpu_load.get(&cpu).copied().unwrap_or(0.0);
-                *self.cpu_load.entry(cpu).or_default() += w;
-                serving.insert(*queue, vec![cpu]);
-                let irq_info = self.m.irq(*irq).expect("vector comes from the IRQ list");
-                let now = self.irq_cpus(*irq);
+                *self.cpu_load.entry(cpu).or_default() += v.weight;
+                *self.placed.entry(cpu).or_default() += 1;
+                serving.insert(v.queue, vec![cpu]);
+                let Some(info) = self.m.irq(v.irq) else {
+                    continue;
+                };
+                let (now, affinity) = (self.irq_cpus(v.irq), info.affinity.clone());
+                let core = match self.m.topology.core_of(cpu) {
+                    CoreKey::PackageCore(p, c) => format!("package {p} core {c}"),
+                    CoreKey::FirstSibling(f) => format!("the core of CPU {f}"),
+                };
+                let evidence = format!(
+                    "{} {}: {:.0} {} ({} of the NIC's), on CPU {} now; CPU {cpu} ({core}) had the least load ({before:.0} {}) of the CPUs left in this round of {}",
+                    info.irq,
+                    info.name,
+                    v.weight,
+                    self.load.unit,
+                    pct(v.weight, total),
+                    cpulist::format(&now),
+                    self.load.unit,
+                    cpulist::format(&pool.order),
+                );
                 self.propose(
-                    Knob::IrqAffinity { irq: *irq },
-                    Some(&self.mask(&irq_info.affinity)),
+                    Knob::IrqAffinity { irq: v.irq },
+                    Some(&self.mask(&affinity)),
                     self.mask(&[cpu]),
-                    format!(
-                        "spread {}'s {} queue vectors over {}physical cores of {where_}{}",
-                        nic.name,
-                        vectors.len(),
-                        if siblings_used { "" } else { "separate " },
-                        if siblings_used {
-                            " (more vectors than cores: SMT siblings too)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    format!(
-                        "{} {}: {:.0} {} ({} of the NIC's), on CPU {} now; CPU {cpu} had the least load ({:.0} {}) among CPUs {}",
-                        irq_info.irq,
-                        irq_info.name,
-                        w,
-                        self.load.unit,
-                        pct(*w, nic_total),
-                        cpulist::format(&now),
-                        before,
-                        self.load.unit,
-                        cpulist::format(&pool),
-                    ),
+                    reason.clone(),
+                    evidence,
                 );
             }
-            for (irq, queue) in tx_only {
-                if let Some(cpus) = serving.get(&queue).cloned() {
-                    let cur = self.m.irq(irq).map(|i| self.mask(&i.affinity));
-                    self.propose(
-                        Knob::IrqAffinity { irq },
-                        cur.as_deref(),
-                        self.mask(&cpus),
-                        format!("tx vector with its rx queue {queue}"),
-                        format!(
-                            "rx queue {queue} of {} goes to CPU {}",
-                            nic.name,
-                            cpulist::format(&cpus)
-                        ),
-                    );
-                }
-            }
-        } else if let Some((irq, queue, _)) = vectors.first() {
-            serving.insert(*queue, self.irq_cpus(*irq));
         }
+        for &(irq, queue) in tx_only {
+            let Some(cpus) = serving.get(&queue).cloned() else {
+                continue;
+            };
+            let cur = self.m.irq(irq).map(|i| self.mask(&i.affinity));
+            self.propose(
+                Knob::IrqAffinity { irq },
+                cur.as_deref(),
+                self.mask(&cpus),
+                format!("tx vector with its rx queue {queue}"),
+                format!(
+                    "rx queue {queue} of {} goes to CPU {}",
+                    nic.name,
+                    cpulist::format(&cpus)
+                ),
+            );
+        }
+        serving
+    }
 
-        // RPS when the rx vectors are fewer than the CPUs that read the traffic.
+    /// RPS when the NIC has fewer receive vectors than the CPUs that read its traffic: toward
+    /// the readers of flows RFS cannot steer (when those are the only mismatched ones), else
+    /// over the pool's cores (leaving out the IRQ's CPU when its rate is high).
+    fn plan_rps(
+        &mut self,
+        nic: &Nic,
+        pool: &Pool,
+        rx_vectors: usize,
+        mismatched: &Mismatched,
+        serving: &mut BTreeMap<u32, Vec<u32>>,
+    ) -> Rps {
+        let in_pool = |c: &u32| pool.order.contains(c);
         let readers: BTreeSet<u32> = self
             .load
             .flows
             .iter()
             .flat_map(|f| f.reads_by_cpu.keys().copied())
-            .filter(|c| pool_src.contains(c))
+            .filter(in_pool)
             .collect();
         let wanted = if readers.is_empty() {
-            cores
+            pool.cores
         } else {
             readers.len().max(2)
         };
-        let mut rps_on = nic.rx.iter().any(|q| !q.rps_list().is_empty());
-        // Flows read away from their softirq CPU, split by whether RFS can steer them.
-        // Unsteerable ones (unconnected UDP), when they are the only ones, get RPS toward their
-        // readers' CPUs: the one steering that reaches them.
-        let load = self.load;
-        let (steerable_bad, unsteerable_bad): (Vec<&FlowLoad>, Vec<&FlowLoad>) = load
-            .flows
-            .iter()
-            .filter(|f| f.mismatch_ratio() > self.opts.mismatch_threshold)
-            .partition(|f| f.steerable);
-        let unsteerable_readers: Vec<u32> = if steerable_bad.is_empty() {
-            let mut r: Vec<u32> = unsteerable_bad
+        let rps_on = nic.rx.iter().any(|q| !q.rps_list().is_empty());
+        let kept = Rps {
+            on: rps_on,
+            to_readers: Vec::new(),
+        };
+        if rx_vectors >= 2 || nic.rx.is_empty() {
+            return kept;
+        }
+        let unsteerable_readers: Vec<u32> = if mismatched.steerable.is_empty() {
+            let mut r: Vec<u32> = mismatched
+                .unsteerable
                 .iter()
                 .flat_map(|f| f.reads_by_cpu.keys().copied())
-                .filter(|c| pool_src.contains(c))
+                .filter(in_pool)
                 .collect();
             r.sort_unstable();
             r.dedup();
@@ -393,8 +477,12 @@ impl Planner<'_> {
         } else {
             Vec::new()
         };
-        if !unsteerable_readers.is_empty() && vectors.len() < 2 && !nic.rx.is_empty() {
-            let labels: Vec<&str> = unsteerable_bad.iter().map(|f| f.label.as_str()).collect();
+        if !unsteerable_readers.is_empty() {
+            let labels: Vec<&str> = mismatched
+                .unsteerable
+                .iter()
+                .map(|f| f.label.as_str())
+                .collect();
             for q in &nic.rx {
                 serving.insert(q.index, unsteerable_readers.clone());
                 self.propose(
@@ -412,162 +500,232 @@ impl Planner<'_> {
                     ),
                 );
             }
-            rps_on = true;
-        } else if vectors.len() < 2 && vectors.len() < wanted && !nic.rx.is_empty() {
-            for q in &nic.rx {
-                let irq_cpus: Vec<u32> = q.irq.map(|i| self.irq_cpus(i)).unwrap_or_default();
-                let rate = q.irq.and_then(|i| self.load.irq_rate.get(&i).copied());
-                let mut cpus: Vec<u32> = order
-                    .iter()
-                    .copied()
-                    .take(cores.max(2).min(order.len()))
-                    .collect();
-                let mut why_exclude = String::new();
-                if let (Some(rate), [irq_cpu]) = (rate, irq_cpus.as_slice()) {
-                    if rate > self.opts.high_irq_rate && cpus.len() > 2 {
-                        cpus.retain(|c| c != irq_cpu);
-                        why_exclude = format!(
-                            "; CPU {irq_cpu} left out: it takes the IRQ at {rate:.0}/s (scaling.rst)"
-                        );
-                    }
-                }
-                cpus.sort_unstable();
-                let evidence = match (q.irq, rate) {
-                    (Some(irq), Some(rate)) => format!(
-                        "{} has {} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} at {rate:.0}/s{why_exclude}",
-                        nic.name,
-                        vectors.len(),
-                        cpulist::format(&irq_cpus)
-                    ),
-                    (Some(irq), None) => format!(
-                        "{} has {} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} ({:.0} {}){why_exclude}",
-                        nic.name,
-                        vectors.len(),
-                        cpulist::format(&irq_cpus),
-                        self.load.weight(irq),
-                        self.load.unit
-                    ),
-                    _ => format!(
-                        "{} has no rx interrupt vectors (virtual device) and {} rx queue(s) for {wanted} CPUs",
-                        nic.name,
-                        nic.rx.len()
-                    ),
-                };
-                serving.entry(q.index).or_insert_with(|| cpus.clone());
-                self.propose(
-                    Knob::RpsCpus {
-                        iface: nic.name.clone(),
-                        queue: q.index,
-                    },
-                    q.rps_cpus.as_deref(),
-                    self.mask(&cpus),
-                    format!(
-                        "RPS: spread {}'s receive processing over cores of {where_}",
-                        nic.name
-                    ),
-                    evidence,
-                );
-                rps_on = true;
-            }
+            return Rps {
+                on: true,
+                to_readers: unsteerable_readers,
+            };
         }
+        if rx_vectors >= wanted {
+            return kept;
+        }
+        for q in &nic.rx {
+            let irq_cpus: Vec<u32> = q.irq.map(|i| self.irq_cpus(i)).unwrap_or_default();
+            let rate = q.irq.and_then(|i| self.load.irq_rate.get(&i).copied());
+            let mut cpus: Vec<u32> = pool
+                .order
+                .iter()
+                .copied()
+                .take(pool.cores.max(2).min(pool.order.len()))
+                .collect();
+            let mut why_exclude = String::new();
+            if let (Some(rate), [irq_cpu]) = (rate, irq_cpus.as_slice()) {
+                if rate > self.opts.high_irq_rate && cpus.len() > 2 {
+                    cpus.retain(|c| c != irq_cpu);
+                    why_exclude = format!(
+                        "; CPU {irq_cpu} left out: it takes the IRQ at {rate:.0}/s (scaling.rst)"
+                    );
+                }
+            }
+            cpus.sort_unstable();
+            let evidence = match (q.irq, rate) {
+                (Some(irq), Some(rate)) => format!(
+                    "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} at {rate:.0}/s{why_exclude}",
+                    nic.name,
+                    cpulist::format(&irq_cpus)
+                ),
+                (Some(irq), None) => format!(
+                    "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} ({:.0} {}){why_exclude}",
+                    nic.name,
+                    cpulist::format(&irq_cpus),
+                    self.load.weight(irq),
+                    self.load.unit
+                ),
+                _ => format!(
+                    "{} has no rx interrupt vectors (virtual device) and {} rx queue(s) for {wanted} CPUs",
+                    nic.name,
+                    nic.rx.len()
+                ),
+            };
+            serving.entry(q.index).or_insert_with(|| cpus.clone());
+            self.propose(
+                Knob::RpsCpus {
+                    iface: nic.name.clone(),
+                    queue: q.index,
+                },
+                q.rps_cpus.as_deref(),
+                self.mask(&cpus),
+                format!(
+                    "RPS: spread {}'s receive processing over cores of {}",
+                    nic.name, pool.place
+                ),
+                evidence,
+            );
+        }
+        Rps {
+            on: true,
+            to_readers: Vec::new(),
+        }
+    }
 
-        // RFS whenever RPS is on or flows are read away from their softirq CPU.
-        let steerable = steerable_bad.len();
-        for f in &unsteerable_bad {
+    /// RFS whenever RPS is on or flows are read away from their softirq CPU: the global table
+    /// and each rx queue's share of it. Unsteerable mismatched flows are explained in notes.
+    fn plan_rfs(&mut self, nic: &Nic, rps: &Rps, mismatched: &Mismatched) {
+        for f in &mismatched.unsteerable {
             self.notes.push(format!(
                 "{}: {:.0}% of reads on another CPU than the softirq, and RFS cannot steer it (unconnected UDP: the kernel records no flow hash for it); {}",
                 f.label,
                 100.0 * f.mismatch_ratio(),
-                if unsteerable_readers.is_empty() {
-                    "pin the reader to the CPU that receives it, or point RPS at the reader's CPUs".to_string()
+                if !rps.to_readers.is_empty() {
+                    format!(
+                        "{} RPS goes to its reader CPU(s) {} instead",
+                        nic.name,
+                        cpulist::format(&rps.to_readers)
+                    )
                 } else {
-                    format!("{} RPS goes to its reader CPU(s) {} instead", nic.name, cpulist::format(&unsteerable_readers))
+                    "pin the reader to the CPU that receives it, or point RPS at the reader's CPUs".to_string()
                 }
             ));
         }
-        if rps_on || steerable > 0 {
-            let flows = self.load.flows.len() as u64;
-            let entries = rfs_entries(flows);
-            let worst = steerable_bad
-                .iter()
-                .max_by(|a, b| a.mismatch_ratio().total_cmp(&b.mismatch_ratio()));
-            let why = if let Some(worst) = worst {
-                format!(
-                    "RFS: {steerable} flow(s) read on another CPU than their softirq (worst: {} at {:.0}%)",
-                    worst.label,
-                    100.0 * worst.mismatch_ratio()
-                )
-            } else {
-                "RFS with RPS: steer each flow's receive processing to the CPU of its reader"
-                    .to_string()
-            };
-            let cur = self.m.rps_sock_flow_entries;
-            if cur.is_some_and(|c| c >= entries) {
-                // A larger table is kept: shrinking it would only add collisions.
-            } else {
-                self.propose(
-                    Knob::RpsSockFlowEntries,
-                    cur.map(|c| c.to_string()).as_deref(),
-                    entries.to_string(),
-                    why.clone(),
-                    format!(
-                        "{flows} flow(s) seen; table = power of two >= 2x flows, at least 32768"
-                    ),
-                );
-            }
-            let table = cur.unwrap_or(0).max(entries);
-            let per_queue = (table / nic.rx.len().max(1) as u64).next_power_of_two();
-            for q in &nic.rx {
-                if q.rps_flow_cnt.is_some_and(|c| c >= per_queue) {
-                    continue;
-                }
-                self.propose(
-                    Knob::RpsFlowCnt {
-                        iface: nic.name.clone(),
-                        queue: q.index,
-                    },
-                    q.rps_flow_cnt.map(|c| c.to_string()).as_deref(),
-                    per_queue.to_string(),
-                    why.clone(),
-                    format!(
-                        "rps_sock_flow_entries {table} / {} rx queue(s)",
-                        nic.rx.len()
-                    ),
-                );
-            }
+        let steerable = mismatched.steerable.len();
+        if !rps.on && steerable == 0 {
+            return;
         }
-
-        // XPS: tx queue q sends from the CPUs that serve rx queue q.
-        if nic.tx.len() >= 2 {
-            let rx_count = serving.len().max(1);
-            for (i, q) in nic.tx.iter().enumerate() {
-                let cpus = match serving.get(&q.index) {
-                    Some(c) if !c.is_empty() => c.clone(),
-                    _ if !serving.is_empty() && serving.len() >= 2 => serving
-                        .values()
-                        .nth(i % rx_count)
-                        .cloned()
-                        .unwrap_or_default(),
-                    _ => vec![order[i % order.len()]],
-                };
-                self.propose(
-                    Knob::XpsCpus {
-                        iface: nic.name.clone(),
-                        queue: q.index,
-                    },
-                    q.xps_cpus.as_deref(),
-                    self.mask(&cpus),
-                    format!(
-                        "XPS: transmit on the queue of the CPU that receives (tx-{} with rx-{})",
-                        q.index, q.index
-                    ),
-                    format!(
-                        "rx queue {} served by CPU {}",
-                        q.index,
-                        cpulist::format(&cpus)
-                    ),
-                );
+        let flows = self.load.flows.len() as u64;
+        let entries = policy::rfs_entries(flows);
+        let worst = mismatched
+            .steerable
+            .iter()
+            .max_by(|a, b| a.mismatch_ratio().total_cmp(&b.mismatch_ratio()));
+        let why = match worst {
+            Some(worst) => format!(
+                "RFS: {steerable} flow(s) read on another CPU than their softirq (worst: {} at {:.0}%)",
+                worst.label,
+                100.0 * worst.mismatch_ratio()
+            ),
+            None => "RFS with RPS: steer each flow's receive processing to the CPU of its reader"
+                .to_string(),
+        };
+        let cur = self.m.rps_sock_flow_entries;
+        // A larger table is kept: shrinking it would only add collisions.
+        if cur.is_none_or(|c| c < entries) {
+            self.propose(
+                Knob::RpsSockFlowEntries,
+                cur.map(|c| c.to_string()).as_deref(),
+                entries.to_string(),
+                why.clone(),
+                format!(
+                    "{flows} flow(s) seen; table = power of two >= 2x flows, at least {}",
+                    policy::RFS_MIN_ENTRIES
+                ),
+            );
+        }
+        let table = cur.unwrap_or(0).max(entries);
+        let per_queue = (table / nic.rx.len().max(1) as u64).next_power_of_two();
+        for q in &nic.rx {
+            if q.rps_flow_cnt.is_some_and(|c| c >= per_queue) {
+                continue;
             }
+            self.propose(
+                Knob::RpsFlowCnt {
+                    iface: nic.name.clone(),
+                    queue: q.index,
+                },
+                q.rps_flow_cnt.map(|c| c.to_string()).as_deref(),
+                per_queue.to_string(),
+                why.clone(),
+                format!(
+                    "rps_sock_flow_entries {table} / {} rx queue(s)",
+                    nic.rx.len()
+                ),
+            );
+        }
+    }
+
+    /// XPS: tx queue q sends from the CPUs that serve rx queue q (a multi-queue device only).
+    fn plan_xps(&mut self, nic: &Nic, pool: &Pool, serving: &BTreeMap<u32, Vec<u32>>) {
+        if nic.tx.len() < 2 {
+            return;
+        }
+        let rx_count = serving.len().max(1);
+        for (i, q) in nic.tx.iter().enumerate() {
+            let cpus = match serving.get(&q.index) {
+                Some(c) if !c.is_empty() => c.clone(),
+                _ if serving.len() >= 2 => serving
+                    .values()
+                    .nth(i % rx_count)
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => pool
+                    .order
+                    .get(i % pool.order.len().max(1))
+                    .map(|&c| vec![c])
+                    .unwrap_or_default(),
+            };
+            if cpus.is_empty() {
+                continue;
+            }
+            self.propose(
+                Knob::XpsCpus {
+                    iface: nic.name.clone(),
+                    queue: q.index,
+                },
+                q.xps_cpus.as_deref(),
+                self.mask(&cpus),
+                format!(
+                    "XPS: transmit on the queue of the CPU that receives (tx-{} with rx-{})",
+                    q.index, q.index
+                ),
+                format!(
+                    "rx queue {} served by CPU {}",
+                    q.index,
+                    cpulist::format(&cpus)
+                ),
+            );
+        }
+    }
+
+    fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
+        let pool = self.pool(nic, allowed);
+        let (vectors, tx_only) = self.vectors(nic);
+        let mut serving = if vectors.len() >= 2 {
+            self.place_vectors(nic, &pool, &vectors, &tx_only)
+        } else {
+            vectors
+                .first()
+                .map(|v| (v.queue, self.irq_cpus(v.irq)))
+                .into_iter()
+                .collect()
+        };
+        let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
+        let rps = self.plan_rps(nic, &pool, vectors.len(), &mismatched, &mut serving);
+        self.plan_rfs(nic, &rps, &mismatched);
+        self.plan_xps(nic, &pool, &serving);
+    }
+}
+
+/// RPS after the plan: on or not, and the reader CPUs it was pointed at for unsteerable flows.
+struct Rps {
+    on: bool,
+    to_readers: Vec<u32>,
+}
+
+/// Flows read away from their softirq CPU, split by whether RFS can steer them (the kernel
+/// records a flow hash only for connected sockets).
+struct Mismatched<'a> {
+    steerable: Vec<&'a FlowLoad>,
+    unsteerable: Vec<&'a FlowLoad>,
+}
+
+impl<'a> Mismatched<'a> {
+    fn of(load: &'a Load, threshold: f64) -> Self {
+        let (steerable, unsteerable) = load
+            .flows
+            .iter()
+            .filter(|f| f.mismatch_ratio() > threshold)
+            .partition(|f| f.steerable);
+        Mismatched {
+            steerable,
+            unsteerable,
         }
     }
 }
@@ -581,6 +739,17 @@ pub fn plan(
 ) -> Result<Plan, PlanningError> {
     let topo = &m.topology;
     let mut allowed = topo.housekeeping();
+    if allowed.is_empty() {
+        let list = |c: &[u32]| match c {
+            [] => "none".to_string(),
+            c => cpulist::format(c),
+        };
+        return Err(PlanningError::NoHousekeepingCpus {
+            online: list(&topo.online),
+            isolated: list(&topo.isolated),
+            nohz_full: list(&topo.nohz_full),
+        });
+    }
     if let Some(cpus) = &opts.cpus {
         for &c in cpus {
             if !topo.possible.contains(&c) {
@@ -604,8 +773,9 @@ pub fn plan(
     let mut notes = Vec::new();
     if m.irqbalance.running {
         notes.push(format!(
-            "irqbalance is running (pid {}): it will overwrite IRQ affinity every 10 s; stop it (systemctl stop irqbalance) or ban the planned IRQs (IRQBALANCE_BANNED_CPULIST / --banirq)",
-            m.irqbalance.pid.unwrap_or(0)
+            "irqbalance is running (pid {}): it will overwrite IRQ affinity every 10 s; {}",
+            m.irqbalance.pid.unwrap_or(0),
+            policy::IRQBALANCE_ADVICE
         ));
     }
     let nics: Vec<&Nic> = if opts.ifaces.is_empty() {
@@ -650,6 +820,7 @@ pub fn plan(
         changes: Vec::new(),
         notes,
         cpu_load: BTreeMap::new(),
+        placed: BTreeMap::new(),
     };
     p.seed_cpu_load(&moving);
     // Heaviest NIC first, so it gets the pick of the cores.

@@ -8,6 +8,39 @@ pub const MISMATCHED_FLOW: f64 = 0.2;
 /// Reads a flow needs before its mismatch ratio means anything.
 pub const MIN_FLOW_READS: u64 = 100;
 
+// ---- findings ----
+
+/// NET_RX is worth judging from the probes above 0.5% of one CPU over the session: below it
+/// the receive load is too light for its placement to matter.
+pub const NET_RX_BUSY_SHARE: f64 = 0.005;
+
+/// The same from /proc counts since boot (no handler time there): NET_RX runs.
+pub const NET_RX_BUSY_RUNS: u64 = 10_000;
+
+/// A CPU under 10% of the busiest CPU's NET_RX load does almost none of it.
+pub const NET_RX_IDLE_CPU: f64 = 0.1;
+
+/// One CPU carrying 60% of the NET_RX load while others idle is concentration; 90% is
+/// critical (one CPU is the receive path's ceiling).
+pub const NET_RX_CONCENTRATED: f64 = 0.6;
+pub const NET_RX_CONCENTRATED_CRITICAL: f64 = 0.9;
+
+/// A single-queue NIC's IRQ below this many interrupts over the session is too quiet for RPS
+/// to matter.
+pub const SINGLE_QUEUE_MIN_INTERRUPTS: u64 = 1000;
+
+/// NET_RX runs on a CPU before its ksoftirqd share is judged.
+pub const KSOFTIRQD_MIN_RUNS: u64 = 100;
+
+/// NET_RX runs in ksoftirqd: above 10% the softirq load outgrows interrupt exit on that CPU
+/// (kernel/softirq.c defers after 2 ms or 10 restarts); above half, it lives there.
+pub const KSOFTIRQD_SHARE: f64 = 0.1;
+pub const KSOFTIRQD_SHARE_CRITICAL: f64 = 0.5;
+
+/// An IRQ firing 100 times a second or more is busy enough that sharing its CPU with another
+/// busy IRQ (a disk and a NIC) costs both.
+pub const BUSY_IRQ_RATE: f64 = 100.0;
+
 /// RFS table floor (Documentation/networking/scaling.rst suggests 32768 for a moderately
 /// loaded server); the table is a power of two of at least twice the concurrent flows.
 pub const RFS_MIN_ENTRIES: u64 = 32768;
@@ -20,6 +53,15 @@ pub fn rfs_entries(flows: u64) -> u64 {
         .max(RFS_MIN_ENTRIES)
         .next_power_of_two()
 }
+
+/// Above this many interrupts per second, RPS leaves the IRQ's own CPU out: that CPU is busy
+/// enough with the hardirq and the NAPI poll (Documentation/networking/scaling.rst, "RPS
+/// Configuration": exclude the CPU that handles the interrupt when its load is high).
+pub const RPS_HIGH_IRQ_RATE: f64 = 20_000.0;
+
+/// What to do about irqbalance, which rewrites IRQ affinity every 10 s: said by the finding,
+/// the planner and the applier alike.
+pub const IRQBALANCE_ADVICE: &str = "stop it (systemctl stop irqbalance) or ban the tuned IRQs (IRQBALANCE_BANNED_CPULIST, --banirq)";
 
 // ---- tune: whether a change is worth trying (hysteresis) ----
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use irqbalance::Irqbalance;
 pub use irqs::{Irq, IrqUse, QueueKind};
 pub use nics::{Nic, RxQueue, TxQueue};
-pub use topology::{Cpu, Topology};
+pub use topology::{CoreKey, Cpu, Topology};
 
 use crate::{
     model::procfs::{self, Interrupts, ProcError},

@@ -23,6 +23,13 @@ pub struct Cpu {
     pub nohz_full: bool,
 }
 
+/// A physical core's identity (see [`Topology::core_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CoreKey {
+    PackageCore(u32, u32),
+    FirstSibling(u32),
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Topology {
     pub possible: Vec<u32>,
@@ -138,8 +145,23 @@ impl Topology {
         self.nodes.get(&node).map(Vec::as_slice)
     }
 
-    /// The first thread of `cpu`'s core: CPUs with the same value share a physical core.
-    pub fn core_of(&self, cpu: u32) -> u32 {
+    /// `cpu`'s physical core: CPUs with the same key share one. core_id repeats in every
+    /// package (and QEMU's default topology repeats it in every socket), so the key is the
+    /// (package, core) pair where sysfs gives both, else the first of the SMT siblings.
+    pub fn core_of(&self, cpu: u32) -> CoreKey {
+        match self.cpu(cpu) {
+            Some(Cpu {
+                package: Some(p),
+                core: Some(c),
+                ..
+            }) => CoreKey::PackageCore(*p, *c),
+            Some(c) => CoreKey::FirstSibling(c.siblings.iter().min().copied().unwrap_or(cpu)),
+            None => CoreKey::FirstSibling(cpu),
+        }
+    }
+
+    /// The lowest-numbered SMT thread of `cpu`'s core (itself without SMT).
+    pub fn first_thread(&self, cpu: u32) -> u32 {
         self.cpu(cpu)
             .and_then(|c| c.siblings.iter().min().copied())
             .unwrap_or(cpu)
@@ -147,7 +169,7 @@ impl Topology {
 
     /// Number of physical cores among `cpus`.
     pub fn cores_in(&self, cpus: &[u32]) -> usize {
-        let mut cores: Vec<u32> = cpus.iter().map(|&c| self.core_of(c)).collect();
+        let mut cores: Vec<CoreKey> = cpus.iter().map(|&c| self.core_of(c)).collect();
         cores.sort_unstable();
         cores.dedup();
         cores.len()
@@ -159,7 +181,7 @@ impl Topology {
     pub fn spread_order(&self, cpus: &[u32]) -> Vec<u32> {
         let mut sorted = cpus.to_vec();
         sorted.sort_unstable();
-        let mut rank: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut rank: BTreeMap<CoreKey, usize> = BTreeMap::new();
         let mut keyed: Vec<(usize, u32)> = sorted
             .iter()
             .map(|&c| {
