@@ -175,7 +175,7 @@ fn a_disabled_probe_shows_as_zero() {
     spec.write(t.path()).unwrap();
     let p = spec.synthetic_profile(t.path(), 1);
     let mut probes = p.session.probes.clone();
-    probes[0].attach = "disabled".into();
+    probes[0].attach = irq_user::model::profile::Attach::Disabled;
     probes[0].reason = Some("tracepoint missing".into());
     let text = watch::metrics_text(&p, &probes, 0, 1);
     assert!(

@@ -556,9 +556,10 @@ impl MachineSpec {
             model::machine::{IrqUse, Machine},
             model::procfs::SoftnetRow,
             model::profile::{
-                FlowRow, HardirqRow, NetdevRow, ProbeRow, ProcCounts, ProcIrqRow, Profile,
-                SessionInfo, SoftirqRow, PROFILE_FORMAT, PROFILE_VERSION,
+                Attach, FlowRow, HardirqRow, NetdevRow, ProbeRow, ProcCounts, ProcIrqRow, Profile,
+                SessionInfo, SoftirqRow, Source, Vector, PROFILE_FORMAT, PROFILE_VERSION,
             },
+            model::snapshot::Protocol,
             system::sysroot::SysRoot,
         };
 
@@ -600,13 +601,13 @@ impl MachineSpec {
         let mut softirqs = Vec::new();
         for &cpu in &cpus {
             let mut push =
-                |vector: &str, count: u64, ksoft: u64, h: &[(u64, u64)], d: &[(u64, u64)]| {
+                |vector: Vector, count: u64, ksoft: u64, h: &[(u64, u64)], d: &[(u64, u64)]| {
                     if count == 0 {
                         return;
                     }
                     let handler = synthetic_hist(count, h);
                     softirqs.push(SoftirqRow {
-                        vector: vector.into(),
+                        vector,
                         cpu,
                         count,
                         time_ns: handler.sum_ns,
@@ -617,24 +618,30 @@ impl MachineSpec {
                     });
                 };
             push(
-                "TIMER",
+                Vector::Timer,
                 250 * secs,
                 0,
                 &[(4000, 80), (12_000, 20)],
                 &[(2000, 90), (9000, 10)],
             );
             let b = block.get(&cpu).copied().unwrap_or(0);
-            push("BLOCK", b, 0, &[(5000, 90), (30_000, 10)], &[(1200, 100)]);
+            push(
+                Vector::Block,
+                b,
+                0,
+                &[(5000, 90), (30_000, 10)],
+                &[(1200, 100)],
+            );
             let n = net_rx.get(&cpu).copied().unwrap_or(0);
             let ksoft = if Some(cpu) == busiest { n / 4 } else { 0 };
             push(
-                "NET_RX",
+                Vector::NetRx,
                 n,
                 ksoft,
                 &[(18_000, 70), (60_000, 25), (900_000, 5)],
                 &[(3000, 60), (20_000, 30), (2_000_000, 10)],
             );
-            push("RCU", 40 * secs, 0, &[(1500, 100)], &[(12_000, 100)]);
+            push(Vector::Rcu, 40 * secs, 0, &[(1500, 100)], &[(12_000, 100)]);
         }
         let mut netdevs = Vec::new();
         for nic in m.nics.iter().filter(|n| !n.irqs.is_empty()) {
@@ -656,7 +663,7 @@ impl MachineSpec {
             .copied()
             .find(|&c| c != soft_cpu)
             .unwrap_or(soft_cpu);
-        let flow = |protocol: &str,
+        let flow = |protocol: Protocol,
                     local: &str,
                     remote: &str,
                     pid: u32,
@@ -666,7 +673,7 @@ impl MachineSpec {
                     reads: u64| {
             let mismatched = if read_cpu == soft_cpu { 0 } else { reads };
             FlowRow {
-                protocol: protocol.into(),
+                protocol,
                 local: local.into(),
                 remote: remote.into(),
                 pid,
@@ -699,7 +706,7 @@ impl MachineSpec {
         };
         let flows = vec![
             flow(
-                "tcp",
+                Protocol::Tcp,
                 "10.0.0.10:443",
                 "10.0.3.7:51234",
                 4242,
@@ -709,7 +716,7 @@ impl MachineSpec {
                 9000 * secs,
             ),
             flow(
-                "udp",
+                Protocol::Udp,
                 "0.0.0.0:53",
                 "0.0.0.0:0",
                 812,
@@ -719,7 +726,7 @@ impl MachineSpec {
                 3000 * secs,
             ),
             flow(
-                "tcp",
+                Protocol::Tcp,
                 "10.0.0.10:22",
                 "10.0.3.9:40022",
                 977,
@@ -741,7 +748,7 @@ impl MachineSpec {
             })
             .collect();
         let mut proc_softirqs = BTreeMap::new();
-        for v in irq_ebpf::SOFTIRQ_NAMES {
+        for v in Vector::ALL {
             let counts = cpus
                 .iter()
                 .map(|&c| {
@@ -752,7 +759,7 @@ impl MachineSpec {
                         .sum()
                 })
                 .collect();
-            proc_softirqs.insert(v.to_string(), counts);
+            proc_softirqs.insert(v.name().to_string(), counts);
         }
         let softnet = cpus
             .iter()
@@ -779,7 +786,7 @@ impl MachineSpec {
         .iter()
         .map(|t| ProbeRow {
             tracepoint: (*t).into(),
-            attach: "btf".into(),
+            attach: Attach::Btf,
             reason: None,
         })
         .collect();
@@ -791,7 +798,7 @@ impl MachineSpec {
                 start_unix_ms: 1_795_000_000_000,
                 duration_ns: secs * 1_000_000_000,
                 interrupted: false,
-                source: "probes".into(),
+                source: Source::Probes,
                 cpus: cpus.clone(),
                 probes,
                 flow_sample: 1,

@@ -126,7 +126,7 @@ fn every_format_passes_its_consumer() {
         profile
             .softirqs
             .iter()
-            .any(|r| r.vector == "NET_RX" && r.count > 100),
+            .any(|r| r.vector == irq_user::model::profile::Vector::NetRx && r.count > 100),
         "NET_RX recorded"
     );
     assert!(

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 pub use crate::model::finding::{Finding, FindingId, Severity};
+use crate::model::profile::{Source, Vector};
 use crate::{
     analysis::policy,
     model::cpulist,
@@ -29,7 +30,7 @@ fn finding(
 
 /// Interrupts of an IRQ during the profile (probes when recorded, else /proc).
 fn irq_count(p: &Profile, irq: u32) -> u64 {
-    if p.session.source == "probes" {
+    if p.session.source == Source::Probes {
         let n: u64 = p
             .hardirqs
             .iter()
@@ -53,8 +54,8 @@ fn net_rx_load(p: &Profile) -> (BTreeMap<u32, u64>, &'static str) {
     for &cpu in &p.proc.cpus {
         load.insert(cpu, 0);
     }
-    if p.session.source == "probes" {
-        for r in p.softirqs.iter().filter(|r| r.vector == "NET_RX") {
+    if p.session.source == Source::Probes {
+        for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
             *load.entry(r.cpu).or_default() += r.time_ns;
         }
         (load, "ns of NET_RX time")
@@ -69,7 +70,7 @@ fn net_rx_load(p: &Profile) -> (BTreeMap<u32, u64>, &'static str) {
 fn concentrated(p: &Profile, out: &mut Vec<Finding>) {
     let (load, unit) = net_rx_load(p);
     let total: u64 = load.values().sum();
-    let busy_enough = if p.session.source == "probes" {
+    let busy_enough = if p.session.source == Source::Probes {
         total as f64 >= policy::NET_RX_BUSY_SHARE * p.session.duration_ns as f64
     } else {
         total >= policy::NET_RX_BUSY_RUNS
@@ -250,7 +251,7 @@ fn ksoftirqd(p: &Profile, out: &mut Vec<Finding>) {
     for r in p
         .softirqs
         .iter()
-        .filter(|r| r.vector == "NET_RX" && r.count >= policy::KSOFTIRQD_MIN_RUNS)
+        .filter(|r| r.vector == Vector::NetRx && r.count >= policy::KSOFTIRQD_MIN_RUNS)
     {
         let share = r.ksoftirqd_runs as f64 / r.count as f64;
         if share > policy::KSOFTIRQD_SHARE {

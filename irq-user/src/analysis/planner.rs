@@ -186,7 +186,7 @@ struct Pool {
 }
 
 /// A receive queue's interrupt vector to place.
-struct Vector {
+struct QueueVector {
     irq: u32,
     queue: u32,
     weight: f64,
@@ -289,7 +289,7 @@ impl Planner<'_> {
 
     /// The NIC's receive vectors, heaviest first (queue order among equals); its tx-only
     /// vectors; kernel-managed ones are noted and left alone.
-    fn vectors(&mut self, nic: &Nic) -> (Vec<Vector>, Vec<(u32, u32)>) {
+    fn vectors(&mut self, nic: &Nic) -> (Vec<QueueVector>, Vec<(u32, u32)>) {
         let (mut rx, mut tx) = (Vec::new(), Vec::new());
         for irq in self.m.irqs.iter() {
             let IrqUse::NetQueue { iface, queue, dir } = &irq.usage else {
@@ -309,7 +309,7 @@ impl Planner<'_> {
             }
             match dir {
                 QueueKind::Tx => tx.push((irq.irq, *queue)),
-                _ => rx.push(Vector {
+                _ => rx.push(QueueVector {
                     irq: irq.irq,
                     queue: *queue,
                     weight: self.load.weight(irq.irq),
@@ -328,7 +328,7 @@ impl Planner<'_> {
         &mut self,
         nic: &Nic,
         pool: &Pool,
-        vectors: &[Vector],
+        vectors: &[QueueVector],
         tx_only: &[(u32, u32)],
     ) -> BTreeMap<u32, Vec<u32>> {
         let mut serving = BTreeMap::new();

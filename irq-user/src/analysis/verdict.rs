@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use irq_ebpf::hist;
 
+use crate::model::profile::Vector;
 use crate::{
     analysis::policy,
     analysis::stats,
@@ -174,7 +175,7 @@ impl Measures {
                     *s += t as f64;
                 }
             }
-            for r in p.softirqs.iter().filter(|r| r.vector == "NET_RX") {
+            for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
                 if let Some(t) = net_rx_ns_by_cpu.get_mut(&r.cpu) {
                     *t += r.time_ns as f64;
                     runs += r.count;

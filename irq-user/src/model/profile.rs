@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use irq_ebpf::{hist, Loss, SOFTIRQ_NAMES};
+use irq_ebpf::{hist, Loss, NR_SOFTIRQS, SOFTIRQ_NAMES};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,83 @@ use crate::{
 
 pub const PROFILE_FORMAT: &str = "irqtune-profile";
 pub const PROFILE_VERSION: u32 = 1;
+
+/// A softirq vector, named as the kernel names it (kernel/softirq.c, softirq_to_name; the
+/// rows of /proc/softirqs).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Vector {
+    Hi,
+    Timer,
+    NetTx,
+    NetRx,
+    Block,
+    IrqPoll,
+    Tasklet,
+    Sched,
+    Hrtimer,
+    Rcu,
+}
+
+impl Vector {
+    /// In vector number order (the ABI's index).
+    pub const ALL: [Vector; NR_SOFTIRQS] = [
+        Vector::Hi,
+        Vector::Timer,
+        Vector::NetTx,
+        Vector::NetRx,
+        Vector::Block,
+        Vector::IrqPoll,
+        Vector::Tasklet,
+        Vector::Sched,
+        Vector::Hrtimer,
+        Vector::Rcu,
+    ];
+
+    pub fn name(self) -> &'static str {
+        SOFTIRQ_NAMES[self as usize]
+    }
+}
+
+impl std::fmt::Display for Vector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// How a probe ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// A BTF tracepoint (tp_btf): the cheapest dispatch.
+    Btf,
+    /// A classic tracepoint (the fallback).
+    Classic,
+    /// Not attached; the reason says why.
+    Disabled,
+}
+
+impl Attach {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attach::Btf => "btf",
+            Attach::Classic => "classic",
+            Attach::Disabled => "disabled",
+        }
+    }
+}
+
+/// Where a profile's numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A recording with the probes.
+    Probes,
+    /// Counts since boot from /proc (a captured tree, or `report` without a profile).
+    Proc,
+}
 
 /// One IRQ on one CPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -40,7 +117,7 @@ pub struct HardirqRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SoftirqRow {
     /// The kernel's name: "NET_RX", "TIMER", ... (as in /proc/softirqs).
-    pub vector: String,
+    pub vector: Vector,
     pub cpu: u32,
     /// Handler runs.
     pub count: u64,
@@ -69,8 +146,7 @@ pub struct NetdevRow {
 /// A socket's traffic: where its softirq ran and where its reader read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FlowRow {
-    /// "tcp" or "udp".
-    pub protocol: String,
+    pub protocol: Protocol,
     pub local: String,
     pub remote: String,
     /// Latest reader's process.
@@ -224,8 +300,7 @@ pub struct ProcCounts {
 pub struct ProbeRow {
     /// "irq:irq_handler_entry".
     pub tracepoint: String,
-    /// "btf", "classic", or "disabled".
-    pub attach: String,
+    pub attach: Attach,
     /// Why it was disabled.
     pub reason: Option<String>,
 }
@@ -237,8 +312,7 @@ pub struct SessionInfo {
     pub duration_ns: u64,
     /// Ended early (Ctrl-C, SIGTERM): the data covers `duration_ns`.
     pub interrupted: bool,
-    /// "probes" (a recording) or "proc" (counts since boot from a captured /proc).
-    pub source: String,
+    pub source: Source,
     /// CPUs the probes recorded.
     pub cpus: Vec<u32>,
     pub probes: Vec<ProbeRow>,
@@ -372,7 +446,7 @@ impl Profile {
                     continue;
                 }
                 softirqs.push(SoftirqRow {
-                    vector: SOFTIRQ_NAMES[vec].to_string(),
+                    vector: Vector::ALL[vec],
                     cpu: cpu as u32,
                     count: s.count,
                     time_ns: s.total_ns,
@@ -411,12 +485,7 @@ impl Profile {
             .map(|f| {
                 let protocol = f.protocol();
                 FlowRow {
-                    protocol: match protocol {
-                        Protocol::Tcp => "tcp",
-                        Protocol::Udp => "udp",
-                        Protocol::Other => "other",
-                    }
-                    .into(),
+                    protocol,
                     local: f.local().to_string(),
                     remote: f.remote().to_string(),
                     pid: f.info.tgid,
@@ -455,7 +524,7 @@ impl Profile {
                 start_unix_ms: r.start_unix_ms,
                 duration_ns: r.duration_ns,
                 interrupted: r.interrupted,
-                source: "probes".into(),
+                source: Source::Probes,
                 cpus: r.cpus,
                 probes: r.probes,
                 flow_sample: r.flow_sample,
@@ -495,7 +564,7 @@ impl Profile {
                 start_unix_ms: 0,
                 duration_ns: uptime_ns,
                 interrupted: false,
-                source: "proc".into(),
+                source: Source::Proc,
                 cpus: interrupts.cpus.clone(),
                 probes: Vec::new(),
                 flow_sample: 0,
@@ -558,17 +627,17 @@ impl Profile {
 
     /// NET_RX runs on `cpu`: from the probes, or /proc/softirqs for a /proc-only profile.
     pub fn net_rx_runs(&self, cpu: u32) -> u64 {
-        if self.session.source == "probes" {
+        if self.session.source == Source::Probes {
             self.softirqs
                 .iter()
-                .filter(|r| r.vector == "NET_RX" && r.cpu == cpu)
+                .filter(|r| r.vector == Vector::NetRx && r.cpu == cpu)
                 .map(|r| r.count)
                 .sum()
         } else {
             let col = self.proc.cpus.iter().position(|&c| c == cpu);
             self.proc
                 .softirqs
-                .get("NET_RX")
+                .get(Vector::NetRx.name())
                 .and_then(|v| v.get(col?).copied())
                 .unwrap_or(0)
         }

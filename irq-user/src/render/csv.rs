@@ -84,16 +84,16 @@ pub fn render(p: &Profile) -> Vec<u8> {
     for r in &p.softirqs {
         rows.push(hist_row(
             "softirq_handler",
-            &r.vector,
-            &r.vector,
+            r.vector.name(),
+            r.vector.name(),
             Some(r.cpu),
             r.count,
             &r.handler,
         ));
         rows.push(hist_row(
             "softirq_raise_delay",
-            &r.vector,
-            &r.vector,
+            r.vector.name(),
+            r.vector.name(),
             Some(r.cpu),
             r.raise_delay.count(),
             &r.raise_delay,

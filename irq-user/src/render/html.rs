@@ -4,10 +4,11 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use irq_ebpf::{hist, SOFTIRQ_NAMES};
+use irq_ebpf::hist;
 
 use crate::model::hist::merged;
 use crate::model::profile::Profile;
+use crate::model::profile::{Source, Vector};
 use crate::model::units::{fmt_ns, pct};
 
 fn esc(s: &str) -> String {
@@ -32,7 +33,7 @@ fn cpu_chart(p: &Profile, o: &mut String) {
         *hard.entry(r.cpu).or_insert(0) += r.time_ns;
     }
     series.push(("hardirq".into(), COLORS[10], hard));
-    for (i, v) in SOFTIRQ_NAMES.iter().enumerate() {
+    for (i, v) in Vector::ALL.iter().enumerate() {
         let mut m = BTreeMap::new();
         for r in p.softirqs.iter().filter(|r| r.vector == *v) {
             *m.entry(r.cpu).or_insert(0) += r.time_ns;
@@ -253,7 +254,7 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
         p.duration_secs(),
         p.cpus().len(),
         esc(&p.host.kernel),
-        if p.session.source == "proc" {
+        if p.session.source == Source::Proc {
             ", counts since boot from /proc"
         } else {
             ""
@@ -277,7 +278,7 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
     cpu_chart(p, &mut o);
 
     let _ = writeln!(o, "<h2>Latency distributions per vector (all CPUs)</h2>");
-    for v in SOFTIRQ_NAMES {
+    for v in Vector::ALL {
         let rows: Vec<_> = p.softirqs.iter().filter(|r| r.vector == v).collect();
         let (h, _, _) = merged(rows.iter().map(|r| &r.handler));
         dist_chart(&format!("{v} handler time"), &h, &mut o);
@@ -307,7 +308,7 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
         let _ = writeln!(
             o,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{:.1}%</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&f.protocol), esc(&f.local), esc(&f.remote), f.pid, esc(&f.comm), f.reads(), f.mismatch_ratio * 100.0,
+            f.protocol, esc(&f.local), esc(&f.remote), f.pid, esc(&f.comm), f.reads(), f.mismatch_ratio * 100.0,
             f.read_bytes as f64 / secs / 1e6, fmt_ns(same.p50_ns), fmt_ns(same.p99_ns), fmt_ns(cross.p50_ns), fmt_ns(cross.p99_ns)
         );
     }

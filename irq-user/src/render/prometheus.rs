@@ -89,7 +89,10 @@ pub fn fmt_value(v: f64) -> String {
 }
 
 fn softirq_labels(r: &crate::model::profile::SoftirqRow) -> [(&'static str, String); 2] {
-    [("vector", r.vector.clone()), ("cpu", r.cpu.to_string())]
+    [
+        ("vector", r.vector.name().to_string()),
+        ("cpu", r.cpu.to_string()),
+    ]
 }
 
 fn irq_labels(irq: Option<u32>, name: &str, cpu: u32) -> Vec<(&'static str, String)> {

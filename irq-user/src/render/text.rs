@@ -3,11 +3,10 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use irq_ebpf::SOFTIRQ_NAMES;
-
 use super::{ascii_distribution, truncate};
 use crate::model::hist::{merged, summarize};
 use crate::model::profile::Profile;
+use crate::model::profile::{Attach, Source, Vector};
 use crate::model::units::{fmt_ns, pct};
 
 fn header(p: &Profile, o: &mut String) {
@@ -25,7 +24,7 @@ fn header(p: &Profile, o: &mut String) {
             ""
         }
     );
-    if p.session.source == "proc" {
+    if p.session.source == Source::Proc {
         let _ = writeln!(
             o,
             "source: /proc counts since boot (no probes; latencies need `irqtune record`)"
@@ -36,14 +35,14 @@ fn header(p: &Profile, o: &mut String) {
         .session
         .probes
         .iter()
-        .filter(|r| r.attach != "disabled")
+        .filter(|r| r.attach != Attach::Disabled)
         .collect();
-    let btf = attached.iter().filter(|r| r.attach == "btf").count();
+    let btf = attached.iter().filter(|r| r.attach == Attach::Btf).count();
     let disabled: Vec<_> = p
         .session
         .probes
         .iter()
-        .filter(|r| r.attach == "disabled")
+        .filter(|r| r.attach == Attach::Disabled)
         .collect();
     let _ = writeln!(
         o,
@@ -88,13 +87,13 @@ fn findings(p: &Profile, o: &mut String) {
 
 fn per_cpu(p: &Profile, o: &mut String) {
     let dur = p.session.duration_ns;
-    let mut vectors: Vec<&str> = SOFTIRQ_NAMES
+    let mut vectors: Vec<Vector> = Vector::ALL
         .iter()
         .copied()
         .filter(|v| p.softirqs.iter().any(|r| r.vector == *v && r.time_ns > 0))
         .collect();
     if vectors.is_empty() {
-        vectors.push("NET_RX");
+        vectors.push(Vector::NetRx);
     }
     let _ = writeln!(o, "\nPer CPU (share of wall time; softirq time by vector):");
     let mut head = format!("  {:>4} {:>9} {:>9}", "CPU", "hardirq%", "softirq%");
@@ -141,7 +140,7 @@ fn per_cpu(p: &Profile, o: &mut String) {
         }
         let net_rx_ns: u64 = rows
             .iter()
-            .filter(|r| r.vector == "NET_RX")
+            .filter(|r| r.vector == Vector::NetRx)
             .map(|r| r.time_ns)
             .sum();
         let _ = write!(
@@ -238,7 +237,11 @@ fn softirqs(p: &Profile, o: &mut String) {
             pct(r.ksoftirqd_runs, r.count)
         );
     }
-    let net_rx: Vec<_> = p.softirqs.iter().filter(|r| r.vector == "NET_RX").collect();
+    let net_rx: Vec<_> = p
+        .softirqs
+        .iter()
+        .filter(|r| r.vector == Vector::NetRx)
+        .collect();
     let (h, _, _) = merged(net_rx.iter().map(|r| &r.handler));
     if h.iter().any(|&n| n > 0) {
         let _ = writeln!(o, "\n  NET_RX handler time, all CPUs:");
@@ -458,7 +461,7 @@ pub fn render(p: &Profile) -> String {
     let mut o = String::new();
     header(p, &mut o);
     findings(p, &mut o);
-    if p.session.source == "proc" {
+    if p.session.source == Source::Proc {
         proc_tables(p, &mut o);
         return o;
     }

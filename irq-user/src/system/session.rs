@@ -6,6 +6,7 @@ use std::{io::IsTerminal, path::Path, time::Duration};
 
 use anyhow::Context as _;
 
+use crate::model::profile::Attach;
 use crate::{
     analysis::findings,
     model::machine::Machine,
@@ -58,16 +59,15 @@ pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
         .map(|a| ProbeRow {
             tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
             attach: match a.kind {
-                AttachKind::Btf => "btf",
-                AttachKind::Classic => "classic",
-            }
-            .into(),
+                AttachKind::Btf => Attach::Btf,
+                AttachKind::Classic => Attach::Classic,
+            },
             reason: None,
         })
         .collect();
     rows.extend(probes.disabled.iter().map(|d| ProbeRow {
         tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
-        attach: "disabled".into(),
+        attach: Attach::Disabled,
         reason: Some(d.reason.clone()),
     }));
     rows

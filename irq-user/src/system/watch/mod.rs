@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::model::profile::{Attach, Vector};
 use crate::{
     analysis::findings::Finding,
     model::hist::Summary,
@@ -36,7 +37,7 @@ pub struct IntervalRecord {
 
 #[derive(Serialize)]
 pub struct SoftirqSummary {
-    pub vector: String,
+    pub vector: Vector,
     pub cpu: u32,
     pub count: u64,
     pub time_ns: u64,
@@ -154,12 +155,16 @@ pub fn metrics_text(
     for r in probes {
         let l = [
             ("tracepoint", r.tracepoint.clone()),
-            ("attach", r.attach.clone()),
+            ("attach", r.attach.name().to_string()),
         ];
         w.sample(
             "irqtune_probe_attached",
             &l,
-            if r.attach == "disabled" { 0.0 } else { 1.0 },
+            if r.attach == Attach::Disabled {
+                0.0
+            } else {
+                1.0
+            },
         );
     }
     prometheus::write_profile(&mut w, total);
@@ -198,7 +203,7 @@ fn record(p: &Profile, unix_ms: u64) -> IntervalRecord {
             .iter()
             .filter(|r| r.count > 0)
             .map(|r| SoftirqSummary {
-                vector: r.vector.clone(),
+                vector: r.vector,
                 cpu: r.cpu,
                 count: r.count,
                 time_ns: r.time_ns,
