@@ -67,6 +67,14 @@ fn main() -> ExitCode {
             return ExitCode::from(cmd::EXIT_BAD_INPUT);
         }
     }
+    if let (Some(dir), Command::Record(_) | Command::Watch(_)) = (&cli.root, &cli.command) {
+        eprintln!(
+            "irqtune: --root {} reads a captured tree, but record and watch load probes into this machine's kernel and measure it; drop --root (for a tree's counts since boot: irqtune --root {} report)",
+            dir.display(),
+            dir.display()
+        );
+        return ExitCode::from(cmd::EXIT_BAD_INPUT);
+    }
     let root = SysRoot::new(cli.root.clone().unwrap_or_else(|| "/".into()));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

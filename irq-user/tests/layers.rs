@@ -156,3 +156,25 @@ fn the_check_sees_single_and_grouped_imports() {
     }
     assert!(references(&strip_comments("// crate::system::x")).is_empty());
 }
+
+#[test]
+fn every_file_says_what_it_owns() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let silent: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            !fs::read_to_string(f)
+                .expect("read source")
+                .trim_start()
+                .starts_with("//!")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "files without a //! header saying what they own:\n{}",
+        silent.join("\n")
+    );
+}

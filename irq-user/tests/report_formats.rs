@@ -353,3 +353,19 @@ fn report_from_a_captured_proc_tree() {
         "{text}"
     );
 }
+
+#[test]
+fn root_with_record_or_watch_is_refused_with_the_reason() {
+    for cmd in ["record", "watch"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_irqtune"))
+            .args(["--root", "/tmp/some-tree", cmd])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("measure it; drop --root"),
+            "{cmd}: {stderr}"
+        );
+    }
+}

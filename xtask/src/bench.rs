@@ -405,7 +405,7 @@ fn measure(tool: &Tool, seconds: u64) -> anyhow::Result<Costs> {
 }
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    setup::setup()?;
+    setup::setup(setup::Needs::Tests)?;
     if !is_root() {
         bail!("the benchmark loads eBPF and sets kernel.bpf_stats_enabled: run it as root");
     }

@@ -21,8 +21,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what is missing: toolchain pieces, LLVM 22, bpf-linker, test tools, peers.
-    Setup,
+    /// Install what is missing: the toolchain pieces, LLVM 22 and bpf-linker that building
+    /// and running need; with --tests also what the tests and benchmarks use.
+    Setup {
+        /// Also the test and benchmark tools (promtool, chromium, bpftool, libbpf-tools, ...).
+        #[arg(long)]
+        tests: bool,
+    },
     /// Set up, then run every test: unit tests and the kernel tests (as root, one at a time).
     Test {
         /// Only the unit tests.
@@ -83,7 +88,7 @@ pub fn build_irqtune() -> anyhow::Result<std::path::PathBuf> {
 }
 
 fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
-    setup::setup()?;
+    setup::setup(setup::Needs::Tests)?;
     println!("== unit tests");
     // irq-ebpf's binary is the probes (built for BPF by irq-user's build script), so only its
     // library is tested on the host; `--lib` would apply to every -p of one command, so
@@ -125,7 +130,7 @@ fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
 }
 
 fn run_irqtune(args: &[String]) -> anyhow::Result<()> {
-    setup::setup()?;
+    setup::setup(setup::Needs::Build)?;
     let bin = build_irqtune()?;
     let mut cmd = if is_root() {
         Command::new(&bin)
@@ -141,11 +146,15 @@ fn run_irqtune(args: &[String]) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Setup => setup::setup(),
+        Task::Setup { tests } => setup::setup(if tests {
+            setup::Needs::Tests
+        } else {
+            setup::Needs::Build
+        }),
         Task::Test { unit, args } => test(unit, &args),
         Task::Run { args } => run_irqtune(&args),
         Task::Bench(args) => bench::bench(&args),
-        Task::Fixture { name, dir } => setup::setup().and_then(|()| {
+        Task::Fixture { name, dir } => setup::setup(setup::Needs::Build).and_then(|()| {
             run(cargo()
                 .args([
                     "run",

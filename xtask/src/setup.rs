@@ -1,4 +1,6 @@
-//! The bootstrap: each piece is checked on its own and installed only when missing.
+//! The bootstrap: each piece is checked on its own and installed only when missing. What
+//! building and running irqtune need ([`Needs::Build`]) is kept apart from what only the
+//! tests and benchmarks use, so a user who wants a profile gets nothing else.
 
 use std::{path::PathBuf, process::Command};
 
@@ -12,15 +14,19 @@ pub const EBPF_TOOLCHAIN: &str = "1.95.0";
 pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages: LLVM 22 for bpf-linker, iproute2 for the kernel tests' namespaces,
-/// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
-/// consumers the report formats are tested with: promtool (prometheus), headless chromium,
-/// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit.
-const APT_PACKAGES: &[&str] = &[
+/// Debian packages bpf-linker is built against: LLVM 22 and the libraries it links.
+const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+];
+
+/// Debian packages the tests and benchmarks use: iproute2 for the kernel tests' namespaces,
+/// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
+/// consumers the report formats are tested with: promtool (prometheus), headless chromium,
+/// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit.
+const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
     "libbpf-tools",
@@ -29,6 +35,15 @@ const APT_PACKAGES: &[&str] = &[
     "python3-jsonschema",
     "systemd",
 ];
+
+/// What is being set up for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Building and running irqtune (`cargo xtask run`).
+    Build,
+    /// That, and everything the tests and benchmarks use.
+    Tests,
+}
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
@@ -91,8 +106,8 @@ fn toolchain() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+fn apt(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -101,7 +116,7 @@ fn apt() -> anyhow::Result<()> {
         })
         .collect();
     if !step(
-        &format!("Debian packages {}", APT_PACKAGES.join(" ")),
+        &format!("Debian packages {}", packages.join(" ")),
         missing.is_empty(),
     ) {
         if !is_root() {
@@ -144,11 +159,14 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn setup() -> anyhow::Result<()> {
+pub fn setup(needs: Needs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     toolchain()?;
-    apt()?;
+    apt(BUILD_PACKAGES)?;
     bpf_linker()?;
+    if needs == Needs::Tests {
+        apt(TEST_PACKAGES)?;
+    }
     println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

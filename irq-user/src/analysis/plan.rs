@@ -60,7 +60,7 @@ impl Knob {
     }
 
     /// Interface names come from plan files: they must be one path component.
-    fn check_iface(&self) -> Result<(), String> {
+    fn check_iface(&self) -> Result<(), ValueError> {
         match self {
             Knob::RpsCpus { iface, .. }
             | Knob::RpsFlowCnt { iface, .. }
@@ -71,7 +71,7 @@ impl Knob {
                     || iface == "."
                     || iface == ".."
                 {
-                    return Err(format!("{iface:?} is not an interface name"));
+                    return Err(ValueError::Iface(iface.clone()));
                 }
                 Ok(())
             }
@@ -92,6 +92,17 @@ impl fmt::Display for Knob {
     }
 }
 
+/// A value or a name in a plan that cannot be what its knob takes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error(transparent)]
+    Mask(#[from] cpulist::CpuListError),
+    #[error("{0:?} is not a count")]
+    Count(String),
+    #[error("{0:?} is not an interface name")]
+    Iface(String),
+}
+
 /// A knob's value in a canonical form, so "00000000,00000003" and "3" compare equal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -100,16 +111,14 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn parse(kind: ValueKind, text: &str) -> Result<Value, String> {
+    pub fn parse(kind: ValueKind, text: &str) -> Result<Value, ValueError> {
         match kind {
-            ValueKind::Mask => cpulist::parse_mask(text)
-                .map(Value::Cpus)
-                .map_err(|e| e.to_string()),
+            ValueKind::Mask => Ok(Value::Cpus(cpulist::parse_mask(text)?)),
             ValueKind::Count => text
                 .trim()
                 .parse()
                 .map(Value::Count)
-                .map_err(|_| format!("{text:?} is not a count")),
+                .map_err(|_| ValueError::Count(text.to_string())),
         }
     }
 
@@ -199,7 +208,7 @@ impl Plan {
         }
         for (i, c) in plan.changes.iter().enumerate() {
             let at = |msg: String| invalid(format!("change {} ({}): {msg}", i + 1, c.knob));
-            c.knob.check_iface().map_err(at)?;
+            c.knob.check_iface().map_err(|e| at(e.to_string()))?;
             if c.path.trim_start_matches('/') != c.knob.path() {
                 return Err(at(format!(
                     "path {:?} does not match the knob (expected /{})",
@@ -207,8 +216,9 @@ impl Plan {
                     c.knob.path()
                 )));
             }
-            let value = Value::parse(c.knob.value_kind(), &c.proposed).map_err(at)?;
-            Value::parse(c.knob.value_kind(), &c.current).map_err(at)?;
+            let value =
+                Value::parse(c.knob.value_kind(), &c.proposed).map_err(|e| at(e.to_string()))?;
+            Value::parse(c.knob.value_kind(), &c.current).map_err(|e| at(e.to_string()))?;
             for cpu in value.cpus() {
                 if !possible.contains(cpu) {
                     return Err(at(format!(

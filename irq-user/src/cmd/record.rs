@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use irq_user::{
     render,
     system::probes::{Group, ProbeOptions},
-    system::session,
     system::stop::Stop,
+    system::{files, session},
 };
 
 #[derive(clap::Args)]
@@ -66,7 +66,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.output {
-        super::write_atomically(path, profile.to_json().as_bytes())
+        files::write_atomically(path, profile.to_json().as_bytes())
             .with_context(|| format!("writing the profile to {}", path.display()))?;
         eprintln!("profile written to {}", path.display());
     }

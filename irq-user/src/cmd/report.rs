@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use irq_user::{
     model::profile::Profile,
     render::{self, Format},
-    system::{session, sysroot::SysRoot},
+    system::{files, session, sysroot::SysRoot},
 };
 
 use super::BadInput;
@@ -31,7 +31,7 @@ pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
     };
     let data = render::render(&profile, args.format);
     match &args.output {
-        Some(path) => super::write_atomically(path, &data)
+        Some(path) => files::write_atomically(path, &data)
             .with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout()
             .write_all(&data)

@@ -10,6 +10,7 @@ use irq_user::{
     model::profile::Profile,
     render::show,
     system::applier::{self, ApplyOptions},
+    system::files,
     system::journal::Store,
     system::stop::Stop,
     system::sysroot::SysRoot,
@@ -177,7 +178,7 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
     .map_err(|e| BadInput(e.into()))?;
     print!("{}", plan.diff());
     if let Some(out) = args.output {
-        std::fs::write(&out, plan.to_json())
+        files::write_atomically(&out, plan.to_json().as_bytes())
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         eprintln!(
             "plan written to {}; check it with `irqtune apply --dry-run {}`",

@@ -405,19 +405,6 @@ impl Snapshot {
     }
 }
 
-/// Sums a histogram over CPUs.
-pub fn merge_hists<'a>(
-    hists: impl IntoIterator<Item = &'a [u64; hist::BUCKETS]>,
-) -> [u64; hist::BUCKETS] {
-    let mut out = [0u64; hist::BUCKETS];
-    for h in hists {
-        for (o, v) in out.iter_mut().zip(h.iter()) {
-            *o += v;
-        }
-    }
-    out
-}
-
 const _: () = assert!(NR_SOFTIRQS == irq_ebpf::SOFTIRQ_NAMES.len());
 
 #[cfg(test)]

@@ -49,10 +49,27 @@ fn mask_list(mask: Option<&str>) -> String {
     }
 }
 
+/// A CPU list, or "none".
+fn list_or_none(cpus: &[u32]) -> String {
+    if cpus.is_empty() {
+        "none".into()
+    } else {
+        cpulist::format(cpus)
+    }
+}
+
 pub fn text(s: &Shown) -> String {
-    let m = s.machine;
-    let t = &m.topology;
     let mut o = String::new();
+    topology(s.machine, &mut o);
+    steering_state(s.machine, &mut o);
+    nics(s.machine, &mut o);
+    irqs(s, &mut o);
+    o
+}
+
+/// Host, CPUs, NUMA nodes, SMT siblings and cache groups.
+fn topology(m: &Machine, o: &mut String) {
+    let t = &m.topology;
     let _ = writeln!(
         o,
         "host {} (kernel {}), {} CPUs online ({}), possible {}",
@@ -71,21 +88,9 @@ pub fn text(s: &Shown) -> String {
     let _ = writeln!(
         o,
         "  isolated: {}   nohz_full: {}   offline: {}",
-        if t.isolated.is_empty() {
-            "none".into()
-        } else {
-            cpulist::format(&t.isolated)
-        },
-        if t.nohz_full.is_empty() {
-            "none".into()
-        } else {
-            cpulist::format(&t.nohz_full)
-        },
-        if offline.is_empty() {
-            "none".into()
-        } else {
-            cpulist::format(&offline)
-        },
+        list_or_none(&t.isolated),
+        list_or_none(&t.nohz_full),
+        list_or_none(&offline),
     );
     for (node, cpus) in &t.nodes {
         let _ = writeln!(
@@ -122,6 +127,10 @@ pub fn text(s: &Shown) -> String {
     if !llcs.is_empty() {
         let _ = writeln!(o, "  last-level cache groups: {}", llcs.join(" "));
     }
+}
+
+/// irqbalance and the global RFS table.
+fn steering_state(m: &Machine, o: &mut String) {
     let ib = &m.irqbalance;
     let _ = writeln!(
         o,
@@ -130,14 +139,18 @@ pub fn text(s: &Shown) -> String {
             format!(
                 "RUNNING (pid {}): it rewrites IRQ affinity every 10 s; banned CPUs {}, banned IRQs {}",
                 opt(ib.pid),
-                if ib.banned_cpus.is_empty() { "none".into() } else { cpulist::format(&ib.banned_cpus) },
-                if ib.banned_irqs.is_empty() { "none".into() } else { cpulist::format(&ib.banned_irqs) },
+                list_or_none(&ib.banned_cpus),
+                list_or_none(&ib.banned_irqs),
             )
         } else {
             "not running".into()
         }
     );
     let _ = writeln!(o, "rps_sock_flow_entries: {}", opt(m.rps_sock_flow_entries));
+}
+
+/// Every network device with its queues, their IRQs and steering.
+fn nics(m: &Machine, o: &mut String) {
     let _ = writeln!(o, "\nNetwork devices");
     for nic in &m.nics {
         let _ = writeln!(
@@ -170,6 +183,11 @@ pub fn text(s: &Shown) -> String {
             );
         }
     }
+}
+
+/// Every IRQ: what it serves, where it may and does run, counts or rates per CPU.
+fn irqs(s: &Shown, o: &mut String) {
+    let m = s.machine;
     let _ = writeln!(
         o,
         "\nIRQs{}",
@@ -220,5 +238,4 @@ pub fn text(s: &Shown) -> String {
             if irq.managed { "  [managed]" } else { "" }
         );
     }
-    o
 }

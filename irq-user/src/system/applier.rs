@@ -17,7 +17,7 @@ use crate::{
 use crate::{
     model::machine::{HostId, Machine},
     system::stop::Stop,
-    system::sysroot::SysRoot,
+    system::sysroot::{FsError, SysRoot},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,22 @@ fn matches(kind: ValueKind, read: &str, wanted: &str, online: &[u32]) -> bool {
     }
 }
 
+/// Why a write did not take.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("{source}{hint}")]
+    Write { source: FsError, hint: &'static str },
+    #[error(transparent)]
+    Read(FsError),
+    #[error("/{path}: wrote {wrote:?} but it reads back {back:?}")]
+    ReadBack {
+        path: String,
+        wrote: String,
+        back: String,
+    },
+}
+
+/// The plan's host, boot and CPU count against this machine's: what differs, in words.
 fn same_host(plan: &HostId, here: &HostId) -> Result<(), String> {
     let mut diffs = Vec::new();
     if plan.hostname != here.hostname {
@@ -109,22 +125,29 @@ fn same_host(plan: &HostId, here: &HostId) -> Result<(), String> {
 }
 
 /// Writes one value and checks it took.
-fn write_checked(root: &SysRoot, knob: &Knob, value: &str, online: &[u32]) -> Result<(), String> {
+fn write_checked(
+    root: &SysRoot,
+    knob: &Knob,
+    value: &str,
+    online: &[u32],
+) -> Result<(), WriteError> {
     let path = knob.path();
-    root.write(&path, value).map_err(|e| {
-        let hint = match (knob, e.raw_os_error()) {
+    root.write(&path, value).map_err(|source| {
+        let hint = match (knob, source.raw_os_error()) {
             (Knob::IrqAffinity { .. }, Some(libc::EIO) | Some(libc::EPERM)) => {
                 " (the kernel refuses: the IRQ is probably kernel-managed)"
             }
             _ => "",
         };
-        format!("{e}{hint}")
+        WriteError::Write { source, hint }
     })?;
-    let back = root.read(&path).map_err(|e| e.to_string())?;
+    let back = root.read(&path).map_err(WriteError::Read)?;
     if !matches(knob.value_kind(), &back, value, online) {
-        return Err(format!(
-            "/{path}: wrote {value:?} but it reads back {back:?}"
-        ));
+        return Err(WriteError::ReadBack {
+            path,
+            wrote: value.to_string(),
+            back,
+        });
     }
     Ok(())
 }
@@ -142,7 +165,7 @@ fn roll_back(root: &SysRoot, entries: &[Entry], online: &[u32]) -> (usize, Vec<S
         }
         match write_checked(root, &e.knob, &e.old, online) {
             Ok(()) => restored += 1,
-            Err(err) => problems.push(err),
+            Err(err) => problems.push(err.to_string()),
         }
     }
     (restored, problems)
@@ -169,7 +192,7 @@ fn preflight(
 ) -> Result<Vec<Entry>, ApplyError> {
     let mut refusals = Vec::new();
     if let Err(e) = same_host(&plan.host, &machine.host) {
-        refusals.push(e);
+        refusals.push(e.to_string());
     }
     let ib = &machine.irqbalance;
     let moved: Vec<u32> = plan

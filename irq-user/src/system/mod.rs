@@ -6,6 +6,7 @@
 
 pub mod applier;
 pub mod btf;
+pub mod files;
 pub mod journal;
 pub mod netns;
 pub mod preflight;

@@ -397,10 +397,6 @@ impl Probes {
         }
     }
 
-    pub fn is_attached(&self, group: Group) -> bool {
-        self.attached.iter().any(|a| a.probe.group == group)
-    }
-
     /// Reads every map. Per-CPU values are kept per CPU.
     pub fn snapshot(&self) -> Result<Snapshot, LoadError> {
         let ebpf = self.ebpf.as_ref().expect("present until drop");

@@ -45,15 +45,6 @@ impl RxQueue {
     }
 }
 
-impl TxQueue {
-    pub fn xps_list(&self) -> Vec<u32> {
-        self.xps_cpus
-            .as_deref()
-            .and_then(|m| cpulist::parse_mask(m).ok())
-            .unwrap_or_default()
-    }
-}
-
 impl Nic {
     /// Number of distinct queue vectors that receive (rx or combined).
     pub fn rx_vectors(&self) -> usize {
