@@ -170,6 +170,240 @@ fn say(out: &mut dyn Write, text: std::fmt::Arguments) {
     let _ = out.write_fmt(text);
 }
 
+/// What every step of a tune run needs.
+struct Run<'a> {
+    root: &'a SysRoot,
+    store: &'a Store,
+    opts: &'a TuneOptions,
+    stop: &'a Stop,
+    machine: Machine,
+    /// The CPUs tune may use and judges.
+    cpus: Vec<u32>,
+    /// With --iface, the addresses whose flows are judged.
+    addrs: Option<Vec<IpAddr>>,
+}
+
+impl Run<'_> {
+    fn apply_options(&self) -> ApplyOptions {
+        ApplyOptions {
+            force: self.opts.force,
+            stop: self.stop.clone(),
+            pause: self.opts.pause,
+            ..ApplyOptions::default()
+        }
+    }
+
+    /// Applies the plan (journaled); the journal of the change.
+    fn apply(&self, plan: &Plan, out: &mut dyn Write) -> anyhow::Result<PathBuf> {
+        let applied = applier::apply(
+            self.root,
+            &self.machine,
+            plan,
+            "irqtune tune",
+            self.store,
+            &self.apply_options(),
+            out,
+        )?;
+        applied
+            .journal
+            .context("the plan had changes but nothing was journaled")
+    }
+
+    fn revert(&self, journal: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
+        applier::revert(self.root, self.store, Some(journal), out)?;
+        Ok(())
+    }
+
+    /// Step 1: one window before any change; its profile (findings printed).
+    async fn measure_before(
+        &self,
+        rec: &mut Recorder,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Profile> {
+        let before = measure(rec, self.opts.per_side, 1, self.stop).await?;
+        if before.stopped {
+            anyhow::bail!("interrupted while measuring; nothing was changed");
+        }
+        let p = before.whole(rec, &self.addrs);
+        say(out, format_args!("Findings before:\n"));
+        for f in &p.findings {
+            say(
+                out,
+                format_args!(
+                    "  [{}] {}\n      evidence: {}\n",
+                    f.severity.name(),
+                    f.title,
+                    f.evidence
+                ),
+            );
+        }
+        if p.findings.is_empty() {
+            say(out, format_args!("  none\n"));
+        }
+        Ok(p)
+    }
+
+    /// Step 2: the plan (the one given, or the planner's when the gain is outside noise) and
+    /// why; None when there is nothing worth changing.
+    fn choose_plan(
+        &self,
+        before: &Profile,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Option<(Plan, String)>> {
+        if let Some(p) = &self.opts.plan {
+            return Ok(Some((p.clone(), "the plan given with --plan".to_string())));
+        }
+        let m = Measures::of(before, &self.cpus);
+        let Some(why) = verdict::worth_changing(&m) else {
+            say(out, format_args!(
+                "\nNo change: nothing measured is outside noise (busiest flows {:.1}% mismatched, NET_RX imbalance {:.2}, no softnet drops or squeezes).\n",
+                m.mismatch * 100.0,
+                m.imbalance
+            ));
+            return Ok(None);
+        };
+        let plan_opts = PlanOptions {
+            ifaces: self.opts.ifaces.clone(),
+            cpus: self.opts.cpus.clone(),
+            ..PlanOptions::default()
+        };
+        let secs = self.opts.per_side.as_secs_f64();
+        let load = Load::from_profile(before, &format!("tune's {secs:.0} s measurement"));
+        let plan = planner::plan(&self.machine, &load, &plan_opts, unix_ms() / 1000)
+            .map_err(|e| TuneInputError(e.to_string()))?;
+        Ok(Some((plan, why)))
+    }
+
+    /// Step 4: the trial. Windows alternate between the before and the after state (the
+    /// change is toggled between rounds, journaled each time), so drift in the workload falls
+    /// on both sides; returns the windows of each side and the state the machine is in.
+    async fn trial(
+        &self,
+        rec: &mut Recorder,
+        plan: &Plan,
+        mut state: State,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<(Vec<Profile>, Vec<Profile>, State)> {
+        let n = self.opts.windows.max(1);
+        let window = self.opts.per_side / n;
+        let mut quiet = std::io::sink();
+        let (mut a_windows, mut b_windows) = (Vec::new(), Vec::new());
+        for after in trial_order(n) {
+            // Toggle to the side this window measures, then let it settle.
+            state = match (state, after) {
+                (State::After(j), false) => {
+                    self.revert(&j, &mut quiet)?;
+                    State::Before
+                }
+                (State::Before, true) => State::After(self.apply(plan, &mut quiet)?),
+                (s, _) => s,
+            };
+            let settled = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(policy::SETTLE_MS)) => true,
+                _ = self.stop.wait() => false,
+            };
+            let m = if settled {
+                measure(rec, window, 1, self.stop).await
+            } else {
+                Ok(Measured {
+                    marks: Vec::new(),
+                    stopped: true,
+                })
+            };
+            let m = match m {
+                Ok(m) if !m.stopped => m,
+                failed => {
+                    if let State::After(j) = &state {
+                        self.revert(j, out)?;
+                    }
+                    return match failed {
+                        Err(e) => Err(e.context("a trial window failed; the before state is back")),
+                        Ok(_) => Err(anyhow::anyhow!(
+                            "interrupted during the trial; the before state is back"
+                        )),
+                    };
+                }
+            };
+            let w = m.windows(rec, &self.addrs).remove(0);
+            if after {
+                b_windows.push(w);
+            } else {
+                a_windows.push(w);
+            }
+        }
+        Ok((a_windows, b_windows, state))
+    }
+
+    /// Step 5: the verdict, and the machine left in the state it chose.
+    fn conclude(
+        &self,
+        plan: &Plan,
+        a_windows: &[Profile],
+        b_windows: &[Profile],
+        state: State,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Ended> {
+        let n = self.opts.windows.max(1);
+        let window = self.opts.per_side / n;
+        let side = |windows: &[Profile]| Side {
+            windows: windows.iter().map(Outcome::of).collect(),
+            whole: Measures::of_windows(windows, &self.cpus),
+        };
+        let v = verdict::compare(&side(a_windows), &side(b_windows));
+        say(
+            out,
+            format_args!(
+                "\nBefore and after ({n} windows of {:.1} s each way, interleaved):\n{}",
+                window.as_secs_f64(),
+                v.table()
+            ),
+        );
+        for u in &v.unmeasured {
+            say(out, format_args!("  not measured: {u}\n"));
+        }
+        for t in &v.tradeoffs {
+            say(out, format_args!("  tradeoff: {t}\n"));
+        }
+        let keep = v.keep() || self.opts.keep_if_worse;
+        let journal = match (state, keep) {
+            (State::After(j), true) => Some(j),
+            (State::Before, true) => Some(self.apply(plan, out)?),
+            (State::After(j), false) => {
+                self.revert(&j, out)?;
+                None
+            }
+            (State::Before, false) => None,
+        };
+        let Some(journal) = journal else {
+            say(
+                out,
+                format_args!(
+                    "Verdict: {}; rolled back to the before state.\n",
+                    v.headline()
+                ),
+            );
+            return Ok(Ended::RolledBack { verdict: v });
+        };
+        let kept = if v.keep() {
+            "kept"
+        } else {
+            "kept because of --keep-if-worse"
+        };
+        say(
+            out,
+            format_args!(
+                "Verdict: {}; {kept}. Undo with `irqtune revert {}`.\n",
+                v.headline(),
+                journal.display()
+            ),
+        );
+        Ok(Ended::Kept {
+            journal,
+            verdict: v,
+        })
+    }
+}
+
 /// Runs tune. `out` gets the findings, plan, table and verdict; `progress` the step lines.
 pub async fn tune(
     root: &SysRoot,
@@ -190,68 +424,34 @@ pub async fn tune(
     if let Some(only) = &opts.cpus {
         cpus.retain(|c| only.contains(c));
     }
-    let n = opts.windows.max(1);
-    let secs = opts.per_side.as_secs_f64();
-    let addrs = iface_filter(&opts.ifaces);
+    let run = Run {
+        root,
+        store,
+        opts,
+        stop,
+        machine,
+        cpus,
+        addrs: iface_filter(&opts.ifaces),
+    };
+    let (n, secs) = (opts.windows.max(1), opts.per_side.as_secs_f64());
 
     say(
         progress,
         format_args!("tune 1/5: measuring {secs:.0} s before any change ...\n"),
     );
     let mut rec = Recorder::start(&ProbeOptions::default())?;
-    let before = measure(&mut rec, opts.per_side, 1, stop).await?;
-    if before.stopped {
-        anyhow::bail!("interrupted while measuring; nothing was changed");
-    }
-    let before_profile = before.whole(&rec, &addrs);
-    let before_measures = Measures::of(&before_profile, &cpus);
-    say(out, format_args!("Findings before:\n"));
-    for f in &before_profile.findings {
-        say(
-            out,
-            format_args!(
-                "  [{}] {}\n      evidence: {}\n",
-                f.severity.name(),
-                f.title,
-                f.evidence
-            ),
-        );
-    }
-    if before_profile.findings.is_empty() {
-        say(out, format_args!("  none\n"));
-    }
+    let before = run.measure_before(&mut rec, out).await?;
 
     say(progress, format_args!("tune 2/5: planning ...\n"));
-    let (plan, why) = match &opts.plan {
-        Some(p) => (p.clone(), "the plan given with --plan".to_string()),
-        None => {
-            let Some(why) = verdict::worth_changing(&before_measures) else {
-                let m = &before_measures;
-                say(out, format_args!(
-                    "\nNo change: nothing measured is outside noise (busiest flows {:.1}% mismatched, NET_RX imbalance {:.2}, no softnet drops or squeezes).\n",
-                    m.mismatch * 100.0,
-                    m.imbalance
-                ));
-                return Ok(Ended::NotWorthIt);
-            };
-            let plan_opts = PlanOptions {
-                ifaces: opts.ifaces.clone(),
-                cpus: opts.cpus.clone(),
-                ..PlanOptions::default()
-            };
-            let load =
-                Load::from_profile(&before_profile, &format!("tune's {secs:.0} s measurement"));
-            let plan = planner::plan(&machine, &load, &plan_opts, unix_ms() / 1000)
-                .map_err(|e| TuneInputError(e.to_string()))?;
-            (plan, why)
-        }
+    let Some((plan, why)) = run.choose_plan(&before, out)? else {
+        return Ok(Ended::NotWorthIt);
     };
     say(
         out,
         format_args!(
             "\nWhy change: {why}\nPlan ({} change(s)) on CPUs {}:\n{}",
             plan.changes.len(),
-            cpulist::format(&cpus),
+            cpulist::format(&run.cpus),
             plan.diff()
         ),
     );
@@ -272,151 +472,24 @@ pub async fn tune(
         anyhow::bail!("interrupted before the change; nothing was changed");
     }
 
-    let apply_opts = ApplyOptions {
-        force: opts.force,
-        stop: stop.clone(),
-        pause: opts.pause,
-        ..ApplyOptions::default()
-    };
-    // The first apply shows its writes; the trial's toggles only say what they did.
-    let mut quiet = std::io::sink();
-    let apply = |out: &mut dyn Write| -> anyhow::Result<PathBuf> {
-        let applied = applier::apply(
-            root,
-            &machine,
-            &plan,
-            "irqtune tune",
-            store,
-            &apply_opts,
-            out,
-        )?;
-        applied
-            .journal
-            .context("the plan had changes but nothing was journaled")
-    };
-    let revert = |journal: &std::path::Path, out: &mut dyn Write| -> anyhow::Result<()> {
-        applier::revert(root, store, Some(journal), out)?;
-        Ok(())
-    };
-
     say(
         progress,
         format_args!("tune 3/5: applying (journaled) ...\n"),
     );
-    let mut state = State::After(apply(out)?);
+    let state = State::After(run.apply(&plan, out)?);
 
-    let window = opts.per_side / n;
     say(
         progress,
         format_args!(
             "tune 4/5: trial, {n} windows of {:.1} s each way, alternating before and after ...\n",
-            window.as_secs_f64()
+            (opts.per_side / n).as_secs_f64()
         ),
     );
-    let (mut a_windows, mut b_windows) = (Vec::new(), Vec::new());
-    for after in trial_order(n) {
-        // Toggle to the side this window measures, then let it settle.
-        state = match (state, after) {
-            (State::After(j), false) => {
-                revert(&j, &mut quiet)?;
-                State::Before
-            }
-            (State::Before, true) => State::After(apply(&mut quiet)?),
-            (s, _) => s,
-        };
-        let settled = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(policy::SETTLE_MS)) => true,
-            _ = stop.wait() => false,
-        };
-        let m = if settled {
-            measure(&mut rec, window, 1, stop).await
-        } else {
-            Ok(Measured {
-                marks: Vec::new(),
-                stopped: true,
-            })
-        };
-        let m = match m {
-            Ok(m) if !m.stopped => m,
-            failed => {
-                if let State::After(j) = &state {
-                    revert(j, out)?;
-                }
-                return match failed {
-                    Err(e) => Err(e.context("a trial window failed; the before state is back")),
-                    Ok(_) => Err(anyhow::anyhow!(
-                        "interrupted during the trial; the before state is back"
-                    )),
-                };
-            }
-        };
-        let w = m.windows(&rec, &addrs).remove(0);
-        if after {
-            b_windows.push(w);
-        } else {
-            a_windows.push(w);
-        }
-    }
+    let (a_windows, b_windows, state) = run.trial(&mut rec, &plan, state, out).await?;
     drop(rec);
 
     say(progress, format_args!("tune 5/5: comparing ...\n"));
-    let side = |windows: &[Profile]| Side {
-        windows: windows.iter().map(Outcome::of).collect(),
-        whole: Measures::of_windows(windows, &cpus),
-    };
-    let v = verdict::compare(&side(&a_windows), &side(&b_windows));
-    say(
-        out,
-        format_args!(
-            "\nBefore and after ({n} windows of {:.1} s each way, interleaved):\n{}",
-            window.as_secs_f64(),
-            v.table()
-        ),
-    );
-    for u in &v.unmeasured {
-        say(out, format_args!("  not measured: {u}\n"));
-    }
-    for t in &v.tradeoffs {
-        say(out, format_args!("  tradeoff: {t}\n"));
-    }
-    let keep = v.keep() || opts.keep_if_worse;
-    // Leave the machine in the state the verdict chose.
-    let journal = match (state, keep) {
-        (State::After(j), true) => Some(j),
-        (State::Before, true) => Some(apply(out)?),
-        (State::After(j), false) => {
-            revert(&j, out)?;
-            None
-        }
-        (State::Before, false) => None,
-    };
-    let Some(journal) = journal else {
-        say(
-            out,
-            format_args!(
-                "Verdict: {}; rolled back to the before state.\n",
-                v.headline()
-            ),
-        );
-        return Ok(Ended::RolledBack { verdict: v });
-    };
-    let kept = if v.keep() {
-        "kept"
-    } else {
-        "kept because of --keep-if-worse"
-    };
-    say(
-        out,
-        format_args!(
-            "Verdict: {}; {kept}. Undo with `irqtune revert {}`.\n",
-            v.headline(),
-            journal.display()
-        ),
-    );
-    Ok(Ended::Kept {
-        journal,
-        verdict: v,
-    })
+    run.conclude(&plan, &a_windows, &b_windows, state, out)
 }
 
 #[cfg(test)]
