@@ -21,7 +21,7 @@ pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] = [
 /// `NET_RX_SOFTIRQ`.
 pub const NET_RX_VEC: usize = 3;
 
-/// Largest CPU count the load-time CPU tables cover (`CPU_FILTER`, `KSOFTIRQD_PIDS`).
+/// Largest CPU count the load-time CPU filter covers (`CPU_FILTER`).
 pub const MAX_CPUS: usize = 1024;
 
 /// IRQ numbers below this map to a dense slot through [`maps::IRQ_SLOTS`].
@@ -72,8 +72,6 @@ pub mod globals {
     pub const FLOWS_ON: &str = "FLOWS_ON";
     /// u32: track one socket in N (by a hash of its address), 1 = every socket.
     pub const FLOW_SAMPLE: &str = "FLOW_SAMPLE";
-    /// `[u32; MAX_CPUS]`: PID of each CPU's ksoftirqd thread (0: unknown).
-    pub const KSOFTIRQD_PIDS: &str = "KSOFTIRQD_PIDS";
     /// `KernelOffsets`: offsets into kernel structs, read from the running kernel's BTF.
     pub const OFFSETS: &str = "OFFSETS";
 }
@@ -217,14 +215,17 @@ pub struct SoftirqStats {
 }
 
 /// Per CPU: when the current hardirq handler and softirq vectors started, and when each vector
-/// was first raised while not yet running (0: nothing pending).
+/// was first raised while not yet running (0: nothing pending). Index [`maps::CPU_STATE`] 0.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct CpuState {
     pub irq_entry_ns: u64,
     /// 1 while this CPU runs the NET_RX softirq: tells the flow probes whether a delivery is
     /// the softirq's or comes from a socket backlog processed in the reader's context.
-    pub in_net_rx: u64,
+    pub in_net_rx: u32,
+    /// PID of this CPU's ksoftirqd thread (0: unknown), set by user space before the probes
+    /// attach: the softirq exit compares it with the current PID at no extra lookup.
+    pub ksoftirqd_pid: u32,
     pub softirq_entry_ns: [u64; NR_SOFTIRQS],
     pub softirq_raise_ns: [u64; NR_SOFTIRQS],
 }

@@ -24,9 +24,6 @@ pub static CPU_FILTER_ON: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static CPU_FILTER: [u64; MAX_CPUS / 64] = [0; MAX_CPUS / 64];
 
-#[unsafe(no_mangle)]
-pub static KSOFTIRQD_PIDS: [u32; MAX_CPUS] = [0; MAX_CPUS];
-
 /// Kernel struct offsets, from the running kernel's BTF (see `irq_ebpf::KernelOffsets`).
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
@@ -82,29 +79,36 @@ pub fn count_loss(loss: Loss) {
     }
 }
 
-/// Whether `cpu` is recorded. Globals live in a frozen read-only map, so with the filter off
-/// the verifier prunes the rest and this costs one load.
+/// Whether this CPU is recorded. Globals live in a frozen read-only map, so with the filter
+/// off the verifier prunes the rest and this costs one load (and no CPU-number helper call).
 #[inline(always)]
-pub fn cpu_selected(cpu: u32) -> bool {
+pub fn selected() -> bool {
     if CPU_FILTER_ON.load() == 0 {
         return true;
     }
-    let word = (cpu / 64) as usize;
-    if word >= MAX_CPUS / 64 {
+    let cpu = cpu();
+    let Some(word) = bounded((cpu / 64) as usize, MAX_CPUS / 64) else {
         return false;
-    }
+    };
     let bits = unsafe { core::ptr::read_volatile(CPU_FILTER.as_ptr().add(word)) };
     bits & (1 << (cpu % 64)) != 0
 }
 
-/// PID of `cpu`'s ksoftirqd, or 0 when unknown.
+/// `idx` when it is below `len`, checked in a form every verifier from 5.10 on can follow.
+/// The value is reloaded through a volatile read first, so the compiler can neither move the
+/// check to another register holding a related value (LLVM turns `bucket < 140` into a test
+/// of the power of two the bucket came from) nor check one copy and index with another: the
+/// verifiers before 5.12 carry a bound neither across arithmetic they cannot model nor from a
+/// register to its copies, and reject the access ("math between map_value pointer and
+/// register with unbounded min value").
 #[inline(always)]
-pub fn ksoftirqd_pid(cpu: u32) -> u32 {
-    let cpu = cpu as usize;
-    if cpu >= MAX_CPUS {
-        return 0;
+pub fn bounded(idx: usize, len: usize) -> Option<usize> {
+    let idx = unsafe { core::ptr::read_volatile(&idx) };
+    if idx < len {
+        Some(idx)
+    } else {
+        None
     }
-    unsafe { core::ptr::read_volatile(KSOFTIRQD_PIDS.as_ptr().add(cpu)) }
 }
 
 /// This CPU's state entry. A per-CPU array of one entry cannot miss, but the verifier needs the
@@ -132,8 +136,8 @@ pub fn record(
     if ns > *max {
         *max = ns;
     }
-    if let Some(b) = hist.get_mut(hist::bucket(ns)) {
-        *b += 1;
+    if let Some(i) = bounded(hist::bucket(ns), hist::BUCKETS) {
+        hist[i] += 1;
     }
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use irq_ebpf::{tp_format, IrqStats, Loss, MAX_IRQ_NR, MAX_IRQ_SLOTS};
 
-use super::common::{count_loss, cpu, cpu_selected, cpu_state, now_ns, record_latency};
+use super::common::{count_loss, cpu_state, now_ns, record_latency, selected};
 
 #[map]
 static IRQ_SLOTS: Array<u32> = Array::with_max_entries(MAX_IRQ_NR, 0);
@@ -17,7 +17,7 @@ static IRQ_STATS: PerCpuArray<IrqStats> = PerCpuArray::with_max_entries(MAX_IRQ_
 
 #[inline(always)]
 fn on_entry() {
-    if !cpu_selected(cpu()) {
+    if !selected() {
         return;
     }
     if let Some(state) = cpu_state() {
@@ -27,7 +27,7 @@ fn on_entry() {
 
 #[inline(always)]
 fn on_exit(irq: i32) {
-    if !cpu_selected(cpu()) {
+    if !selected() {
         return;
     }
     let Some(state) = cpu_state() else { return };

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use irq_ebpf::{tp_format, Loss, NetDevStats, MAX_NETDEVS};
 
-use super::common::{count_loss, cpu, cpu_selected, offset, read_at};
+use super::common::{count_loss, offset, read_at, selected};
 
 #[map]
 static NETDEV_STATS: PerCpuHashMap<u64, NetDevStats> =
@@ -49,7 +49,7 @@ fn dev_stats<C: aya_ebpf::EbpfContext>(ctx: &C, dev: u64) -> Option<&'static mut
 
 #[inline(always)]
 fn on_napi_poll<C: aya_ebpf::EbpfContext>(ctx: &C, napi: u64, work: i32, budget: i32) {
-    if napi == 0 || !cpu_selected(cpu()) {
+    if napi == 0 || !selected() {
         return;
     }
     let Some(dev) = read_at::<u64>(napi, offset!(napi_dev)) else {
@@ -70,7 +70,7 @@ fn on_napi_poll<C: aya_ebpf::EbpfContext>(ctx: &C, napi: u64, work: i32, budget:
 
 #[inline(always)]
 fn on_receive_skb<C: aya_ebpf::EbpfContext>(ctx: &C, skb: u64, len: Option<u32>) {
-    if skb == 0 || !cpu_selected(cpu()) {
+    if skb == 0 || !selected() {
         return;
     }
     let Some(dev) = read_at::<u64>(skb, offset!(skb_dev)) else {

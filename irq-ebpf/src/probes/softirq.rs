@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use irq_ebpf::{tp_format, Loss, SoftirqStats, NET_RX_VEC, NR_SOFTIRQS};
 
-use super::common::{count_loss, cpu, cpu_selected, cpu_state, ksoftirqd_pid, now_ns, record};
+use super::common::{bounded, count_loss, cpu_state, now_ns, record, selected};
 
 #[map]
 static SOFTIRQ_STATS: PerCpuArray<SoftirqStats> =
@@ -30,81 +30,72 @@ fn stats(vec: usize) -> Option<&'static mut SoftirqStats> {
 /// is measured per CPU from the first raise while pending to the handler's entry.
 #[inline(always)]
 fn on_raise(vec: u32) {
-    let vec = vec as usize;
-    if vec >= NR_SOFTIRQS || !cpu_selected(cpu()) {
+    let Some(vec) = bounded(vec as usize, NR_SOFTIRQS) else {
+        return;
+    };
+    if !selected() {
         return;
     }
     let Some(state) = cpu_state() else { return };
     let Some(s) = stats(vec) else { return };
     s.raises += 1;
-    let state = unsafe { &mut *state };
-    if let Some(raised) = state.softirq_raise_ns.get_mut(vec) {
-        if *raised == 0 {
-            *raised = now_ns();
-        }
+    let raised = unsafe { &mut (*state).softirq_raise_ns[vec] };
+    if *raised == 0 {
+        *raised = now_ns();
     }
 }
 
 #[inline(always)]
 fn on_entry(vec: u32) {
-    let vec = vec as usize;
-    if vec >= NR_SOFTIRQS {
+    let Some(vec) = bounded(vec as usize, NR_SOFTIRQS) else {
         return;
-    }
+    };
     let Some(state) = cpu_state() else { return };
     let state = unsafe { &mut *state };
     // Marked whatever the CPU filter: the flow probes rely on it on every CPU.
     if vec == NET_RX_VEC {
         state.in_net_rx = 1;
     }
-    if !cpu_selected(cpu()) {
+    if !selected() {
         return;
     }
     let now = now_ns();
-    if let Some(raised) = state.softirq_raise_ns.get_mut(vec) {
-        if *raised != 0 {
-            let delay = now.saturating_sub(*raised);
-            *raised = 0;
-            if let Some(s) = stats(vec) {
-                record(
-                    &mut s.delay_count,
-                    &mut s.delay_total_ns,
-                    &mut s.delay_max_ns,
-                    &mut s.delay_hist,
-                    delay,
-                );
-            }
+    let raised = state.softirq_raise_ns[vec];
+    if raised != 0 {
+        state.softirq_raise_ns[vec] = 0;
+        if let Some(s) = stats(vec) {
+            record(
+                &mut s.delay_count,
+                &mut s.delay_total_ns,
+                &mut s.delay_max_ns,
+                &mut s.delay_hist,
+                now.saturating_sub(raised),
+            );
         }
     }
-    if let Some(entered) = state.softirq_entry_ns.get_mut(vec) {
-        *entered = now;
-    }
+    state.softirq_entry_ns[vec] = now;
 }
 
 #[inline(always)]
 fn on_exit(vec: u32) {
-    let vec = vec as usize;
-    let cpu = cpu();
-    if vec >= NR_SOFTIRQS {
+    let Some(vec) = bounded(vec as usize, NR_SOFTIRQS) else {
         return;
-    }
+    };
     let Some(state) = cpu_state() else { return };
     let state = unsafe { &mut *state };
     if vec == NET_RX_VEC {
         state.in_net_rx = 0;
     }
-    if !cpu_selected(cpu) {
+    if !selected() {
         return;
     }
-    let Some(entered) = state.softirq_entry_ns.get_mut(vec) else {
-        return;
-    };
-    if *entered == 0 {
+    let entered = state.softirq_entry_ns[vec];
+    if entered == 0 {
         count_loss(Loss::SoftirqExitWithoutEntry);
         return;
     }
-    let ns = now_ns().saturating_sub(*entered);
-    *entered = 0;
+    state.softirq_entry_ns[vec] = 0;
+    let ns = now_ns().saturating_sub(entered);
     let Some(s) = stats(vec) else { return };
     record(
         &mut s.count,
@@ -113,8 +104,10 @@ fn on_exit(vec: u32) {
         &mut s.handler_hist,
         ns,
     );
+    // This CPU's ksoftirqd PID sits in the state entry already at hand: no table indexed by
+    // CPU, no second lookup.
     let pid = bpf_get_current_pid_tgid() as u32;
-    if pid != 0 && pid == ksoftirqd_pid(cpu) {
+    if pid != 0 && pid == state.ksoftirqd_pid {
         s.ksoftirqd_runs += 1;
     }
 }

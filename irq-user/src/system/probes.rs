@@ -8,13 +8,13 @@
 use std::{collections::BTreeMap, path::Path};
 
 use aya::{
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use irq_ebpf::{
-    globals, maps, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, FlowLatency, IrqStats, Loss,
-    NetDevStats, SoftirqStats, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS, NR_SOFTIRQS,
+    globals, maps, CpuState, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, FlowLatency, IrqStats,
+    Loss, NetDevStats, SoftirqStats, MAX_CPUS, MAX_IRQ_NR, MAX_IRQ_SLOTS, NR_SOFTIRQS,
 };
 
 use crate::{
@@ -199,6 +199,8 @@ pub enum LoadError {
     },
     #[error("{0}")]
     Proc(#[from] procfs::ProcError),
+    #[error("cannot read the possible CPUs: {0}")]
+    PossibleCpus(std::io::Error),
     #[error("CPU {0} is above the {MAX_CPUS} CPUs the probes support")]
     CpuOutOfRange(u32),
     #[error("no tracepoint could be attached:\n{0}")]
@@ -257,12 +259,6 @@ impl Probes {
         let offsets = crate::system::btf::Btf::from_file(Path::new(crate::system::btf::VMLINUX))?
             .kernel_offsets()?;
 
-        let mut ksoftirqd = [0u32; MAX_CPUS];
-        for (cpu, pid) in procfs::ksoftirqd_pids(Path::new("/")) {
-            if let Some(slot) = ksoftirqd.get_mut(cpu as usize) {
-                *slot = pid;
-            }
-        }
         let filter_on: u32 = opts.cpus.is_some().into();
         let filter = cpu_filter(opts.cpus.as_deref().unwrap_or_default())?;
         let flows_on: u32 = (!opts.skip.contains(&Group::Flows)).into();
@@ -277,7 +273,6 @@ impl Probes {
             .override_global(globals::CPU_FILTER, &filter, true)
             .override_global(globals::FLOWS_ON, &flows_on, true)
             .override_global(globals::FLOW_SAMPLE, &flow_sample, true)
-            .override_global(globals::KSOFTIRQD_PIDS, &ksoftirqd, true)
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global("AYA_LOG_LEVEL", &log_level, false)
             .load(OBJECT)?;
@@ -293,6 +288,29 @@ impl Probes {
         } else {
             None
         };
+
+        // Each CPU's ksoftirqd PID in its own state entry, where the softirq exit looks.
+        {
+            let pids: BTreeMap<u32, u32> =
+                procfs::ksoftirqd_pids(Path::new("/")).into_iter().collect();
+            let nr = aya::util::nr_cpus().map_err(|(_, e)| LoadError::PossibleCpus(e))?;
+            let states: Vec<CpuState> = (0..nr as u32)
+                .map(|cpu| CpuState {
+                    ksoftirqd_pid: pids.get(&cpu).copied().unwrap_or(0),
+                    ..CpuState::default()
+                })
+                .collect();
+            let err = |source| LoadError::Map {
+                name: maps::CPU_STATE,
+                source,
+            };
+            let map = ebpf
+                .map_mut(maps::CPU_STATE)
+                .ok_or(LoadError::MissingMap(maps::CPU_STATE))?;
+            let mut state: PerCpuArray<_, CpuState> = PerCpuArray::try_from(map).map_err(err)?;
+            let values = PerCpuValues::try_from(states).map_err(|e| err(e.into()))?;
+            state.set(0, values, 0).map_err(err)?;
+        }
 
         // Dense IRQ slots: per-CPU arrays indexed by slot keep hash maps off the hardirq path.
         let interrupts = procfs::read_interrupts(Path::new("/"))?;
