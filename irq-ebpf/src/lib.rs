@@ -104,6 +104,9 @@ pub struct KernelOffsets {
     /// `struct socket_wq`: `wait`; `struct wait_queue_head`: `head` (its list of waiters).
     pub socket_wq_wait: u32,
     pub wait_queue_head_head: u32,
+    /// `struct socket`: `sk` (the reader's side fallbacks get the socket, not the sock).
+    pub socket_sk: u32,
+    pub _pad: u32,
 }
 
 /// Offsets of classic tracepoint record fields (from events/*/format of 6.x kernels; a kernel
@@ -363,7 +366,7 @@ macro_rules! assert_size {
         const _: () = assert!(core::mem::size_of::<$t>() == $n);
     };
 }
-assert_size!(KernelOffsets, 16 * 4);
+assert_size!(KernelOffsets, 18 * 4);
 assert_size!(Latency, 3 * 8 + hist::BUCKETS * 8);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
 assert_size!(CpuState, 16 + 2 * NR_SOFTIRQS * 8);

@@ -787,6 +787,8 @@ impl MachineSpec {
         .map(|t| ProbeRow {
             tracepoint: (*t).into(),
             attach: Attach::Btf,
+            via: None,
+            limits: None,
             reason: None,
         })
         .collect();

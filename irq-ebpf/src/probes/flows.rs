@@ -6,9 +6,12 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::{btf_tracepoint, map, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray},
+    programs::{
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        TracePointContext,
+    },
     Global,
 };
 use irq_ebpf::{
@@ -216,9 +219,10 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
     }
 }
 
+/// A read that returned data: `bytes` of it (0 when the hook does not say how much).
 #[inline(always)]
-fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
-    if ret <= 0 || !wanted(sk, family, protocol) {
+fn on_recv(sk: u64, family: u16, protocol: u16, bytes: u64) {
+    if !wanted(sk, family, protocol) {
         return;
     }
     let key = key(sk);
@@ -252,7 +256,7 @@ fn on_recv(sk: u64, family: u16, protocol: u16, ret: i32) {
     }
     let Some(c) = counts(&key, cpu) else { return };
     c.reads += 1;
-    c.read_bytes += ret as u64;
+    c.read_bytes += bytes;
     if delivered_on != NO_CPU && delivered_on != cpu {
         c.mismatched_reads += 1;
     }
@@ -283,7 +287,7 @@ pub fn sock_recv_length_btf(ctx: BtfTracePointContext) -> i32 {
     let ret: i32 = ctx.arg(1);
     if FLOWS_ON.load() != 0 && sk != 0 && ret > 0 {
         let (family, protocol) = family_protocol(sk);
-        on_recv(sk, family, protocol, ret);
+        on_recv(sk, family, protocol, ret as u64);
     }
     0
 }
@@ -316,7 +320,114 @@ pub fn sock_recv_length_tp(ctx: TracePointContext) -> u32 {
         ))
     };
     if let Some((sk, family, protocol, ret)) = read() {
-        on_recv(sk, family, protocol, ret);
+        if ret > 0 {
+            on_recv(sk, family, protocol, ret as u64);
+        }
+    }
+    0
+}
+
+// ---- Fallbacks for kernels without the sock tracepoints (added in 6.3), cheapest first ----
+
+/// A delivery seen at the socket's own data-ready callback, for a hook that passes the sock.
+#[inline(always)]
+fn delivered(sk: u64) {
+    if FLOWS_ON.load() != 0 && sk != 0 {
+        let (family, protocol) = family_protocol(sk);
+        on_data_ready(sk, family, protocol);
+    }
+}
+
+/// A read returned by inet_recvmsg/inet6_recvmsg(struct socket *, ...): `ret` bytes.
+#[inline(always)]
+fn returned(sock: u64, ret: i64) {
+    if FLOWS_ON.load() == 0 || sock == 0 || ret <= 0 {
+        return;
+    }
+    let Some(sk) = read_at::<u64>(sock, offset!(socket_sk)) else {
+        return;
+    };
+    if sk != 0 {
+        let (family, protocol) = family_protocol(sk);
+        on_recv(sk, family, protocol, ret as u64);
+    }
+}
+
+/// sock_def_readable() is the data-ready callback of TCP and UDP sockets
+/// (sk->sk_data_ready, net/core/sock.c): the sk_data_ready tracepoint fires inside it.
+#[fentry(function = "sock_def_readable")]
+pub fn sock_def_readable_fentry(ctx: FEntryContext) -> i32 {
+    delivered(ctx.arg(0));
+    0
+}
+
+/// inet_recvmsg() and inet6_recvmsg() return what every TCP/UDP recv, read and recvmsg got
+/// (sock_recvmsg_nosec calls them; the sock_recv_length tracepoint sits right after). The
+/// return value follows the four arguments (bpf_get_func_ret needs 5.17).
+#[fexit(function = "inet_recvmsg")]
+pub fn inet_recvmsg_fexit(ctx: FExitContext) -> i32 {
+    returned(ctx.arg(0), ctx.arg(4));
+    0
+}
+
+#[fexit(function = "inet6_recvmsg")]
+pub fn inet6_recvmsg_fexit(ctx: FExitContext) -> i32 {
+    returned(ctx.arg(0), ctx.arg(4));
+    0
+}
+
+#[kprobe]
+pub fn sock_def_readable_kprobe(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = ctx.arg::<u64>(0) {
+        delivered(sk);
+    }
+    0
+}
+
+/// The socket of each thread's recvmsg in flight, from the kprobe at entry to the kretprobe
+/// (which sees only the return value).
+#[map]
+static RECV_SOCKETS: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
+
+#[kprobe]
+pub fn inet_recvmsg_kprobe(ctx: ProbeContext) -> u32 {
+    if FLOWS_ON.load() != 0 {
+        if let Some(sock) = ctx.arg::<u64>(0) {
+            let tid = bpf_get_current_pid_tgid();
+            if RECV_SOCKETS.insert(&tid, &sock, 0).is_err() {
+                count_loss(Loss::FlowMapFull);
+            }
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn inet_recvmsg_kretprobe(ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    if let Some(&sock) = unsafe { RECV_SOCKETS.get(&tid) } {
+        let _ = RECV_SOCKETS.remove(&tid);
+        returned(sock, ctx.ret::<i64>());
+    }
+    0
+}
+
+/// TCP only, the last resort: tcp_probe fires for each segment tcp_rcv_established() takes
+/// (in the softirq, or from the backlog in the reader's context).
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> i32 {
+    delivered(ctx.arg(0));
+    0
+}
+
+/// TCP only: tcp_rcv_space_adjust fires in tcp_recvmsg for each segment copied to the reader
+/// (so reads count per segment, and their sizes are unknown).
+#[btf_tracepoint(function = "tcp_rcv_space_adjust")]
+pub fn tcp_rcv_space_adjust_btf(ctx: BtfTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    if FLOWS_ON.load() != 0 && sk != 0 {
+        let (family, protocol) = family_protocol(sk);
+        on_recv(sk, family, protocol, 0);
     }
     0
 }

@@ -68,6 +68,45 @@ impl std::fmt::Display for Vector {
     }
 }
 
+/// A family of probes: what a measurement lacks when one of its probes cannot attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    Hardirq,
+    Softirq,
+    NetRx,
+    Flows,
+}
+
+impl Family {
+    pub const ALL: [Family; 4] = [
+        Family::Hardirq,
+        Family::Softirq,
+        Family::NetRx,
+        Family::Flows,
+    ];
+
+    /// What the family measures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Hardirq => "hardirq handler time",
+            Family::Softirq => "softirq handler time and raise delay",
+            Family::NetRx => "NET_RX load per device",
+            Family::Flows => "flow placement and delivery-to-read",
+        }
+    }
+
+    /// The family of a probe row's tracepoint ("irq:softirq_exit").
+    pub fn of_tracepoint(tracepoint: &str) -> Option<Family> {
+        match tracepoint {
+            "irq:irq_handler_entry" | "irq:irq_handler_exit" => Some(Family::Hardirq),
+            "irq:softirq_raise" | "irq:softirq_entry" | "irq:softirq_exit" => Some(Family::Softirq),
+            "napi:napi_poll" | "net:netif_receive_skb" => Some(Family::NetRx),
+            "sock:sk_data_ready" | "sock:sock_recv_length" => Some(Family::Flows),
+            _ => None,
+        }
+    }
+}
+
 /// How a probe ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +115,11 @@ pub enum Attach {
     Btf,
     /// A classic tracepoint (the fallback).
     Classic,
+    /// fentry/fexit on the kernel functions around the event (BPF trampoline), where the
+    /// kernel lacks its tracepoint.
+    Fentry,
+    /// kprobes/kretprobes on those functions.
+    Kprobe,
     /// Not attached; the reason says why.
     Disabled,
 }
@@ -85,6 +129,8 @@ impl Attach {
         match self {
             Attach::Btf => "btf",
             Attach::Classic => "classic",
+            Attach::Fentry => "fentry",
+            Attach::Kprobe => "kprobe",
             Attach::Disabled => "disabled",
         }
     }
@@ -301,6 +347,12 @@ pub struct ProbeRow {
     /// "irq:irq_handler_entry".
     pub tracepoint: String,
     pub attach: Attach,
+    /// The kernel hooks used instead of the tracepoint itself ("fexit inet_recvmsg").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// What this probe does not see, when it sees less than the tracepoint would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
     /// Why it was disabled.
     pub reason: Option<String>,
 }

@@ -37,24 +37,54 @@ fn header(p: &Profile, o: &mut String) {
         .iter()
         .filter(|r| r.attach != Attach::Disabled)
         .collect();
-    let btf = attached.iter().filter(|r| r.attach == Attach::Btf).count();
     let disabled: Vec<_> = p
         .session
         .probes
         .iter()
         .filter(|r| r.attach == Attach::Disabled)
         .collect();
+    let methods: Vec<String> = [
+        (Attach::Btf, "BTF tracepoints"),
+        (Attach::Fentry, "fentry"),
+        (Attach::Classic, "classic tracepoints"),
+        (Attach::Kprobe, "kprobes"),
+    ]
+    .iter()
+    .filter_map(|&(kind, label)| {
+        let n = attached.iter().filter(|r| r.attach == kind).count();
+        (n > 0).then(|| format!("{n} {label}"))
+    })
+    .collect();
     let _ = writeln!(
         o,
-        "probes: {} attached ({btf} BTF tracepoints, {} classic){}",
+        "probes: {} attached ({}){}",
         attached.len(),
-        attached.len() - btf,
+        if methods.is_empty() {
+            "none".to_string()
+        } else {
+            methods.join(", ")
+        },
         if disabled.is_empty() {
             String::new()
         } else {
             format!(", {} disabled", disabled.len())
         }
     );
+    for a in attached
+        .iter()
+        .filter(|r| r.via.is_some() || r.limits.is_some())
+    {
+        let _ = writeln!(
+            o,
+            "  {} via {}{}",
+            a.tracepoint,
+            a.via.as_deref().unwrap_or(a.attach.name()),
+            a.limits
+                .as_deref()
+                .map(|l| format!(" (limits: {l})"))
+                .unwrap_or_default()
+        );
+    }
     for d in disabled {
         let _ = writeln!(
             o,

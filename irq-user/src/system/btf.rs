@@ -237,6 +237,8 @@ impl Btf {
             sk_wq: self.member_offset("sock", "sk_wq")?,
             socket_wq_wait: self.member_offset("socket_wq", "wait")?,
             wait_queue_head_head: self.member_offset("wait_queue_head", "head")?,
+            socket_sk: self.member_offset("socket", "sk")?,
+            _pad: 0,
         })
     }
 }

@@ -1,15 +1,18 @@
 //! Loads and attaches the probes, and reads their maps into a [`Snapshot`].
 //!
-//! Every tracepoint has two programs in the object: a BTF tracepoint (preferred: the cheapest
-//! dispatch) and a classic tracepoint, attached only when the first cannot be. A tracepoint
-//! that neither can use is disabled with a warning; the rest keep working. Dropping
-//! [`Probes`] detaches and unloads everything.
+//! Every event irqtune observes has methods in the object, cheapest first ([`PROBES`]): a BTF
+//! tracepoint, then for the flow events (whose tracepoints came in 6.3) fentry/fexit on the
+//! functions around them, the classic tracepoint, kprobes, and TCP's own tracepoints as the
+//! last resort. The first method whose programs all attach is kept; an event no method can
+//! observe is disabled with the reasons; the rest keep working. `IRQTUNE_PROBE_METHODS`
+//! (btf,fentry,classic,kprobe,tcp) limits the methods tried. Dropping [`Probes`] detaches and
+//! unloads everything.
 
 use std::{collections::BTreeMap, path::Path};
 
 use aya::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerCpuValues},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use irq_ebpf::{
@@ -19,6 +22,7 @@ use irq_ebpf::{
 
 use crate::{
     model::procfs,
+    model::profile::Attach,
     model::snapshot::{FlowSeries, IrqSeries, NetDevSeries, Snapshot},
     system::preflight::Environment,
 };
@@ -27,127 +31,232 @@ use crate::{
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/irq-probes"));
 
 /// What a group of probes measures; groups can be switched off at load time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Group {
-    Hardirq,
-    Softirq,
-    NetRx,
-    Flows,
+pub use crate::model::profile::Family as Group;
+
+/// How a program hooks the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A BTF tracepoint (tp_btf) on the tracepoint of this name.
+    BtfTracepoint(&'static str),
+    /// A classic tracepoint category:name.
+    Tracepoint(&'static str, &'static str),
+    /// fentry / fexit on a kernel function (BPF trampoline).
+    Fentry(&'static str),
+    Fexit(&'static str),
+    /// kprobe / kretprobe on a kernel function.
+    Kprobe(&'static str),
+    Kretprobe(&'static str),
 }
 
-/// One tracepoint and its two programs.
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::BtfTracepoint(n) => write!(f, "tp_btf {n}"),
+            Hook::Tracepoint(c, n) => write!(f, "tracepoint {c}:{n}"),
+            Hook::Fentry(n) => write!(f, "fentry {n}"),
+            Hook::Fexit(n) => write!(f, "fexit {n}"),
+            Hook::Kprobe(n) => write!(f, "kprobe {n}"),
+            Hook::Kretprobe(n) => write!(f, "kretprobe {n}"),
+        }
+    }
+}
+
+/// One program of a method: its name in the object and its hook. An optional program may fail
+/// to attach (the kernel lacks that function) without failing the method: `limits` says what
+/// is then not seen.
+#[derive(Debug)]
+pub struct Part {
+    pub program: &'static str,
+    pub hook: Hook,
+    pub optional: Option<&'static str>,
+}
+
+/// A way to observe a probe's event: programs that must all attach.
+#[derive(Debug)]
+pub struct Method {
+    pub kind: Attach,
+    pub parts: &'static [Part],
+    /// What this method does not see, when it sees less than the tracepoint would.
+    pub limits: Option<&'static str>,
+}
+
+/// One event irqtune observes, and its methods, cheapest first: a BTF tracepoint where the
+/// kernel has it, then (for the flow events, whose tracepoints came in 6.3) fentry/fexit on
+/// the functions around it, the classic tracepoint, kprobes, and TCP's own tracepoints.
 #[derive(Debug)]
 pub struct ProbeDef {
     pub group: Group,
     pub category: &'static str,
     pub name: &'static str,
-    btf_program: &'static str,
-    tp_program: &'static str,
+    pub methods: &'static [Method],
 }
 
 impl ProbeDef {
-    /// The two programs' names in the object: BTF tracepoint first, then classic.
-    pub fn program_names(&self) -> [&'static str; 2] {
-        [self.btf_program, self.tp_program]
+    /// Every program's name in the object, over all methods.
+    pub fn program_names(&self) -> Vec<&'static str> {
+        self.methods
+            .iter()
+            .flat_map(|m| m.parts.iter().map(|p| p.program))
+            .collect()
     }
 }
 
-const fn def(
-    group: Group,
-    category: &'static str,
-    name: &'static str,
-    btf_program: &'static str,
-    tp_program: &'static str,
-) -> ProbeDef {
-    ProbeDef {
-        group,
-        category,
-        name,
-        btf_program,
-        tp_program,
+const fn part(program: &'static str, hook: Hook) -> Part {
+    Part {
+        program,
+        hook,
+        optional: None,
     }
+}
+
+/// The two methods of a tracepoint every supported kernel has.
+macro_rules! tracepoint {
+    ($group:ident, $cat:literal, $name:literal) => {
+        ProbeDef {
+            group: Group::$group,
+            category: $cat,
+            name: $name,
+            methods: &[
+                Method {
+                    kind: Attach::Btf,
+                    parts: &[part(concat!($name, "_btf"), Hook::BtfTracepoint($name))],
+                    limits: None,
+                },
+                Method {
+                    kind: Attach::Classic,
+                    parts: &[part(concat!($name, "_tp"), Hook::Tracepoint($cat, $name))],
+                    limits: None,
+                },
+            ],
+        }
+    };
 }
 
 /// Entry probes come before exit probes, so an exit never runs without its entry attached.
 pub const PROBES: [ProbeDef; 9] = [
-    def(
-        Group::Hardirq,
-        "irq",
-        "irq_handler_entry",
-        "irq_handler_entry_btf",
-        "irq_handler_entry_tp",
-    ),
-    def(
-        Group::Hardirq,
-        "irq",
-        "irq_handler_exit",
-        "irq_handler_exit_btf",
-        "irq_handler_exit_tp",
-    ),
-    def(
-        Group::Softirq,
-        "irq",
-        "softirq_raise",
-        "softirq_raise_btf",
-        "softirq_raise_tp",
-    ),
-    def(
-        Group::Softirq,
-        "irq",
-        "softirq_entry",
-        "softirq_entry_btf",
-        "softirq_entry_tp",
-    ),
-    def(
-        Group::Softirq,
-        "irq",
-        "softirq_exit",
-        "softirq_exit_btf",
-        "softirq_exit_tp",
-    ),
-    def(
-        Group::NetRx,
-        "napi",
-        "napi_poll",
-        "napi_poll_btf",
-        "napi_poll_tp",
-    ),
-    def(
-        Group::NetRx,
-        "net",
-        "netif_receive_skb",
-        "netif_receive_skb_btf",
-        "netif_receive_skb_tp",
-    ),
-    def(
-        Group::Flows,
-        "sock",
-        "sk_data_ready",
-        "sk_data_ready_btf",
-        "sk_data_ready_tp",
-    ),
-    def(
-        Group::Flows,
-        "sock",
-        "sock_recv_length",
-        "sock_recv_length_btf",
-        "sock_recv_length_tp",
-    ),
+    tracepoint!(Hardirq, "irq", "irq_handler_entry"),
+    tracepoint!(Hardirq, "irq", "irq_handler_exit"),
+    tracepoint!(Softirq, "irq", "softirq_raise"),
+    tracepoint!(Softirq, "irq", "softirq_entry"),
+    tracepoint!(Softirq, "irq", "softirq_exit"),
+    tracepoint!(NetRx, "napi", "napi_poll"),
+    tracepoint!(NetRx, "net", "netif_receive_skb"),
+    ProbeDef {
+        group: Group::Flows,
+        category: "sock",
+        name: "sk_data_ready",
+        methods: &[
+            Method {
+                kind: Attach::Btf,
+                parts: &[part("sk_data_ready_btf", Hook::BtfTracepoint("sk_data_ready"))],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Fentry,
+                parts: &[part(
+                    "sock_def_readable_fentry",
+                    Hook::Fentry("sock_def_readable"),
+                )],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Classic,
+                parts: &[part(
+                    "sk_data_ready_tp",
+                    Hook::Tracepoint("sock", "sk_data_ready"),
+                )],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Kprobe,
+                parts: &[part(
+                    "sock_def_readable_kprobe",
+                    Hook::Kprobe("sock_def_readable"),
+                )],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Btf,
+                parts: &[part("tcp_probe_btf", Hook::BtfTracepoint("tcp_probe"))],
+                limits: Some("TCP only (tcp:tcp_probe): UDP deliveries not seen"),
+            },
+        ],
+    },
+    ProbeDef {
+        group: Group::Flows,
+        category: "sock",
+        name: "sock_recv_length",
+        methods: &[
+            Method {
+                kind: Attach::Btf,
+                parts: &[part(
+                    "sock_recv_length_btf",
+                    Hook::BtfTracepoint("sock_recv_length"),
+                )],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Fentry,
+                parts: &[
+                    part("inet_recvmsg_fexit", Hook::Fexit("inet_recvmsg")),
+                    Part {
+                        program: "inet6_recvmsg_fexit",
+                        hook: Hook::Fexit("inet6_recvmsg"),
+                        optional: Some("IPv6 reads not seen (no inet6_recvmsg)"),
+                    },
+                ],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Classic,
+                parts: &[part(
+                    "sock_recv_length_tp",
+                    Hook::Tracepoint("sock", "sock_recv_length"),
+                )],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Kprobe,
+                parts: &[
+                    part("inet_recvmsg_kprobe", Hook::Kprobe("inet_recvmsg")),
+                    part("inet_recvmsg_kretprobe", Hook::Kretprobe("inet_recvmsg")),
+                    Part {
+                        program: "inet_recvmsg_kprobe",
+                        hook: Hook::Kprobe("inet6_recvmsg"),
+                        optional: Some("IPv6 reads not seen (no inet6_recvmsg)"),
+                    },
+                    Part {
+                        program: "inet_recvmsg_kretprobe",
+                        hook: Hook::Kretprobe("inet6_recvmsg"),
+                        optional: Some("IPv6 reads not seen (no inet6_recvmsg)"),
+                    },
+                ],
+                limits: None,
+            },
+            Method {
+                kind: Attach::Btf,
+                parts: &[part(
+                    "tcp_rcv_space_adjust_btf",
+                    Hook::BtfTracepoint("tcp_rcv_space_adjust"),
+                )],
+                limits: Some(
+                    "TCP only (tcp:tcp_rcv_space_adjust): UDP reads not seen, reads counted per segment copied, their sizes unknown",
+                ),
+            },
+        ],
+    },
 ];
-
-/// How a tracepoint ended up attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachKind {
-    Btf,
-    Classic,
-}
 
 #[derive(Debug)]
 pub struct Attached {
     pub probe: &'static ProbeDef,
-    pub kind: AttachKind,
-    /// The program's name in the object (for bpftool and benchmarks).
-    pub program: &'static str,
+    pub kind: Attach,
+    /// The hooks it attached to ("fexit inet_recvmsg, fexit inet6_recvmsg").
+    pub via: String,
+    /// What it does not see.
+    pub limits: Option<String>,
+    /// The programs' names in the object (for bpftool and benchmarks).
+    pub programs: Vec<&'static str>,
 }
 
 #[derive(Debug)]
@@ -203,6 +312,8 @@ pub enum LoadError {
     PossibleCpus(std::io::Error),
     #[error("CPU {0} is above the {MAX_CPUS} CPUs the probes support")]
     CpuOutOfRange(u32),
+    #[error("{0}: {1:?} is not a method (methods: {2})")]
+    BadMethod(String, String, String),
     #[error("no tracepoint could be attached:\n{0}")]
     NothingAttached(String),
 }
@@ -345,6 +456,7 @@ impl Probes {
             }
         }
 
+        let allowed = Allowed::from_env(opts.force_classic)?;
         let mut attached: Vec<Attached> = Vec::new();
         let mut disabled = Vec::new();
         for probe in &PROBES {
@@ -369,12 +481,17 @@ impl Probes {
                 disabled.push(Disabled { probe, reason });
                 continue;
             }
-            match attach(&mut ebpf, &btf, env, probe, opts.force_classic) {
-                Ok((kind, program)) => attached.push(Attached {
-                    probe,
-                    kind,
-                    program,
-                }),
+            match attach(&mut ebpf, &btf, env, probe, &allowed) {
+                Ok(a) => {
+                    if let Some(l) = &a.limits {
+                        log::warn!(
+                            "{}:{} attached with limits: {l}",
+                            probe.category,
+                            probe.name
+                        );
+                    }
+                    attached.push(a);
+                }
                 Err(reason) => {
                     log::warn!(
                         "tracepoint {}:{} disabled: {reason}",
@@ -546,65 +663,231 @@ fn short_reason(e: &aya::programs::ProgramError) -> String {
     )
 }
 
+/// Which kinds of method may be tried: all unless `IRQTUNE_PROBE_METHODS` (a list of btf,
+/// fentry, classic, kprobe, tcp) narrows them, or `--classic` asks for classic tracepoints.
+/// `IRQTUNE_FLOW_METHODS` narrows the flow probes alone (empty: none, so flows cannot attach).
+#[derive(Clone, Debug)]
+struct Allowed {
+    all: Vec<String>,
+    flows: Option<Vec<String>>,
+}
+
+const METHODS: [&str; 5] = ["btf", "fentry", "classic", "kprobe", "tcp"];
+
+fn method_list(var: &str) -> Result<Option<Vec<String>>, LoadError> {
+    let Ok(v) = std::env::var(var) else {
+        return Ok(None);
+    };
+    let list: Vec<String> = v
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if let Some(bad) = list.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        return Err(LoadError::BadMethod(
+            var.to_string(),
+            bad.clone(),
+            METHODS.join(","),
+        ));
+    }
+    Ok(Some(list))
+}
+
+impl Allowed {
+    fn from_env(force_classic: bool) -> Result<Allowed, LoadError> {
+        let mut all = method_list("IRQTUNE_PROBE_METHODS")?
+            .unwrap_or_else(|| METHODS.iter().map(|m| m.to_string()).collect());
+        if force_classic {
+            all.retain(|m| m != "btf");
+        }
+        Ok(Allowed {
+            all,
+            flows: method_list("IRQTUNE_FLOW_METHODS")?,
+        })
+    }
+
+    fn for_probe(&self, probe: &ProbeDef) -> &[String] {
+        match (&self.flows, probe.group) {
+            (Some(f), Group::Flows) => f,
+            _ => &self.all,
+        }
+    }
+
+    fn allows(&self, probe: &ProbeDef, m: &Method) -> bool {
+        let name = match (m.kind, m.limits) {
+            (_, Some(_)) => "tcp",
+            (Attach::Btf, None) => "btf",
+            (Attach::Fentry, None) => "fentry",
+            (Attach::Classic, None) => "classic",
+            (Attach::Kprobe, None) => "kprobe",
+            (Attach::Disabled, None) => return false,
+        };
+        self.for_probe(probe).iter().any(|a| a == name)
+    }
+}
+
+/// Loads (once) and attaches one program to its hook.
+fn attach_part(ebpf: &mut Ebpf, btf: &Btf, part: &Part) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(part.program)
+        .ok_or_else(|| format!("program {} missing from the object", part.program))?;
+    let loaded = prog.fd().is_ok();
+    let result = (|| -> Result<(), aya::programs::ProgramError> {
+        match part.hook {
+            Hook::BtfTracepoint(name) => {
+                let p: &mut BtfTracePoint = prog.try_into()?;
+                p.load(name, btf)?;
+                p.attach()?;
+            }
+            Hook::Tracepoint(category, name) => {
+                let p: &mut TracePoint = prog.try_into()?;
+                p.load()?;
+                p.attach(category, name)?;
+            }
+            Hook::Fentry(function) => {
+                let p: &mut FEntry = prog.try_into()?;
+                p.load(function, btf)?;
+                p.attach()?;
+            }
+            Hook::Fexit(function) => {
+                let p: &mut FExit = prog.try_into()?;
+                p.load(function, btf)?;
+                p.attach()?;
+            }
+            Hook::Kprobe(function) | Hook::Kretprobe(function) => {
+                if !Path::new(KPROBE_PMU).exists() {
+                    return Err(aya::programs::ProgramError::UnexpectedProgramType);
+                }
+                let p: &mut KProbe = prog.try_into()?;
+                if !loaded {
+                    p.load()?;
+                }
+                p.attach(function, 0)?;
+            }
+        }
+        Ok(())
+    })();
+    result.map_err(|e| match (part.hook, &e) {
+        (Hook::Kprobe(_) | Hook::Kretprobe(_), _) if !Path::new(KPROBE_PMU).exists() => format!(
+            "{}: this kernel has no kprobes (no {KPROBE_PMU}: CONFIG_KPROBE_EVENTS is off)",
+            part.hook
+        ),
+        (
+            Hook::Fentry(_) | Hook::Fexit(_),
+            aya::programs::ProgramError::LoadError { io_error, .. },
+        ) if io_error.raw_os_error() == Some(libc::EPERM)
+            || io_error.raw_os_error() == Some(524) =>
+        {
+            format!(
+                "{}: the kernel refused the BPF trampoline ({io_error}): it lacks fentry support \
+                 (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) or the function cannot be traced",
+                part.hook
+            )
+        }
+        _ => format!("{}: {}", part.hook, short_reason(&e)),
+    })
+}
+
+/// The perf PMU kprobes attach through; absent when the kernel has no kprobe events.
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+
+/// Detaches and unloads a program whose method failed, so its fd does not linger.
+fn unload(ebpf: &mut Ebpf, program: &str) {
+    if let Some(p) = ebpf.program_mut(program) {
+        let _ = match p {
+            aya::programs::Program::BtfTracePoint(p) => p.unload(),
+            aya::programs::Program::TracePoint(p) => p.unload(),
+            aya::programs::Program::FEntry(p) => p.unload(),
+            aya::programs::Program::FExit(p) => p.unload(),
+            aya::programs::Program::KProbe(p) => p.unload(),
+            _ => Ok(()),
+        };
+    }
+}
+
+/// Attaches a probe by the first of its methods that works; the method and what it does not
+/// see, or every method's reason.
 fn attach(
     ebpf: &mut Ebpf,
     btf: &Btf,
     env: &Environment,
     probe: &'static ProbeDef,
-    force_classic: bool,
-) -> Result<(AttachKind, &'static str), String> {
-    let mut btf_error = String::from("not tried (classic tracepoints forced)");
-    if !force_classic {
-        let prog = ebpf
-            .program_mut(probe.btf_program)
-            .ok_or_else(|| format!("program {} missing", probe.btf_program))?;
-        let result = (|| -> Result<(), aya::programs::ProgramError> {
-            let p: &mut BtfTracePoint = prog.try_into()?;
-            p.load(probe.name, btf)?;
-            p.attach()?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => return Ok((AttachKind::Btf, probe.btf_program)),
-            Err(e) => {
-                btf_error = short_reason(&e);
-                log::info!(
-                    "BTF tracepoint {} unavailable ({btf_error}); trying the classic tracepoint",
-                    probe.name
-                );
-                // Unload the failed program so its fd does not linger.
-                if let Some(p) = ebpf.program_mut(probe.btf_program) {
-                    let p: Result<&mut BtfTracePoint, _> = p.try_into();
-                    if let Ok(p) = p {
-                        let _ = p.unload();
+    allowed: &Allowed,
+) -> Result<Attached, String> {
+    let mut reasons = Vec::new();
+    for method in probe.methods.iter() {
+        if !allowed.allows(probe, method) {
+            continue;
+        }
+        let mut limits: Vec<String> = method.limits.map(str::to_string).into_iter().collect();
+        let mut failed = None;
+        for part in method.parts {
+            if let Err(e) = attach_part(ebpf, btf, part) {
+                match part.optional {
+                    Some(what) => {
+                        log::info!("{e}; {what}");
+                        limits.push(what.to_string());
+                    }
+                    None => {
+                        failed = Some(e);
+                        break;
                     }
                 }
             }
         }
+        let programs: Vec<&'static str> = method.parts.iter().map(|p| p.program).collect();
+        match failed {
+            None => {
+                let own = Hook::BtfTracepoint(probe.name);
+                let classic = Hook::Tracepoint(probe.category, probe.name);
+                let hooks: Vec<String> = method
+                    .parts
+                    .iter()
+                    .filter(|p| p.hook != own && p.hook != classic)
+                    .map(|p| p.hook.to_string())
+                    .collect();
+                let mut programs = programs;
+                programs.dedup();
+                return Ok(Attached {
+                    probe,
+                    kind: method.kind,
+                    via: hooks.join(", "),
+                    limits: (!limits.is_empty()).then(|| limits.join("; ")),
+                    programs,
+                });
+            }
+            Some(e) => {
+                log::info!(
+                    "{}:{}: {e}; trying the next method",
+                    probe.category,
+                    probe.name
+                );
+                for p in programs {
+                    unload(ebpf, p);
+                }
+                reasons.push(e);
+            }
+        }
     }
-    let prog = ebpf
-        .program_mut(probe.tp_program)
-        .ok_or_else(|| format!("program {} missing", probe.tp_program))?;
-    let result = (|| -> Result<(), aya::programs::ProgramError> {
-        let p: &mut TracePoint = prog.try_into()?;
-        p.load()?;
-        p.attach(probe.category, probe.name)?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => Ok((AttachKind::Classic, probe.tp_program)),
-        // Say plainly when the kernel simply lacks the tracepoint (older kernel, config).
-        Err(_) if !env.has_tracepoint(probe.category, probe.name) => Err(format!(
+    if reasons.is_empty() {
+        return Err(format!(
+            "no method allowed to observe it (methods allowed: {})",
+            match allowed.for_probe(probe).join(",") {
+                m if m.is_empty() => "none".to_string(),
+                m => m,
+            }
+        ));
+    }
+    // Say plainly when the kernel simply lacks the tracepoint and nothing else stood in.
+    if reasons.len() == 1 && !env.has_tracepoint(probe.category, probe.name) {
+        return Err(format!(
             "this kernel has no tracepoint {}:{} (no {}/events/{}/{})",
             probe.category,
             probe.name,
             env.tracefs.display(),
             probe.category,
             probe.name
-        )),
-        Err(e) => Err(format!(
-            "BTF tracepoint: {btf_error}; classic tracepoint: {}",
-            short_reason(&e)
-        )),
+        ));
     }
+    Err(reasons.join("; "))
 }

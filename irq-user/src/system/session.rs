@@ -15,7 +15,7 @@ use crate::{
     model::snapshot::{unix_ms, Snapshot},
     model::tree::Tree as _,
     system::preflight,
-    system::probes::{AttachKind, ProbeOptions, Probes},
+    system::probes::{ProbeOptions, Probes},
     system::stop::Stop,
     system::sysroot::SysRoot,
 };
@@ -35,12 +35,17 @@ impl Mark {
     pub fn take(probes: &Probes) -> anyhow::Result<Mark> {
         let root = Path::new("/");
         let unix_ms = unix_ms();
+        // /proc right before the maps, whose snapshot reads the IRQ and softirq statistics
+        // first (flows last): each /proc count and its probe count are read moments apart.
+        let softnet = procfs::read_softnet(root).unwrap_or_default();
+        let softirqs = procfs::read_softirqs(root)?;
+        let interrupts = procfs::read_interrupts(root)?;
         let probes = probes.snapshot()?;
         Ok(Mark {
             probes,
-            interrupts: procfs::read_interrupts(root)?,
-            softirqs: procfs::read_softirqs(root)?,
-            softnet: procfs::read_softnet(root).unwrap_or_default(),
+            interrupts,
+            softirqs,
+            softnet,
             unix_ms,
         })
     }
@@ -58,16 +63,17 @@ pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
         .iter()
         .map(|a| ProbeRow {
             tracepoint: format!("{}:{}", a.probe.category, a.probe.name),
-            attach: match a.kind {
-                AttachKind::Btf => Attach::Btf,
-                AttachKind::Classic => Attach::Classic,
-            },
+            attach: a.kind,
+            via: (!a.via.is_empty()).then(|| a.via.clone()),
+            limits: a.limits.clone(),
             reason: None,
         })
         .collect();
     rows.extend(probes.disabled.iter().map(|d| ProbeRow {
         tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
         attach: Attach::Disabled,
+        via: None,
+        limits: None,
         reason: Some(d.reason.clone()),
     }));
     rows
@@ -120,6 +126,10 @@ impl Recorder {
                 }
                 bar
             });
+        if progress && bar.is_none() {
+            // For scripts and logs (-v): the moment the probes are in place.
+            log::info!("probes attached; recording for {} s", duration.as_secs());
+        }
         let start = tokio::time::Instant::now();
         let deadline = start + duration;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
