@@ -369,3 +369,60 @@ fn root_with_record_or_watch_is_refused_with_the_reason() {
         );
     }
 }
+
+/// A probe family that could not attach is named, first, in the findings and the text report:
+/// never "nothing stands out". Each family on its own, and two at once.
+#[test]
+fn incomplete_measurement_is_said_first_never_silence() {
+    use irq_user::{
+        analysis::findings,
+        model::finding::FindingId,
+        model::profile::{Attach, Family},
+    };
+    let (_, base) = profiles().remove(0);
+    assert!(
+        base.findings
+            .iter()
+            .all(|f| f.id != FindingId::MeasurementIncomplete),
+        "every probe attached in the recorded profile"
+    );
+    let cases: Vec<Vec<Family>> = Family::ALL
+        .iter()
+        .map(|f| vec![*f])
+        .chain([vec![Family::Hardirq, Family::Flows]])
+        .collect();
+    for missing in cases {
+        let mut p = base.clone();
+        for row in p.session.probes.iter_mut() {
+            if Family::of_tracepoint(&row.tracepoint).is_some_and(|f| missing.contains(&f)) {
+                row.attach = Attach::Disabled;
+                row.reason = Some("test: every method refused".into());
+            }
+        }
+        // A profile with no other finding must not read as a clean bill of health.
+        p.flows.clear();
+        p.findings = findings::find(&p);
+        let incomplete: Vec<_> = p
+            .findings
+            .iter()
+            .take_while(|f| f.id == FindingId::MeasurementIncomplete)
+            .collect();
+        assert_eq!(
+            incomplete.len(),
+            missing.len(),
+            "{missing:?}: {:?}",
+            p.findings
+        );
+        for (f, family) in incomplete.iter().zip(&missing) {
+            assert!(f.title.contains(family.name()), "{}", f.title);
+            assert!(
+                f.evidence.contains("test: every method refused"),
+                "{}",
+                f.evidence
+            );
+        }
+        let text = irq_user::render::text::render(&p);
+        assert!(!text.contains("none: no interrupt"), "{missing:?}:\n{text}");
+        assert!(text.contains("not measured:"), "{text}");
+    }
+}

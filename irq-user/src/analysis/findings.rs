@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 pub use crate::model::finding::{Finding, FindingId, Severity};
-use crate::model::profile::{Source, Vector};
+use crate::model::profile::{Attach, Family, Source, Vector};
 use crate::{
     analysis::policy,
     model::cpulist,
@@ -415,5 +415,56 @@ pub fn find(p: &Profile) -> Vec<Finding> {
         placement(p, m, &mut out);
     }
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    // What was not measured comes first: every other finding is read in its light.
+    let mut missing = incomplete(p);
+    missing.append(&mut out);
+    missing
+}
+
+/// A probe family with a probe that could not attach: what is not measured and why. Never
+/// silence: a profile without flows must not read as "no flow problem".
+fn incomplete(p: &Profile) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        let rows: Vec<_> = p
+            .session
+            .probes
+            .iter()
+            .filter(|r| r.attach == Attach::Disabled)
+            .filter(|r| Family::of_tracepoint(&r.tracepoint) == Some(family))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = rows.iter().map(|r| r.tracepoint.as_str()).collect();
+        let reasons: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.tracepoint,
+                    r.reason.as_deref().unwrap_or("no reason recorded")
+                )
+            })
+            .collect();
+        let fix = match family {
+            Family::Flows => "findings about flow placement (RPS/RFS mismatch) cannot be made from this profile; \
+                 run on a kernel with sock tracepoints (6.3+), BPF trampolines (fentry) or kprobes, \
+                 or pass --no-flows to record without flows on purpose",
+            _ => "findings that need this family cannot be made from this profile; \
+                  the reasons above say what the kernel refused (run with -v for each method tried)",
+        };
+        out.push(finding(
+            FindingId::MeasurementIncomplete,
+            Severity::Warning,
+            format!(
+                "not measured: {} ({} could not attach)",
+                family.name(),
+                names.join(", ")
+            ),
+            reasons.join("; "),
+            fix.into(),
+        ));
+    }
     out
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use irq_user::{
+    model::finding::FindingId,
     render,
     system::probes::{Group, ProbeOptions},
     system::stop::Stop,
@@ -24,6 +25,10 @@ pub struct RecordArgs {
     /// Track one socket in N.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     flow_sample: u32,
+    /// Exit 0 even when a probe family could not attach (the findings still say what is not
+    /// measured); without it such a record exits 4.
+    #[arg(long)]
+    allow_incomplete: bool,
     /// Use classic tracepoints even where BTF tracepoints work.
     #[arg(long)]
     classic: bool,
@@ -71,5 +76,14 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
         eprintln!("profile written to {}", path.display());
     }
     print!("{}", render::text::render(&profile));
+    let missing: Vec<&str> = profile
+        .findings
+        .iter()
+        .filter(|f| f.id == FindingId::MeasurementIncomplete)
+        .map(|f| f.title.as_str())
+        .collect();
+    if !missing.is_empty() && !args.allow_incomplete {
+        return Err(super::Incomplete(missing.join("; ")).into());
+    }
     Ok(())
 }

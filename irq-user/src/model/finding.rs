@@ -31,6 +31,7 @@ impl Severity {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum FindingId {
+    MeasurementIncomplete,
     NetRxConcentrated,
     SingleQueueWithoutRps,
     RfsOffWithMismatch,
@@ -49,6 +50,7 @@ impl FindingId {
     /// The identifier as the JSON and the metrics spell it ("net_rx_concentrated").
     pub fn name(self) -> &'static str {
         match self {
+            FindingId::MeasurementIncomplete => "measurement_incomplete",
             FindingId::NetRxConcentrated => "net_rx_concentrated",
             FindingId::SingleQueueWithoutRps => "single_queue_without_rps",
             FindingId::RfsOffWithMismatch => "rfs_off_with_mismatch",
