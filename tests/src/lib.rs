@@ -4,6 +4,8 @@
 //! Every test creates what it uses and removes it on drop, also when it panics. Traffic only
 //! goes to addresses inside the namespaces a test created.
 
+pub mod qemu;
+
 use std::{
     fs,
     io::{Read as _, Write as _},

@@ -5,6 +5,7 @@
 
 mod bench;
 mod effect;
+mod kernels;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -28,11 +29,15 @@ enum Task {
         #[arg(long)]
         tests: bool,
     },
-    /// Set up, then run every test: unit tests and the kernel tests (as root, one at a time).
+    /// Set up, then run every test: unit tests and the kernel tests (as root, one at a time),
+    /// including the kernel matrix (each kernel of tests/kernels.txt booted in QEMU).
     Test {
         /// Only the unit tests.
         #[arg(long)]
         unit: bool,
+        /// Only the compatibility suite in this kernel of the matrix (e.g. 6.1), booted in QEMU.
+        #[arg(long, value_name = "SHORT", conflicts_with = "unit")]
+        kernel: Option<String>,
         /// Extra arguments for the kernel test run (e.g. a test name filter).
         args: Vec<String>,
     },
@@ -87,8 +92,31 @@ pub fn build_irqtune() -> anyhow::Result<std::path::PathBuf> {
     Ok(workspace_root().join("target/release/irqtune"))
 }
 
-fn test(unit_only: bool, extra: &[String]) -> anyhow::Result<()> {
+fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Result<()> {
     setup::setup(setup::Needs::Tests)?;
+    if let Some(short) = kernel {
+        if !kernels::matrix().iter().any(|k| k.short == short) {
+            let shorts: Vec<String> = kernels::matrix().into_iter().map(|k| k.short).collect();
+            bail!(
+                "no kernel {short} in tests/kernels.txt (there: {})",
+                shorts.join(", ")
+            );
+        }
+        let bin = build_irqtune()?;
+        let test = format!("kernel_{}", short.replace(['.', '-'], "_"));
+        return run(cargo()
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "irqtune-tests",
+                "--test",
+                "kernels",
+                "--",
+            ])
+            .args(["--test-threads=1", "--exact", &test])
+            .env("IRQTUNE_BIN", &bin));
+    }
     println!("== unit tests");
     // irq-ebpf's binary is the probes (built for BPF by irq-user's build script), so only its
     // library is tested on the host; `--lib` would apply to every -p of one command, so
@@ -151,7 +179,7 @@ fn main() -> ExitCode {
         } else {
             setup::Needs::Build
         }),
-        Task::Test { unit, args } => test(unit, &args),
+        Task::Test { unit, kernel, args } => test(unit, kernel.as_deref(), &args),
         Task::Run { args } => run_irqtune(&args),
         Task::Bench(args) => bench::bench(&args),
         Task::Fixture { name, dir } => setup::setup(setup::Needs::Build).and_then(|()| {

@@ -26,6 +26,7 @@ const BUILD_PACKAGES: &[&str] = &[
 /// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
 /// consumers the report formats are tested with: promtool (prometheus), headless chromium,
 /// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit.
+/// The kernel matrix's QEMU and kernels are in [`crate::kernels`].
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -60,7 +61,7 @@ fn cargo_bin(name: &str) -> PathBuf {
     home.join("bin").join(name)
 }
 
-fn step(what: &str, present: bool) -> bool {
+pub fn step(what: &str, present: bool) -> bool {
     println!(
         "setup: {what}: {}",
         if present {
@@ -106,7 +107,7 @@ fn toolchain() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt(packages: &[&str]) -> anyhow::Result<()> {
+pub fn apt(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -166,6 +167,7 @@ pub fn setup(needs: Needs) -> anyhow::Result<()> {
     bpf_linker()?;
     if needs == Needs::Tests {
         apt(TEST_PACKAGES)?;
+        crate::kernels::setup()?;
     }
     println!("setup: done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
