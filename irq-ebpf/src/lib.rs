@@ -227,8 +227,12 @@ pub struct CpuState {
     /// the softirq's or comes from a socket backlog processed in the reader's context.
     pub in_net_rx: u32,
     /// PID of this CPU's ksoftirqd thread (0: unknown), set by user space before the probes
-    /// attach: the softirq exit compares it with the current PID at no extra lookup.
+    /// attach: the softirq entry compares it with the current PID at no extra lookup.
     pub ksoftirqd_pid: u32,
+    /// 1 while the running softirq runs in ksoftirqd: set at entry, counted at exit (softirqs
+    /// do not nest on a CPU), so the exit, the costlier probe, makes no helper call for it.
+    pub in_ksoftirqd: u32,
+    pub _pad: u32,
     pub softirq_entry_ns: [u64; NR_SOFTIRQS],
     pub softirq_raise_ns: [u64; NR_SOFTIRQS],
 }
@@ -369,7 +373,7 @@ macro_rules! assert_size {
 assert_size!(KernelOffsets, 18 * 4);
 assert_size!(Latency, 3 * 8 + hist::BUCKETS * 8);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
-assert_size!(CpuState, 16 + 2 * NR_SOFTIRQS * 8);
+assert_size!(CpuState, 24 + 2 * NR_SOFTIRQS * 8);
 assert_size!(NetDevStats, 16 + 8 + 5 * 8);
 assert_size!(FlowInfo, 32 + 8 + 8 + 16 + 16);
 assert_size!(FlowKey, 16);

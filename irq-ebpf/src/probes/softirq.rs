@@ -59,6 +59,8 @@ fn on_entry(vec: u32) {
     if !selected() {
         return;
     }
+    let pid = bpf_get_current_pid_tgid() as u32;
+    state.in_ksoftirqd = (pid != 0 && pid == state.ksoftirqd_pid) as u32;
     let now = now_ns();
     let raised = state.softirq_raise_ns[vec];
     if raised != 0 {
@@ -104,12 +106,8 @@ fn on_exit(vec: u32) {
         &mut s.handler_hist,
         ns,
     );
-    // This CPU's ksoftirqd PID sits in the state entry already at hand: no table indexed by
-    // CPU, no second lookup.
-    let pid = bpf_get_current_pid_tgid() as u32;
-    if pid != 0 && pid == state.ksoftirqd_pid {
-        s.ksoftirqd_runs += 1;
-    }
+    // Whether this run is ksoftirqd's was decided at its entry, in the state already at hand.
+    s.ksoftirqd_runs += state.in_ksoftirqd as u64;
 }
 
 #[btf_tracepoint(function = "softirq_raise")]
