@@ -1,0 +1,635 @@
+//! The planner on real multi-queue NICs, real per-queue MSI-X IRQs and real NUMA nodes: a QEMU
+//! guest (Debian 12's 6.1) with 8 vCPUs on two nodes (0-3, 4-7), a 4-queue virtio-net NIC and
+//! an 8-queue one on node 1, a 2-queue one on node 0. The 4-queue NIC's TAP end sits on the
+//! host in a network namespace this test creates, and the host sends it several TCP flows, so
+//! its RSS spreads them over its queues.
+//!
+//! `numa_guest_planner` boots the guest (host side: TAP, traffic on request); the guest runs
+//! `inside_numa_guest` (ignored on the host) through the irqtune binary as a user would.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use irq_user::model::profile::Profile;
+use irqtune_tests::{enter_netns, irqtune_bin, qemu, require_root, sh};
+
+const KERNEL: &str = "6.1";
+/// The NICs: MAC suffix, queues, NUMA node, guest address.
+const NICS: [(&str, u32, u32, &str); 3] = [
+    ("01:04", 4, 1, "10.77.1.2"),
+    ("01:08", 8, 1, "10.77.8.2"),
+    ("00:02", 2, 0, "10.77.0.2"),
+];
+const HOST_IP: &str = "10.77.1.1";
+const PORTS: std::ops::Range<u16> = 6000..6008;
+
+fn mac(suffix: &str) -> String {
+    format!("52:54:00:77:{suffix}")
+}
+
+fn tap(pid: u32, queues: u32) -> String {
+    format!("iqt{queues}-{}", pid % 100_000)
+}
+
+/// QEMU options for the three NICs: each behind a PCIe expander bridge on its NUMA node.
+fn nic_opts(pid: u32) -> Vec<String> {
+    let mut o = Vec::new();
+    for (i, (suffix, queues, node, _)) in NICS.iter().enumerate() {
+        let tap = tap(pid, *queues);
+        o.push(format!(
+            "-netdev tap,id=n{i},ifname={tap},script=no,downscript=no,queues={queues},vhost=off"
+        ));
+        o.push(format!(
+            "-device pxb-pcie,id=pxb{i},bus_nr={},numa_node={node},bus=pcie.0",
+            64 + 32 * i
+        ));
+        o.push(format!(
+            "-device pcie-root-port,id=rp{i},bus=pxb{i},chassis={}",
+            9 + i
+        ));
+        o.push(format!(
+            "-device virtio-net-pci,netdev=n{i},mq=on,vectors={},bus=rp{i},mac={}",
+            2 * queues + 2,
+            mac(suffix)
+        ));
+    }
+    o
+}
+
+/// The host side: the TAPs into this test's namespace once QEMU made them; TCP flows into the
+/// 4-queue NIC when the guest asks (a file `traffic-N` holding seconds), `done-N` after.
+struct HostSide {
+    ns: String,
+    pid: u32,
+    moved: bool,
+    served: u32,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl HostSide {
+    fn poll(&mut self, dir: &Path) {
+        if !self.moved
+            && NICS
+                .iter()
+                .all(|(_, q, _, _)| Path::new("/sys/class/net").join(tap(self.pid, *q)).exists())
+        {
+            for (_, q, _, _) in NICS {
+                sh(&format!(
+                    "ip link set {} netns {}",
+                    tap(self.pid, q),
+                    self.ns
+                ));
+                sh(&format!(
+                    "ip -n {} link set {} up",
+                    self.ns,
+                    tap(self.pid, q)
+                ));
+            }
+            sh(&format!(
+                "ip -n {} addr add {HOST_IP}/24 dev {}",
+                self.ns,
+                tap(self.pid, 4)
+            ));
+            self.moved = true;
+        }
+        let next = self.served + 1;
+        let Ok(secs) = fs::read_to_string(dir.join(format!("traffic-{next}"))) else {
+            return;
+        };
+        let secs: u64 = secs.trim().parse().expect("traffic seconds");
+        self.served = next;
+        let done = dir.join(format!("done-{next}"));
+        let stop = dir.join(format!("stop-{next}"));
+        let ns = self.ns.clone();
+        self.workers.push(std::thread::spawn(move || {
+            let senders: Vec<_> = PORTS
+                .map(|port| {
+                    let (ns, stop) = (ns.clone(), stop.clone());
+                    std::thread::spawn(move || send(&ns, port, Duration::from_secs(secs), &stop))
+                })
+                .collect();
+            let sent: u64 = senders.into_iter().map(|s| s.join().unwrap_or(0)).sum();
+            fs::write(done, sent.to_string()).expect("write done");
+        }));
+    }
+}
+
+/// One TCP flow from the namespace to the guest's 4-queue NIC, bounded in time, ended early
+/// when the guest writes `stop`.
+fn send(ns: &str, port: u16, time: Duration, stop: &Path) -> u64 {
+    enter_netns(ns);
+    let start = Instant::now();
+    let addr = format!("{}:{port}", NICS[0].3);
+    let mut s = loop {
+        match TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) {
+            Ok(s) => break s,
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    };
+    // Paced: a TCG guest saturated by packets can livelock while the kernel patches
+    // tracepoint sites (see kernels.rs); a few hundred KB/s per flow keep every queue busy.
+    let buf = [0x42u8; 16384];
+    let mut sent = 0u64;
+    let began = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < time && !(n.is_multiple_of(64) && stop.exists()) {
+        n = n.wrapping_add(1);
+        let due = Duration::from_secs_f64(sent as f64 / FLOW_BYTES_PER_SEC as f64);
+        if let Some(wait) = due.checked_sub(began.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        match s.write(&buf) {
+            Ok(n) => sent += n as u64,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+const FLOW_BYTES_PER_SEC: u64 = 400_000;
+
+#[test]
+fn numa_guest_planner() {
+    if !require_root("numa_guest_planner") {
+        return;
+    }
+    let Some(mut guest) = qemu::Guest::new(KERNEL, "numa_guest_planner") else {
+        return;
+    };
+    let pid = std::process::id();
+    guest.cpus = 8;
+    guest.memory_mb = 2048;
+    guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
+    guest.qemu_opts = nic_opts(pid);
+    guest.timeout = Duration::from_secs(20 * 60);
+    let ns = format!("irqt-numa-{pid}");
+    sh(&format!("ip netns add {ns}"));
+    let mut host = HostSide {
+        ns: ns.clone(),
+        pid,
+        moved: false,
+        served: 0,
+        workers: Vec::new(),
+    };
+    let run = guest.run("inside_numa_guest --ignored", |dir| host.poll(dir));
+    for w in host.workers.drain(..) {
+        let _ = w.join();
+    }
+    // The TAPs went with QEMU; the namespace is ours to remove.
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    eprintln!(
+        "== guest in {:.0} s\n{}\n== seen\n{}",
+        run.secs, run.log, run.seen
+    );
+    assert!(host.moved, "QEMU never made the TAP devices");
+    run.assert_passed("numa_guest_planner", 1);
+}
+
+// ---- inside the guest ----
+
+fn irqtune(args: &[&str]) -> String {
+    let out = Command::new(irqtune_bin())
+        .args(args)
+        .output()
+        .expect("run irqtune");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "irqtune {args:?}: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+fn has_iface(mac: &str) -> bool {
+    fs::read_dir("/sys/class/net").is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| fs::read_to_string(e.path().join("address")).is_ok_and(|a| a.trim() == mac))
+    })
+}
+
+/// The guest's NIC with this MAC.
+fn iface(mac: &str) -> String {
+    for e in fs::read_dir("/sys/class/net").expect("/sys/class/net") {
+        let e = e.expect("entry");
+        let addr = fs::read_to_string(e.path().join("address")).unwrap_or_default();
+        if addr.trim() == mac {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+    }
+    panic!("no NIC with MAC {mac}");
+}
+
+/// Queue IRQs of a virtio NIC by queue index ("virtioN-input.Q" and "-output.Q").
+fn queue_irqs(nic: &str) -> BTreeMap<u32, Vec<u32>> {
+    let dev = fs::read_link(format!("/sys/class/net/{nic}/device"))
+        .expect("device link")
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut out: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for line in fs::read_to_string("/proc/interrupts").unwrap().lines() {
+        let name = line.split_whitespace().last().unwrap_or("");
+        let Some(rest) = name.strip_prefix(&format!("{dev}-")) else {
+            continue;
+        };
+        let Some((_, q)) = rest.split_once('.') else {
+            continue;
+        };
+        let irq: u32 = line.split(':').next().unwrap().trim().parse().unwrap();
+        out.entry(q.parse().unwrap()).or_default().push(irq);
+    }
+    out
+}
+
+fn affinity(irq: u32) -> String {
+    fs::read_to_string(format!("/proc/irq/{irq}/smp_affinity"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn cpus_of(irq: u32) -> Vec<u32> {
+    irq_user::model::cpulist::parse(
+        fs::read_to_string(format!("/proc/irq/{irq}/smp_affinity_list"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+}
+
+/// Every IRQ's mask, to compare byte for byte after a revert.
+fn all_masks() -> BTreeMap<u32, String> {
+    fs::read_dir("/proc/irq")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|irq| Path::new(&format!("/proc/irq/{irq}/smp_affinity")).exists())
+        .map(|irq| (irq, affinity(irq)))
+        .collect()
+}
+
+/// Per IRQ and CPU, from /proc/interrupts.
+fn counts() -> BTreeMap<u32, Vec<u64>> {
+    let text = fs::read_to_string("/proc/interrupts").unwrap();
+    let ncpu = text.lines().next().unwrap().split_whitespace().count();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (id, rest) = l.split_once(':')?;
+            let irq = id.trim().parse().ok()?;
+            let c = rest
+                .split_whitespace()
+                .take(ncpu)
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            Some((irq, c))
+        })
+        .collect()
+}
+
+/// Each queue's IRQs on one CPU of `node`'s CPUs, and distinct queues on distinct CPUs while
+/// the node has CPUs for them; with more queues than CPUs, each CPU before any twice.
+fn check_spread(nic: &str, node_cpus: &[u32], what: &str) -> BTreeMap<u32, u32> {
+    let mut by_queue = BTreeMap::new();
+    for (q, irqs) in queue_irqs(nic) {
+        let cpus: Vec<Vec<u32>> = irqs.iter().map(|&i| cpus_of(i)).collect();
+        for c in &cpus {
+            assert_eq!(
+                c.len(),
+                1,
+                "{what}: {nic} queue {q} IRQs not on one CPU: {cpus:?}"
+            );
+            assert!(
+                node_cpus.contains(&c[0]),
+                "{what}: {nic} queue {q} on CPU {} outside its node {node_cpus:?}",
+                c[0]
+            );
+        }
+        by_queue.insert(q, cpus[0][0]);
+    }
+    let mut uses: BTreeMap<u32, u32> = BTreeMap::new();
+    for cpu in by_queue.values() {
+        *uses.entry(*cpu).or_default() += 1;
+    }
+    let most = uses.values().max().copied().unwrap_or(0) as usize;
+    let need = by_queue.len().div_ceil(node_cpus.len());
+    assert!(
+        most <= need && (by_queue.len() < node_cpus.len() || uses.len() == node_cpus.len()),
+        "{what}: {nic}'s {} queues share CPUs more than needed: {by_queue:?}",
+        by_queue.len()
+    );
+    eprintln!("{what}: {nic} queue -> CPU {by_queue:?}");
+    by_queue
+}
+
+fn traffic(dir: &Path, n: u32, secs: u64) {
+    fs::write(dir.join(format!("traffic-{n}")), secs.to_string()).unwrap();
+}
+
+/// Ends traffic `n` and waits until the host's senders are done.
+fn wait_done(dir: &Path, n: u32) -> u64 {
+    fs::write(dir.join(format!("stop-{n}")), "").unwrap();
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = fs::read_to_string(dir.join(format!("done-{n}"))) {
+            return s.trim().parse().unwrap_or(0);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "traffic {n} never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Readers for the host's flows, for as long as the guest test runs.
+fn listen(stop: Arc<AtomicBool>) {
+    for port in PORTS {
+        let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let stop = stop.clone();
+                        std::thread::spawn(move || {
+                            s.set_nonblocking(false).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                            let mut buf = vec![0u8; 65536];
+                            while !stop.load(Ordering::Relaxed) {
+                                match s.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(_) => {}
+                                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                    Err(_) => break,
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+    }
+}
+
+#[test]
+#[ignore = "runs inside the NUMA guest that numa_guest_planner boots"]
+fn inside_numa_guest() {
+    let dir: PathBuf = qemu::guest_dir().expect("IRQTUNE_GUEST_DIR: run by numa_guest_planner");
+    let node0: Vec<u32> = (0..4).collect();
+    let node1: Vec<u32> = (4..8).collect();
+    // The guest runs no udev: the NIC driver is loaded by hand, and its devices awaited.
+    let _ = Command::new("modprobe").arg("virtio_net").status();
+    let start = Instant::now();
+    while !NICS.iter().all(|(m, ..)| has_iface(&mac(m))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the NICs never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let nics: Vec<String> = NICS.iter().map(|(m, ..)| iface(&mac(m))).collect();
+    for (nic, (_, _, _, ip)) in nics.iter().zip(NICS) {
+        sh(&format!(
+            "ip addr add {ip}/24 dev {nic} && ip link set {nic} up"
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    listen(stop.clone());
+    let original = all_masks();
+
+    // show: every NIC, its node and queues.
+    let show: serde_json::Value = serde_json::from_str(&irqtune(&["show", "--json"])).unwrap();
+    for (nic, (_, queues, node, _)) in nics.iter().zip(NICS) {
+        let n = show["machine"]["nics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == nic.as_str())
+            .unwrap_or_else(|| panic!("show lists no {nic}"));
+        assert_eq!(n["node"], node, "{nic} NUMA node");
+        assert_eq!(
+            n["rx"].as_array().unwrap().len() as u32,
+            queues,
+            "{nic} rx queues"
+        );
+        assert!(
+            n["rx"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|q| q["irq"].is_u64()),
+            "{nic}: rx queue IRQs"
+        );
+    }
+    let text = irqtune(&["show"]);
+    for nic in &nics {
+        assert!(
+            text.contains(nic.as_str()),
+            "show (text) lists {nic}:\n{text}"
+        );
+    }
+
+    // Idle, right after boot: plan + apply spreads each NIC over its own node, revert restores.
+    let plan = std::env::temp_dir().join("numa-idle.json");
+    let plan_s = plan.to_str().unwrap();
+    irqtune(&[
+        "plan", "--iface", &nics[0], "--iface", &nics[2], "--output", plan_s,
+    ]);
+    irqtune(&["apply", plan_s]);
+    check_spread(&nics[0], &node1, "idle");
+    check_spread(&nics[2], &node0, "idle");
+    irqtune(&["revert"]);
+    assert_eq!(
+        all_masks(),
+        original,
+        "revert restores every mask byte for byte"
+    );
+
+    // More queues than cores: 8 queues on node 1's 4 CPUs, each CPU twice, and said.
+    let plan8 = std::env::temp_dir().join("numa-8q.json");
+    let out = irqtune(&[
+        "plan",
+        "--iface",
+        &nics[1],
+        "--output",
+        plan8.to_str().unwrap(),
+    ]);
+    eprintln!("{out}");
+    let p8 = fs::read_to_string(&plan8).unwrap();
+    assert!(
+        p8.contains("each CPU takes one before any takes two"),
+        "the plan's reasons do not say that cores are shared: {p8}"
+    );
+    irqtune(&["apply", plan8.to_str().unwrap()]);
+    check_spread(&nics[1], &node1, "8 queues");
+    irqtune(&["revert"]);
+    assert_eq!(
+        all_masks(),
+        original,
+        "revert restores every mask byte for byte"
+    );
+
+    // Under traffic: planned from a measurement, interrupts arrive on the planned CPUs.
+    traffic(&dir, 1, 600);
+    std::thread::sleep(Duration::from_secs(3));
+    let plan = std::env::temp_dir().join("numa-busy.json");
+    irqtune(&[
+        "plan",
+        "--duration",
+        "3",
+        "--iface",
+        &nics[0],
+        "--output",
+        plan.to_str().unwrap(),
+    ]);
+    irqtune(&["apply", plan.to_str().unwrap()]);
+    let placed = check_spread(&nics[0], &node1, "busy");
+    let before = counts();
+    let prof = std::env::temp_dir().join("numa-busy-profile.json");
+    irqtune(&[
+        "record",
+        "--duration",
+        "4",
+        "--no-flows",
+        "--output",
+        prof.to_str().unwrap(),
+    ]);
+    let after = counts();
+    let p = Profile::load(&prof).unwrap();
+    let mut busy_queues = 0;
+    for (q, irqs) in queue_irqs(&nics[0]) {
+        let cpu = placed[&q] as usize;
+        for irq in irqs {
+            // Around the whole record (probe loading included), from /proc.
+            let delta: Vec<u64> = after[&irq]
+                .iter()
+                .zip(&before[&irq])
+                .map(|(a, b)| a - b)
+                .collect();
+            let total: u64 = delta.iter().sum();
+            // Within the recorded window: irqtune's hardirq counts and /proc's, same window.
+            let probes: BTreeMap<u32, u64> = p
+                .hardirqs
+                .iter()
+                .filter(|h| h.irq == Some(irq))
+                .map(|h| (h.cpu, h.count))
+                .collect();
+            let probe_total: u64 = probes.values().sum();
+            let window: Vec<u64> = p
+                .proc
+                .interrupts
+                .iter()
+                .find(|r| r.id == irq.to_string())
+                .map(|r| r.counts.clone())
+                .unwrap_or_default();
+            let window_total: u64 = window.iter().sum();
+            eprintln!(
+                "queue {q} IRQ {irq} planned CPU {cpu}: /proc around record {delta:?}, /proc in window {window:?}, irqtune {probes:?}"
+            );
+            if total >= 20 {
+                busy_queues += 1;
+                assert!(
+                    delta[cpu] as f64 >= 0.95 * total as f64,
+                    "queue {q} IRQ {irq}: /proc/interrupts {delta:?}, planned CPU {cpu}"
+                );
+            }
+            if window_total > 0 {
+                assert!(
+                    probes.get(&(cpu as u32)).copied().unwrap_or(0) as f64
+                        >= 0.95 * probe_total as f64
+                        && probe_total.abs_diff(window_total) <= window_total / 20 + 2,
+                    "queue {q} IRQ {irq}: irqtune saw {probes:?}, /proc {window:?} in the window, planned CPU {cpu}"
+                );
+            }
+        }
+    }
+    assert!(
+        busy_queues >= 2,
+        "RSS spread the flows over only {busy_queues} queue IRQs"
+    );
+    wait_done(&dir, 1);
+    irqtune(&["revert"]);
+    assert_eq!(
+        all_masks(),
+        original,
+        "revert restores every mask byte for byte"
+    );
+
+    // tune: every queue IRQ on CPU 0 under traffic; tune spreads them and keeps it.
+    for irqs in queue_irqs(&nics[0]).values() {
+        for irq in irqs {
+            fs::write(format!("/proc/irq/{irq}/smp_affinity"), "1").unwrap();
+        }
+    }
+    traffic(&dir, 2, 600);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = irqtune(&[
+        "tune",
+        "--iface",
+        &nics[0],
+        "--duration",
+        "6",
+        "--windows",
+        "3",
+    ]);
+    eprintln!("{out}");
+    assert!(
+        out.contains("; kept."),
+        "tune did not keep the spread: {out}"
+    );
+    // NET_RX no longer on one CPU: tune's own before/after imbalance (max/mean over CPUs).
+    let imbalance: Vec<f64> = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("NET_RX imbalance"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        imbalance.len() == 2 && imbalance[1] < imbalance[0] && imbalance[1] < 4.0,
+        "NET_RX imbalance before/after {imbalance:?}: {out}"
+    );
+    check_spread(&nics[0], &node1, "tune");
+    wait_done(&dir, 2);
+    irqtune(&["revert"]);
+    for (irq, mask) in &original {
+        let _ = fs::write(format!("/proc/irq/{irq}/smp_affinity"), mask);
+    }
+    stop.store(true, Ordering::Relaxed);
+    qemu_report(&format!(
+        "numa guest: {} {} {} passed",
+        nics[0], nics[1], nics[2]
+    ));
+}
+
+fn qemu_report(line: &str) {
+    if let Some(p) = std::env::var_os("IRQTUNE_COMPAT_OUT") {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
+        let _ = writeln!(f, "{line}");
+    }
+}
