@@ -10,6 +10,7 @@ use aya_build::{Package, Toolchain};
 const EBPF_TOOLCHAIN: &str = "1.95.0";
 
 fn main() -> anyhow::Result<()> {
+    git_revision();
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
@@ -36,4 +37,23 @@ fn main() -> anyhow::Result<()> {
         Toolchain::Custom(EBPF_TOOLCHAIN),
     )
     .context("building the eBPF probes failed; run `cargo xtask setup` to install rust-src and bpf-linker")
+}
+
+/// The source's git revision for `irqtune --version` ("unknown" outside a git checkout).
+fn git_revision() {
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=IRQTUNE_GIT_REV={rev}");
+    // A new commit changes HEAD (or the branch it points to).
+    for f in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
+        if std::path::Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use irq_user::{system::netns, system::sysroot::SysRoot};
 #[derive(Parser)]
 #[command(
     name = "irqtune",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IRQTUNE_GIT_REV"), ")"),
     about = "Find and fix interrupt and softirq bottlenecks"
 )]
 struct Cli {
@@ -47,6 +47,11 @@ enum Command {
     Apply(cmd::steer::ApplyArgs),
     /// Put back the values an apply changed, from its journal.
     Revert(cmd::steer::RevertArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +101,16 @@ fn main() -> ExitCode {
             Command::Plan(args) => cmd::steer::plan(&root, args).await.context("plan"),
             Command::Apply(args) => cmd::steer::apply(&root, args).context("apply"),
             Command::Revert(args) => cmd::steer::revert(&root, args).context("revert"),
+            Command::Completions { shell } => {
+                use clap::CommandFactory as _;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "irqtune",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
         }
     });
     match result {
