@@ -154,9 +154,13 @@ impl Guest {
         for n in &self.numa {
             cmd.args(["--numa", n]);
         }
-        if !self.qemu_opts.is_empty() {
-            cmd.arg(format!("--qemu-opts={}", self.qemu_opts.join(" ")));
-        }
+        // One host thread for all vCPUs: with multi-threaded TCG a vCPU could run a stale
+        // translation of kernel text being patched (tracepoint and trampoline sites patched
+        // through int3 at attach and detach): guests oopsed ("int3" in handle_softirqs,
+        // 6.12) or livelocked (6.1). Single-threaded TCG has no such race.
+        let mut opts = vec!["-accel tcg,thread=single".to_string()];
+        opts.extend(self.qemu_opts.iter().cloned());
+        cmd.arg(format!("--qemu-opts={}", opts.join(" ")));
         let console = fs::File::create(out.join("console")).expect("console file");
         let started = Instant::now();
         let mut child = cmd
