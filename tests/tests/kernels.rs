@@ -420,6 +420,7 @@ fn compat_flow_fallbacks_see_tcp_ipv6_and_udp() {
     let pair = NetnsPair::new("cmpf");
     steer(&pair, "1", false, &entries);
     let mut seen = Vec::new();
+    let mut kernel = String::new();
     for (i, method) in ["fentry", "kprobe", "tcp"].iter().enumerate() {
         let port = 5541 + 3 * i as u16;
         let r = record_with(
@@ -447,6 +448,7 @@ fn compat_flow_fallbacks_see_tcp_ipv6_and_udp() {
                 }
             })),
         );
+        kernel.clone_from(&r.profile.host.kernel);
         let rows: Vec<_> = r
             .profile
             .session
@@ -492,18 +494,7 @@ fn compat_flow_fallbacks_see_tcp_ipv6_and_udp() {
         }
         seen.push(format!("{method}=ok"));
     }
-    report(&format!(
-        "kernel={} fallbacks: {}",
-        uname_r(),
-        seen.join(" ")
-    ));
-}
-
-fn uname_r() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    report(&format!("kernel={kernel} fallbacks: {}", seen.join(" ")));
 }
 
 #[test]

@@ -21,7 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use irq_user::model::profile::Profile;
+use irq_user::model::{
+    procfs::{self, Interrupts},
+    profile::Profile,
+};
 use irqtune_tests::{enter_netns, irqtune_bin, qemu, require_root, sh};
 
 const KERNEL: &str = "6.1";
@@ -244,15 +247,13 @@ fn queue_irqs(nic: &str) -> BTreeMap<u32, Vec<u32>> {
         .to_string_lossy()
         .into_owned();
     let mut out: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for line in fs::read_to_string("/proc/interrupts").unwrap().lines() {
-        let name = line.split_whitespace().last().unwrap_or("");
-        let Some(rest) = name.strip_prefix(&format!("{dev}-")) else {
+    for row in interrupts().rows {
+        let (Some(irq), Some(rest)) = (row.irq, row.name.strip_prefix(&format!("{dev}-"))) else {
             continue;
         };
         let Some((_, q)) = rest.split_once('.') else {
             continue;
         };
-        let irq: u32 = line.split(':').next().unwrap().trim().parse().unwrap();
         out.entry(q.parse().unwrap()).or_default().push(irq);
     }
     out
@@ -284,23 +285,9 @@ fn all_masks() -> BTreeMap<u32, String> {
         .collect()
 }
 
-/// Per IRQ and CPU, from /proc/interrupts.
-fn counts() -> BTreeMap<u32, Vec<u64>> {
-    let text = fs::read_to_string("/proc/interrupts").unwrap();
-    let ncpu = text.lines().next().unwrap().split_whitespace().count();
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let (id, rest) = l.split_once(':')?;
-            let irq = id.trim().parse().ok()?;
-            let c = rest
-                .split_whitespace()
-                .take(ncpu)
-                .map(|v| v.parse().unwrap_or(0))
-                .collect();
-            Some((irq, c))
-        })
-        .collect()
+/// /proc/interrupts, through irqtune's own parser.
+fn interrupts() -> Interrupts {
+    procfs::read_interrupts(Path::new("/")).expect("read /proc/interrupts")
 }
 
 /// Each queue's IRQs on one CPU of `node`'s CPUs, and distinct queues on distinct CPUs while
@@ -503,7 +490,7 @@ fn inside_numa_guest() {
     ]);
     irqtune(&["apply", plan.to_str().unwrap()]);
     let placed = check_spread(&nics[0], &node1, "busy");
-    let before = counts();
+    let before = interrupts();
     let prof = std::env::temp_dir().join("numa-busy-profile.json");
     irqtune(&[
         "record",
@@ -513,17 +500,17 @@ fn inside_numa_guest() {
         "--output",
         prof.to_str().unwrap(),
     ]);
-    let after = counts();
+    let after = interrupts();
     let p = Profile::load(&prof).unwrap();
     let mut busy_queues = 0;
     for (q, irqs) in queue_irqs(&nics[0]) {
         let cpu = placed[&q] as usize;
         for irq in irqs {
             // Around the whole record (probe loading included), from /proc.
-            let delta: Vec<u64> = after[&irq]
+            let delta: Vec<u64> = after
+                .cpus
                 .iter()
-                .zip(&before[&irq])
-                .map(|(a, b)| a - b)
+                .map(|&c| after.count(irq, c) - before.count(irq, c))
                 .collect();
             let total: u64 = delta.iter().sum();
             // Within the recorded window: irqtune's hardirq counts and /proc's, same window.

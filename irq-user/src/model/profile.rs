@@ -95,15 +95,22 @@ impl Family {
         }
     }
 
-    /// The family of a probe row's tracepoint ("irq:softirq_exit").
-    pub fn of_tracepoint(tracepoint: &str) -> Option<Family> {
-        match tracepoint {
-            "irq:irq_handler_entry" | "irq:irq_handler_exit" => Some(Family::Hardirq),
-            "irq:softirq_raise" | "irq:softirq_entry" | "irq:softirq_exit" => Some(Family::Softirq),
-            "napi:napi_poll" | "net:netif_receive_skb" => Some(Family::NetRx),
-            "sock:sk_data_ready" | "sock:sock_recv_length" => Some(Family::Flows),
+    /// The family of the tracepoint `category:name`: the one place that says which probe
+    /// measures what (the loader's table and the findings both ask here).
+    pub fn of(category: &str, name: &str) -> Option<Family> {
+        match (category, name) {
+            ("irq", "irq_handler_entry" | "irq_handler_exit") => Some(Family::Hardirq),
+            ("irq", "softirq_raise" | "softirq_entry" | "softirq_exit") => Some(Family::Softirq),
+            ("napi", "napi_poll") | ("net", "netif_receive_skb") => Some(Family::NetRx),
+            ("sock", "sk_data_ready" | "sock_recv_length") => Some(Family::Flows),
             _ => None,
         }
+    }
+
+    /// The family of a probe row's tracepoint ("irq:softirq_exit").
+    pub fn of_tracepoint(tracepoint: &str) -> Option<Family> {
+        let (category, name) = tracepoint.split_once(':')?;
+        Family::of(category, name)
     }
 }
 

@@ -85,13 +85,17 @@ pub struct Method {
 /// the functions around it, the classic tracepoint, kprobes, and TCP's own tracepoints.
 #[derive(Debug)]
 pub struct ProbeDef {
-    pub group: Group,
     pub category: &'static str,
     pub name: &'static str,
     pub methods: &'static [Method],
 }
 
 impl ProbeDef {
+    /// Its family, from the model's one table of which tracepoint measures what.
+    pub fn group(&self) -> Group {
+        Group::of(self.category, self.name).expect("every probe belongs to a family")
+    }
+
     /// Every program's name in the object, over all methods.
     pub fn program_names(&self) -> Vec<&'static str> {
         self.methods
@@ -111,9 +115,8 @@ const fn part(program: &'static str, hook: Hook) -> Part {
 
 /// The two methods of a tracepoint every supported kernel has.
 macro_rules! tracepoint {
-    ($group:ident, $cat:literal, $name:literal) => {
+    ($cat:literal, $name:literal) => {
         ProbeDef {
-            group: Group::$group,
             category: $cat,
             name: $name,
             methods: &[
@@ -134,15 +137,14 @@ macro_rules! tracepoint {
 
 /// Entry probes come before exit probes, so an exit never runs without its entry attached.
 pub const PROBES: [ProbeDef; 9] = [
-    tracepoint!(Hardirq, "irq", "irq_handler_entry"),
-    tracepoint!(Hardirq, "irq", "irq_handler_exit"),
-    tracepoint!(Softirq, "irq", "softirq_raise"),
-    tracepoint!(Softirq, "irq", "softirq_entry"),
-    tracepoint!(Softirq, "irq", "softirq_exit"),
-    tracepoint!(NetRx, "napi", "napi_poll"),
-    tracepoint!(NetRx, "net", "netif_receive_skb"),
+    tracepoint!("irq", "irq_handler_entry"),
+    tracepoint!("irq", "irq_handler_exit"),
+    tracepoint!("irq", "softirq_raise"),
+    tracepoint!("irq", "softirq_entry"),
+    tracepoint!("irq", "softirq_exit"),
+    tracepoint!("napi", "napi_poll"),
+    tracepoint!("net", "netif_receive_skb"),
     ProbeDef {
-        group: Group::Flows,
         category: "sock",
         name: "sk_data_ready",
         methods: &[
@@ -183,7 +185,6 @@ pub const PROBES: [ProbeDef; 9] = [
         ],
     },
     ProbeDef {
-        group: Group::Flows,
         category: "sock",
         name: "sock_recv_length",
         methods: &[
@@ -460,7 +461,7 @@ impl Probes {
         let mut attached: Vec<Attached> = Vec::new();
         let mut disabled = Vec::new();
         for probe in &PROBES {
-            if opts.skip.contains(&probe.group) {
+            if opts.skip.contains(&probe.group()) {
                 continue;
             }
             // The flow probes tell softirq deliveries from backlog ones by the NET_RX marker
@@ -470,7 +471,7 @@ impl Probes {
                 .filter(|a| matches!(a.probe.name, "softirq_entry" | "softirq_exit"))
                 .count()
                 == 2;
-            if probe.group == Group::Flows && !softirq_marks {
+            if probe.group() == Group::Flows && !softirq_marks {
                 let reason =
                     "needs the softirq_entry/exit probes, which are not attached".to_string();
                 log::warn!(
@@ -707,7 +708,7 @@ impl Allowed {
     }
 
     fn for_probe(&self, probe: &ProbeDef) -> &[String] {
-        match (&self.flows, probe.group) {
+        match (&self.flows, probe.group()) {
             (Some(f), Group::Flows) => f,
             _ => &self.all,
         }
@@ -731,6 +732,13 @@ fn attach_part(ebpf: &mut Ebpf, btf: &Btf, part: &Part) -> Result<(), String> {
     let prog = ebpf
         .program_mut(part.program)
         .ok_or_else(|| format!("program {} missing from the object", part.program))?;
+    if matches!(part.hook, Hook::Kprobe(_) | Hook::Kretprobe(_)) && !Path::new(KPROBE_PMU).exists()
+    {
+        return Err(format!(
+            "{}: this kernel has no kprobes (no {KPROBE_PMU}: CONFIG_KPROBE_EVENTS is off)",
+            part.hook
+        ));
+    }
     let loaded = prog.fd().is_ok();
     let result = (|| -> Result<(), aya::programs::ProgramError> {
         match part.hook {
@@ -755,9 +763,6 @@ fn attach_part(ebpf: &mut Ebpf, btf: &Btf, part: &Part) -> Result<(), String> {
                 p.attach()?;
             }
             Hook::Kprobe(function) | Hook::Kretprobe(function) => {
-                if !Path::new(KPROBE_PMU).exists() {
-                    return Err(aya::programs::ProgramError::UnexpectedProgramType);
-                }
                 let p: &mut KProbe = prog.try_into()?;
                 if !loaded {
                     p.load()?;
@@ -768,10 +773,6 @@ fn attach_part(ebpf: &mut Ebpf, btf: &Btf, part: &Part) -> Result<(), String> {
         Ok(())
     })();
     result.map_err(|e| match (part.hook, &e) {
-        (Hook::Kprobe(_) | Hook::Kretprobe(_), _) if !Path::new(KPROBE_PMU).exists() => format!(
-            "{}: this kernel has no kprobes (no {KPROBE_PMU}: CONFIG_KPROBE_EVENTS is off)",
-            part.hook
-        ),
         (
             Hook::Fentry(_) | Hook::Fexit(_),
             aya::programs::ProgramError::LoadError { io_error, .. },
