@@ -1,9 +1,13 @@
 //! The files in deploy/: the scrape config passes promtool, the systemd unit passes
 //! systemd-analyze, and every metric the Grafana dashboard queries is one /metrics serves.
 
-use std::{collections::BTreeSet, path::PathBuf, process::Command};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    process::Command,
+};
 
-use irq_user::system::watch;
+use irq_user::{render::Options, system::watch};
 use irqtune_test_support::MachineSpec;
 
 fn deploy(file: &str) -> PathBuf {
@@ -24,22 +28,85 @@ fn tool(name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Metric families /metrics serves, from the watch's own renderer on a synthetic 48-CPU
-/// machine (every family has its # TYPE line even when it has no samples).
-fn served() -> BTreeSet<String> {
+/// What /metrics serves, from the watch's own renderer on a synthetic 48-CPU machine: the
+/// metric families (every family has its # TYPE line even when it has no samples) and, per
+/// sample name (`x_bucket` apart from `x`), the label names its samples carry.
+struct Served {
+    families: BTreeSet<String>,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn served(opts: Options) -> Served {
     let t = tempfile::tempdir().unwrap();
     let spec = MachineSpec::two_socket_server();
     spec.write(t.path()).unwrap();
     let p = spec.synthetic_profile(t.path(), 10);
-    let text = watch::metrics_text(&p, &p.session.probes, 0, 1);
-    text.lines()
+    let text = watch::metrics_text(&p, &p.session.probes, 0, 1, opts);
+    let families = text
+        .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| l.split(' ').next().unwrap().to_string())
-        .collect()
+        .collect();
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap().to_string();
+        let set = labels.entry(name).or_default();
+        if let Some(body) = line.split_once('{').and_then(|(_, r)| r.rsplit_once('}')) {
+            // key="value" pairs; values are escaped, so a quote ends one only when unescaped.
+            let mut rest = body.0;
+            while let Some((key, after)) = rest.split_once("=\"") {
+                set.insert(key.trim_start_matches(',').to_string());
+                let mut end = 0;
+                let bytes = after.as_bytes();
+                while end < bytes.len()
+                    && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+                {
+                    end += 1;
+                }
+                rest = &after[(end + 1).min(after.len())..];
+            }
+        }
+    }
+    Served { families, labels }
 }
 
-#[test]
-fn dashboard_queries_only_served_metrics() {
+/// Every `irqtune_*` name in a PromQL expression.
+fn metric_names(e: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = e[i..].find("irqtune_") {
+        let start = i + pos;
+        let end = start
+            + e[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(e.len() - start);
+        out.push(e[start..end].to_string());
+        i = end.max(start + 1);
+    }
+    out
+}
+
+/// Label names an expression needs: its `by (...)` groupings and `{label=...}` matchers
+/// (less those Prometheus adds at scrape time).
+fn needed_labels(e: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for part in e.split("by (").skip(1) {
+        let list = part.split(')').next().unwrap();
+        out.extend(list.split(',').map(|l| l.trim().to_string()));
+    }
+    for part in e.split('{').skip(1) {
+        let body = part.split('}').next().unwrap();
+        for m in body.split(',') {
+            if let Some(k) = m.split(['=', '!', '~']).next() {
+                out.insert(k.trim().to_string());
+            }
+        }
+    }
+    out.retain(|l| !l.is_empty() && l != "instance" && l != "job");
+    out
+}
+
+fn dashboard_exprs() -> Vec<String> {
     let text = std::fs::read_to_string(deploy("grafana-dashboard.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
     let mut exprs = Vec::new();
@@ -58,46 +125,77 @@ fn dashboard_queries_only_served_metrics() {
         }
     }
     walk(&dash, &mut exprs);
+    exprs
+}
+
+/// Every query of the dashboard reads a served metric by labels that metric has, in the
+/// default exposition and with --per-cpu-histograms alike.
+#[test]
+fn dashboard_queries_only_served_metrics() {
+    let exprs = dashboard_exprs();
     assert!(
         exprs.len() >= 10,
         "the dashboard has its queries: {exprs:?}"
     );
-    let served = served();
-    let mut used = BTreeSet::new();
-    for e in &exprs {
-        let mut i = 0;
-        while let Some(pos) = e[i..].find("irqtune_") {
-            let start = i + pos;
-            let end = start
-                + e[start..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(e.len() - start);
-            used.insert(e[start..end].to_string());
-            i = end.max(start + 1);
+    for opts in [
+        Options::default(),
+        Options {
+            per_cpu_histograms: true,
+        },
+    ] {
+        let served = served(opts);
+        let mut used = BTreeSet::new();
+        let mut label_checked = 0;
+        for e in &exprs {
+            let needed = needed_labels(e);
+            for name in metric_names(e) {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| {
+                        name.strip_suffix(s)
+                            .filter(|f| served.families.contains(*f))
+                    })
+                    .unwrap_or(&name);
+                assert!(
+                    served.families.contains(family),
+                    "{opts:?}: the dashboard queries {name}, which /metrics does not serve (served: {:?})",
+                    served.families
+                );
+                // A family without samples on the synthetic machine (losses) has no labels to check.
+                if let Some(have) = served.labels.get(&name) {
+                    let missing: Vec<_> = needed.difference(have).collect();
+                    assert!(
+                        missing.is_empty(),
+                        "{opts:?}: `{e}` needs labels {missing:?} that {name} does not carry ({have:?})"
+                    );
+                    label_checked += 1;
+                }
+                used.insert(name);
+            }
+        }
+        assert!(
+            label_checked >= 12,
+            "{opts:?}: {label_checked} queries had their labels checked"
+        );
+        for want in [
+            "irqtune_softirq_handler_seconds",
+            "irqtune_softirq_raise_delay_seconds",
+            "irqtune_cpu_softirq_seconds_total",
+            "irqtune_cpu_net_rx_seconds_total",
+            "irqtune_net_rx_packets_total",
+            "irqtune_flow_mismatch_ratio",
+            "irqtune_finding",
+        ] {
+            assert!(
+                used.iter().any(|u| u.starts_with(want)),
+                "dashboard shows {want}"
+            );
         }
     }
-    for name in &used {
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| served.contains(*f)))
-            .unwrap_or(name);
-        assert!(
-            served.contains(family),
-            "the dashboard queries {name}, which /metrics does not serve (served: {served:?})"
-        );
-    }
-    for want in [
-        "irqtune_softirq_handler_seconds",
-        "irqtune_softirq_raise_delay_seconds",
-        "irqtune_net_rx_packets_total",
-        "irqtune_flow_mismatch_ratio",
-        "irqtune_finding",
-    ] {
-        assert!(
-            used.iter().any(|u| u.starts_with(want)),
-            "dashboard shows {want}"
-        );
-    }
+    // The check itself notices a query by a label the metric lacks.
+    let served = served(Options::default());
+    let e = "sum by (cpu) (rate(irqtune_softirq_handler_seconds_sum[1m]))";
+    assert!(!needed_labels(e).is_subset(&served.labels["irqtune_softirq_handler_seconds_sum"]));
 }
 
 #[test]
@@ -177,7 +275,7 @@ fn a_disabled_probe_shows_as_zero() {
     let mut probes = p.session.probes.clone();
     probes[0].attach = irq_user::model::profile::Attach::Disabled;
     probes[0].reason = Some("tracepoint missing".into());
-    let text = watch::metrics_text(&p, &probes, 0, 1);
+    let text = watch::metrics_text(&p, &probes, 0, 1, Default::default());
     assert!(
         text.contains(
             "irqtune_probe_attached{tracepoint=\"irq:irq_handler_entry\",attach=\"disabled\"} 0"

@@ -17,7 +17,7 @@ use hdrhistogram::serialization::{
 };
 use irq_user::{
     model::profile::Profile,
-    render::{self, Format},
+    render::{self, Format, Options},
 };
 use irqtune_test_support::MachineSpec;
 
@@ -54,7 +54,7 @@ fn outputs_match_the_golden_files() {
     let mut stale = Vec::new();
     for (name, p) in profiles() {
         for f in FORMATS {
-            let out = render::render(&p, f);
+            let out = render::render(&p, f, Options::default());
             let path = dir()
                 .join("golden")
                 .join(format!("{name}.{}", f.extension()));
@@ -135,7 +135,8 @@ fn json_round_trips_and_findings_are_found() {
 #[test]
 fn prometheus_histograms_are_cumulative_and_typed() {
     for (name, p) in profiles() {
-        let text = String::from_utf8(render::render(&p, Format::Prometheus)).unwrap();
+        let text =
+            String::from_utf8(render::render(&p, Format::Prometheus, Options::default())).unwrap();
         let mut types: BTreeMap<String, String> = BTreeMap::new();
         let mut last: BTreeMap<String, f64> = BTreeMap::new();
         for line in text.lines() {
@@ -180,7 +181,7 @@ fn prometheus_histograms_are_cumulative_and_typed() {
 #[test]
 fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
     for (name, p) in profiles() {
-        let log = render::render(&p, Format::Hdrlog);
+        let log = render::render(&p, Format::Hdrlog, Options::default());
         let mut de = Deserializer::new();
         let mut total = 0u64;
         let mut series = 0;
@@ -218,7 +219,7 @@ fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
 #[test]
 fn csv_has_a_row_per_kind_key_and_cpu() {
     for (name, p) in profiles() {
-        let data = render::render(&p, Format::Csv);
+        let data = render::render(&p, Format::Csv, Options::default());
         let mut r = csv::Reader::from_reader(data.as_slice());
         let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
         let d2r_rows: usize = p
@@ -249,7 +250,7 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
 #[test]
 fn html_is_self_contained() {
     for (name, p) in profiles() {
-        let html = String::from_utf8(render::render(&p, Format::Html)).unwrap();
+        let html = String::from_utf8(render::render(&p, Format::Html, Options::default())).unwrap();
         assert!(
             html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"),
             "{name}"
@@ -425,4 +426,95 @@ fn incomplete_measurement_is_said_first_never_silence() {
         assert!(!text.contains("none: no interrupt"), "{missing:?}:\n{text}");
         assert!(text.contains("not measured:"), "{text}");
     }
+}
+
+/// Series in an exposition: its sample lines.
+fn series(text: &str) -> usize {
+    text.lines().filter(|l| !l.starts_with('#')).count()
+}
+
+/// Sum of each histogram family's `_count` samples.
+fn histogram_counts(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        if let Some(family) = name.strip_suffix("_count") {
+            let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *out.entry(family.to_string()).or_default() += v;
+        }
+    }
+    out
+}
+
+/// The default exposition grows as O(CPUs + IRQs): per-CPU counters, histograms per vector
+/// and per IRQ; never CPUs x keys x buckets. --per-cpu-histograms splits the same counts by
+/// CPU. Both pass promtool. `-- --nocapture` prints the table BENCHMARKS.md holds.
+#[test]
+fn prometheus_series_are_bounded_by_default() {
+    let synth = |spec: MachineSpec| {
+        let t = tempfile::tempdir().unwrap();
+        spec.write(t.path()).unwrap();
+        spec.synthetic_profile(t.path(), 10)
+    };
+    let per_cpu = Options {
+        per_cpu_histograms: true,
+    };
+    println!("| profile | CPUs | IRQs | vectors | default series | --per-cpu-histograms |");
+    let mut defaults = BTreeMap::new();
+    for (name, p) in [
+        ("two-socket-48cpu", synth(MachineSpec::two_socket_server())),
+        ("server-64cpu", synth(MachineSpec::server_64cpu())),
+        ("server-256cpu", synth(MachineSpec::server_256cpu())),
+    ] {
+        let text = |o| String::from_utf8(render::render(&p, Format::Prometheus, o)).unwrap();
+        let (default, opt_in) = (text(Options::default()), text(per_cpu));
+        let cpus = p.cpus().len();
+        let irqs: std::collections::BTreeSet<_> =
+            p.hardirqs.iter().map(|r| (r.irq, &r.name)).collect();
+        let vectors: std::collections::BTreeSet<_> = p.softirqs.iter().map(|r| r.vector).collect();
+        println!(
+            "| {name} | {cpus} | {} | {} | {} | {} |",
+            irqs.len(),
+            vectors.len(),
+            series(&default),
+            series(&opt_in)
+        );
+        // 26 series per histogram (23 buckets, +Inf, sum, count); 10 per-CPU counters.
+        let bound = 10 * cpus + 26 * (irqs.len() + 2 * vectors.len()) + vectors.len() + 100;
+        assert!(
+            series(&default) <= bound,
+            "{name}: {} series, more than O(CPUs + IRQs) allows ({bound})",
+            series(&default)
+        );
+        assert!(series(&opt_in) > series(&default), "{name}");
+        assert_eq!(
+            histogram_counts(&default),
+            histogram_counts(&opt_in),
+            "{name}: the per-vector and per-IRQ histograms hold every event the per-CPU ones do"
+        );
+        for (mode, t) in [("default", &default), ("--per-cpu-histograms", &opt_in)] {
+            let mut child = std::process::Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("promtool is installed (cargo xtask setup)");
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(t.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name} {mode}: promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        defaults.insert(name, series(&default));
+    }
+    assert!(
+        defaults["server-64cpu"] <= 1500,
+        "the 64-CPU server's default exposition: {} series",
+        defaults["server-64cpu"]
+    );
 }

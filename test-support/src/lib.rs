@@ -489,6 +489,39 @@ impl MachineSpec {
         }
     }
 
+    /// A 256-CPU server (2 x 64 cores x 2 threads) with a 64-queue mlx5 NIC on node 0 and
+    /// an NVMe drive with one kernel-managed vector per CPU of the first 64: the size of the
+    /// largest hosts irqtune's users run, for the exposition's series count.
+    pub fn server_256cpu() -> MachineSpec {
+        MachineSpec {
+            hostname: "edge-big-1".into(),
+            sockets: 2,
+            cores_per_socket: 64,
+            threads_per_core: 2,
+            nics: vec![NicSpec {
+                name: "ens2f0np0".into(),
+                driver: "mlx5_core".into(),
+                pci: "0000:3b:00.0".into(),
+                node: 0,
+                queues: 64,
+                naming: IrqNaming::Mlx5,
+                first_irq: 300,
+                counts: seed_counts(64),
+                affinity: (0..64).collect(),
+            }],
+            disks: vec![DiskSpec {
+                pattern: "nvme0q{q}".into(),
+                vectors: 65,
+                first_irq: 200,
+                counts: std::iter::once(51)
+                    .chain((0..64).map(|q| 1_000_000 + q * 1000))
+                    .collect(),
+                managed_from: Some(1),
+            }],
+            ..MachineSpec::default()
+        }
+    }
+
     /// A 2-CPU VM with a single-queue virtio NIC, like the machines irqtune is tested on.
     pub fn vm() -> MachineSpec {
         MachineSpec {

@@ -78,13 +78,11 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// NET_RX runs per CPU, from the per-CPU counter of the default (bounded) exposition.
 fn net_rx(text: &str) -> BTreeMap<u32, f64> {
     samples(text)
         .into_iter()
-        .filter(|(k, _)| {
-            k.starts_with("irqtune_softirq_handler_seconds_count{")
-                && k.contains("vector=\"NET_RX\"")
-        })
+        .filter(|(k, _)| k.starts_with("irqtune_cpu_net_rx_runs_total{"))
         .map(|(k, v)| {
             let cpu = k
                 .split("cpu=\"")
@@ -219,6 +217,22 @@ fn watch_serves_valid_growing_metrics_that_match_proc() {
         }
     }
     eprintln!("NET_RX runs over the traffic window: watch {total_w}, /proc/softirqs {total_p}");
+    // The per-vector histogram (no cpu label by default) holds the same runs as the per-CPU
+    // counters of the same scrape.
+    let hist_runs: f64 = samples(&scrapes[2])
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("irqtune_softirq_handler_seconds_count{")
+                && k.contains("vector=\"NET_RX\"")
+        })
+        .inspect(|(k, _)| assert!(!k.contains("cpu="), "a cpu label by default: {k}"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        hist_runs,
+        m3.values().sum::<f64>(),
+        "NET_RX runs: histogram vs per-CPU counters"
+    );
     assert!(total_p > 5000.0, "traffic made NET_RX: {total_p}");
     assert!(
         rel_diff(total_w as u64, total_p as u64) < 0.05,

@@ -22,6 +22,10 @@ pub struct ReportArgs {
     /// Write here instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// prometheus: histograms per softirq vector and CPU and per IRQ and CPU, not only per
+    /// vector and per IRQ (series grow as CPUs x vectors x buckets).
+    #[arg(long)]
+    per_cpu_histograms: bool,
 }
 
 pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
@@ -29,7 +33,16 @@ pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
         Some(path) => Profile::load(path).map_err(|e| BadInput(e.into()))?,
         None => session::since_boot(root)?,
     };
-    let data = render::render(&profile, args.format);
+    if args.per_cpu_histograms && args.format != Format::Prometheus {
+        return Err(BadInput(anyhow::anyhow!(
+            "--per-cpu-histograms shapes the prometheus format only; add --format prometheus"
+        ))
+        .into());
+    }
+    let opts = render::Options {
+        per_cpu_histograms: args.per_cpu_histograms,
+    };
+    let data = render::render(&profile, args.format, opts);
     match &args.output {
         Some(path) => files::write_atomically(path, &data)
             .with_context(|| format!("writing {}", path.display()))?,

@@ -674,6 +674,14 @@ impl Profile {
         self.session.duration_ns as f64 / 1e9
     }
 
+    /// Whether the probes measured `family`: a recording with none of its probes disabled.
+    pub fn measured(&self, family: Family) -> bool {
+        self.session.source == Source::Probes
+            && !self.session.probes.iter().any(|r| {
+                r.attach == Attach::Disabled && Family::of_tracepoint(&r.tracepoint) == Some(family)
+            })
+    }
+
     /// CPUs that appear anywhere in the profile, sorted.
     pub fn cpus(&self) -> Vec<u32> {
         let mut c: Vec<u32> = self.proc.cpus.clone();

@@ -44,14 +44,16 @@ impl Format {
     }
 }
 
-/// Renders `profile` in `format`.
-pub fn render(profile: &Profile, format: Format) -> Vec<u8> {
+pub use prometheus::Options;
+
+/// Renders `profile` in `format` (`opts` shape the Prometheus exposition).
+pub fn render(profile: &Profile, format: Format, opts: Options) -> Vec<u8> {
     match format {
         Format::Text => text::render(profile).into_bytes(),
         Format::Json => profile.to_json().into_bytes(),
         Format::Csv => csv::render(profile),
         Format::Html => html::render(profile).into_bytes(),
-        Format::Prometheus => prometheus::render(profile).into_bytes(),
+        Format::Prometheus => prometheus::render(profile, opts).into_bytes(),
         Format::Hdrlog => hdrlog::render(profile),
     }
 }

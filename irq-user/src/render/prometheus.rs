@@ -4,7 +4,14 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{hist::Hist, profile::Profile};
+use std::collections::BTreeMap;
+
+use irq_ebpf::hist::BUCKETS;
+
+use crate::model::{
+    hist::{self, Hist},
+    profile::{Family, HardirqRow, Profile, SoftirqRow, Vector},
+};
 
 /// Histogram bucket bounds: 2^8 ns (256 ns) .. 2^30 ns (1.07 s). Powers of two are bucket
 /// edges of the kernel histograms, so these cumulative counts are exact.
@@ -50,9 +57,30 @@ impl Writer {
         let _ = writeln!(self.out, "{name}{} {}", labels(labels_), fmt_value(value));
     }
 
-    /// One histogram series from kernel buckets.
+    /// One histogram series from a profile histogram.
     pub fn histogram(&mut self, name: &str, labels_: &[(&str, String)], h: &Hist) {
-        let buckets = h.to_buckets();
+        self.buckets(name, labels_, &h.to_buckets(), h.sum_ns);
+    }
+
+    /// One histogram series: the sum of several profile histograms.
+    pub fn histogram_of<'a>(
+        &mut self,
+        name: &str,
+        labels_: &[(&str, String)],
+        hists: impl IntoIterator<Item = &'a Hist>,
+    ) {
+        let (buckets, _max, sum_ns) = hist::merged(hists);
+        self.buckets(name, labels_, &buckets, sum_ns);
+    }
+
+    /// One histogram series from the kernel's buckets.
+    fn buckets(
+        &mut self,
+        name: &str,
+        labels_: &[(&str, String)],
+        buckets: &[u64; BUCKETS],
+        sum_ns: u64,
+    ) {
         let mut cum = 0u64;
         let mut idx = 0usize;
         for pow in LE_POW2 {
@@ -69,7 +97,7 @@ impl Writer {
         let mut l = labels_.to_vec();
         l.push(("le", "+Inf".into()));
         self.sample(&format!("{name}_bucket"), &l, total as f64);
-        self.sample(&format!("{name}_sum"), labels_, h.sum_ns as f64 / 1e9);
+        self.sample(&format!("{name}_sum"), labels_, sum_ns as f64 / 1e9);
         self.sample(&format!("{name}_count"), labels_, total as f64);
     }
 }
@@ -88,74 +116,211 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-fn softirq_labels(r: &crate::model::profile::SoftirqRow) -> [(&'static str, String); 2] {
-    [
-        ("vector", r.vector.name().to_string()),
-        ("cpu", r.cpu.to_string()),
-    ]
+/// What the exposition splits by CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The families keyed by softirq vector, IRQ or device also split by CPU: histograms
+    /// per (vector, CPU) and (IRQ, CPU). Series then grow as CPUs x vectors x buckets (7,971
+    /// for a 64-CPU server instead of about 1,300), so it is opt-in: for one host under
+    /// study, not for a fleet.
+    pub per_cpu_histograms: bool,
 }
 
-fn irq_labels(irq: Option<u32>, name: &str, cpu: u32) -> Vec<(&'static str, String)> {
-    vec![
-        ("irq", irq.map_or("unmapped".into(), |i| i.to_string())),
-        ("name", name.to_string()),
-        ("cpu", cpu.to_string()),
-    ]
+/// Rows grouped by `key` (plus the CPU when `per_cpu`), in key order: the unit of one series.
+fn grouped<R, K: Ord>(
+    rows: &[R],
+    per_cpu: bool,
+    key: impl Fn(&R) -> K,
+    cpu: impl Fn(&R) -> u32,
+) -> BTreeMap<(K, Option<u32>), Vec<&R>> {
+    let mut out: BTreeMap<(K, Option<u32>), Vec<&R>> = BTreeMap::new();
+    for r in rows {
+        out.entry((key(r), per_cpu.then(|| cpu(r))))
+            .or_default()
+            .push(r);
+    }
+    out
+}
+
+/// `pairs`, plus `cpu` when the series is split by CPU.
+fn with_cpu(
+    mut pairs: Vec<(&'static str, String)>,
+    cpu: Option<u32>,
+) -> Vec<(&'static str, String)> {
+    if let Some(c) = cpu {
+        pairs.push(("cpu", c.to_string()));
+    }
+    pairs
 }
 
 /// Writes every family of a profile (or of one `watch` interval's cumulative state).
-pub fn write_profile(w: &mut Writer, p: &Profile) {
+///
+/// Cardinality is bounded by default: histograms per softirq vector and per IRQ (no cpu
+/// label), and per-CPU counters (handler time and runs, NET_RX packets, drops, squeezes):
+/// series grow as O(CPUs + IRQs). `opts.per_cpu_histograms` adds the cpu label to the keyed
+/// families; a query that sums over `cpu` reads both forms alike.
+pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
+    let per_cpu = opts.per_cpu_histograms;
     w.family(
         "irqtune_hardirq_handler_seconds",
         "histogram",
-        "Hardirq handler time per IRQ and CPU.",
+        "Hardirq handler time per IRQ (and CPU with --per-cpu-histograms).",
     );
-    for r in &p.hardirqs {
-        w.histogram(
+    let by_irq = grouped(&p.hardirqs, per_cpu, |r| (r.irq, r.name.clone()), |r| r.cpu);
+    for (((irq, name), cpu), rows) in &by_irq {
+        let l = vec![
+            ("irq", irq.map_or("unmapped".into(), |i| i.to_string())),
+            ("name", name.clone()),
+        ];
+        w.histogram_of(
             "irqtune_hardirq_handler_seconds",
-            &irq_labels(r.irq, &r.name, r.cpu),
-            &r.handler,
+            &with_cpu(l, *cpu),
+            rows.iter().map(|r| &r.handler),
         );
     }
+    let by_vector = grouped(&p.softirqs, per_cpu, |r| r.vector, |r| r.cpu);
+    let vector_labels =
+        |v: Vector, cpu: Option<u32>| with_cpu(vec![("vector", v.name().to_string())], cpu);
     w.family(
         "irqtune_softirq_handler_seconds",
         "histogram",
-        "Softirq handler time per vector and CPU.",
+        "Softirq handler time per vector (and CPU with --per-cpu-histograms).",
     );
-    for r in &p.softirqs {
-        let l = softirq_labels(r);
-        w.histogram("irqtune_softirq_handler_seconds", &l, &r.handler);
+    for ((v, cpu), rows) in &by_vector {
+        w.histogram_of(
+            "irqtune_softirq_handler_seconds",
+            &vector_labels(*v, *cpu),
+            rows.iter().map(|r| &r.handler),
+        );
     }
     w.family(
         "irqtune_softirq_raise_delay_seconds",
         "histogram",
-        "Time from softirq raise to handler entry per vector and CPU.",
+        "Time from softirq raise to handler entry per vector (and CPU with --per-cpu-histograms).",
     );
-    for r in &p.softirqs {
-        let l = softirq_labels(r);
-        w.histogram("irqtune_softirq_raise_delay_seconds", &l, &r.raise_delay);
+    for ((v, cpu), rows) in &by_vector {
+        w.histogram_of(
+            "irqtune_softirq_raise_delay_seconds",
+            &vector_labels(*v, *cpu),
+            rows.iter().map(|r| &r.raise_delay),
+        );
     }
     w.family(
         "irqtune_softirq_ksoftirqd_runs_total",
         "counter",
-        "Softirq runs in ksoftirqd per vector and CPU.",
+        "Softirq runs in ksoftirqd per vector (and CPU with --per-cpu-histograms).",
     );
-    for r in &p.softirqs {
-        let l = softirq_labels(r);
+    for ((v, cpu), rows) in &by_vector {
+        let n: u64 = rows.iter().map(|r| r.ksoftirqd_runs).sum();
         w.sample(
             "irqtune_softirq_ksoftirqd_runs_total",
-            &l,
-            r.ksoftirqd_runs as f64,
+            &vector_labels(*v, *cpu),
+            n as f64,
         );
     }
-    w.family(
-        "irqtune_net_rx_packets_total",
-        "counter",
-        "Packets received by NET_RX per device and CPU.",
+    // Per CPU, always: what a dashboard needs to see one CPU drowning. Only what the probes
+    // measured: a family that could not attach has no samples (irqtune_finding and
+    // irqtune_probe_attached say why), never zeros that read as an idle CPU.
+    let cpus = p.cpus();
+    let per_cpu_counter =
+        |w: &mut Writer, name: &str, help: &str, measured: bool, value: &dyn Fn(u32) -> f64| {
+            w.family(name, "counter", help);
+            if measured {
+                for &cpu in &cpus {
+                    w.sample(name, &[("cpu", cpu.to_string())], value(cpu));
+                }
+            }
+        };
+    let hard = p.measured(Family::Hardirq);
+    let soft = p.measured(Family::Softirq);
+    let hardirq_sum = |cpu: u32, f: &dyn Fn(&HardirqRow) -> u64| -> f64 {
+        p.hardirqs
+            .iter()
+            .filter(|r| r.cpu == cpu)
+            .map(f)
+            .sum::<u64>() as f64
+    };
+    let softirq_sum = |cpu: u32, net_rx_only: bool, f: &dyn Fn(&SoftirqRow) -> u64| -> f64 {
+        p.softirqs
+            .iter()
+            .filter(|r| r.cpu == cpu && (!net_rx_only || r.vector == Vector::NetRx))
+            .map(f)
+            .sum::<u64>() as f64
+    };
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_hardirq_seconds_total",
+        "Time in hardirq handlers per CPU; its rate() is the CPU's share of time in hardirqs.",
+        hard,
+        &|c| hardirq_sum(c, &|r| r.time_ns) / 1e9,
     );
-    for r in &p.netdevs {
-        let l = [("device", r.device.clone()), ("cpu", r.cpu.to_string())];
-        w.sample("irqtune_net_rx_packets_total", &l, r.packets as f64);
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_hardirqs_total",
+        "Hardirq handler runs per CPU.",
+        hard,
+        &|c| hardirq_sum(c, &|r| r.count),
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_softirq_seconds_total",
+        "Time in softirq handlers (all vectors) per CPU; its rate() is the CPU's share of time in softirqs.",
+        soft,
+        &|c| softirq_sum(c, false, &|r| r.time_ns) / 1e9,
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_softirqs_total",
+        "Softirq handler runs (all vectors) per CPU.",
+        soft,
+        &|c| softirq_sum(c, false, &|r| r.count),
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_net_rx_seconds_total",
+        "Time in the NET_RX softirq handler per CPU.",
+        soft,
+        &|c| softirq_sum(c, true, &|r| r.time_ns) / 1e9,
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_net_rx_runs_total",
+        "NET_RX softirq handler runs per CPU.",
+        soft,
+        &|c| softirq_sum(c, true, &|r| r.count),
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_cpu_net_rx_ksoftirqd_runs_total",
+        "NET_RX softirq runs in ksoftirqd per CPU (the load outgrew interrupt exit).",
+        soft,
+        &|c| softirq_sum(c, true, &|r| r.ksoftirqd_runs),
+    );
+    per_cpu_counter(
+        w,
+        "irqtune_net_rx_packets_total",
+        "Packets received by NET_RX per CPU (all devices).",
+        p.measured(Family::NetRx),
+        &|c| {
+            p.netdevs
+                .iter()
+                .filter(|r| r.cpu == c)
+                .map(|r| r.packets)
+                .sum::<u64>() as f64
+        },
+    );
+    w.family(
+        "irqtune_net_rx_device_packets_total",
+        "counter",
+        "Packets received by NET_RX per device (and CPU with --per-cpu-histograms).",
+    );
+    for ((device, cpu), rows) in &grouped(&p.netdevs, per_cpu, |r| r.device.clone(), |r| r.cpu) {
+        let n: u64 = rows.iter().map(|r| r.packets).sum();
+        w.sample(
+            "irqtune_net_rx_device_packets_total",
+            &with_cpu(vec![("device", device.clone())], *cpu),
+            n as f64,
+        );
     }
     w.family(
         "irqtune_softnet_dropped_total",
@@ -288,7 +453,7 @@ pub fn write_profile(w: &mut Writer, p: &Profile) {
     }
 }
 
-pub fn render(p: &Profile) -> String {
+pub fn render(p: &Profile, opts: Options) -> String {
     let mut w = Writer::new();
     w.family(
         "irqtune_profile_duration_seconds",
@@ -296,6 +461,6 @@ pub fn render(p: &Profile) -> String {
         "Length of the recorded profile.",
     );
     w.sample("irqtune_profile_duration_seconds", &[], p.duration_secs());
-    write_profile(&mut w, p);
+    write_profile(&mut w, p, opts);
     w.out
 }

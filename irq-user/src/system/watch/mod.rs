@@ -78,10 +78,11 @@ pub struct Watcher {
     /// the kernel's LRU map would otherwise take its counts out of a since-start delta, and
     /// counters must never go down.
     flow_totals: FlowTotals,
+    opts: prometheus::Options,
 }
 
 impl Watcher {
-    pub fn new(recorder: Recorder) -> anyhow::Result<Watcher> {
+    pub fn new(recorder: Recorder, opts: prometheus::Options) -> anyhow::Result<Watcher> {
         let base = recorder.mark()?;
         let prev = recorder.mark()?;
         Ok(Watcher {
@@ -90,6 +91,7 @@ impl Watcher {
             base,
             prev,
             flow_totals: FlowTotals::default(),
+            opts,
         })
     }
 
@@ -111,6 +113,7 @@ impl Watcher {
             self.recorder.probe_rows(),
             self.start_unix_ms,
             unix_ms(),
+            self.opts,
         );
         let record = record(&interval, now.unix_ms);
         self.prev = now;
@@ -125,6 +128,7 @@ pub fn metrics_text(
     probes: &[ProbeRow],
     start_unix_ms: u64,
     now_unix_ms: u64,
+    opts: prometheus::Options,
 ) -> String {
     let mut w = prometheus::Writer::new();
     w.family(
@@ -167,7 +171,7 @@ pub fn metrics_text(
             },
         );
     }
-    prometheus::write_profile(&mut w, total);
+    prometheus::write_profile(&mut w, total, opts);
     w.out
 }
 
