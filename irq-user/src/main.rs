@@ -12,7 +12,12 @@ use irq_user::{system::netns, system::sysroot::SysRoot};
 #[command(
     name = "irqtune",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IRQTUNE_GIT_REV"), ")"),
-    about = "Find and fix interrupt and softirq bottlenecks"
+    about = "Find and fix interrupt and softirq bottlenecks",
+    long_about = "Find and fix interrupt and softirq bottlenecks: measure per-CPU hardirq and softirq \
+        handler time, softirq queueing delay, NET_RX load and which CPU reads each flow, with eBPF \
+        probes; report it; plan IRQ affinity, RPS, RFS and XPS from it, apply the plan journaled \
+        and checked, and revert it.",
+    after_long_help = EXIT_STATUS
 )]
 struct Cli {
     /// Read and write /proc and /sys below DIR instead of / (a captured tree, e.g. a sosreport).
@@ -28,6 +33,14 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes (cmd/mod.rs), for --help and the man page.
+const EXIT_STATUS: &str = "Exit status:
+  0  done
+  1  failed (anything written was rolled back)
+  2  bad input (malformed file, unknown CPU or interface; nothing was done)
+  3  refused (plan for another host or boot, stale plan, irqbalance running, another apply holds the lock; nothing was written)
+  4  incomplete (record: a probe family could not attach by any method; the report and profile were written and say what was not measured)";
 
 #[derive(Subcommand)]
 enum Command {
@@ -52,6 +65,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (irqtune.8 and one per subcommand, irqtune-record.8, ...) into DIR.
+    #[command(hide = true)]
+    Manpages { dir: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +126,11 @@ fn main() -> ExitCode {
                     &mut std::io::stdout(),
                 );
                 Ok(())
+            }
+            Command::Manpages { dir } => {
+                use clap::CommandFactory as _;
+                cmd::manpages::write(Cli::command(), &dir)
+                    .with_context(|| format!("writing the man pages into {}", dir.display()))
             }
         }
     });

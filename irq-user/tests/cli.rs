@@ -57,3 +57,102 @@ fn completions_for_each_shell_know_every_subcommand() {
     let (ok, _) = irqtune(&["completions", "tcsh"]);
     assert!(!ok, "an unknown shell is an error");
 }
+
+/// The man pages come from the same definitions as --help: one per subcommand, each naming
+/// its options, the main one the exit codes; groff reads them without warnings.
+#[test]
+fn manpages_cover_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _) = irqtune(&["manpages", dir.path().to_str().unwrap()]);
+    assert!(ok);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let main = read("irqtune.8");
+    assert!(main.contains(".TH irqtune 8"), "{main}");
+    assert!(
+        main.contains("Exit status"),
+        "the exit codes are in irqtune(8)"
+    );
+    for sub in [
+        "record",
+        "report",
+        "tune",
+        "watch",
+        "show",
+        "plan",
+        "apply",
+        "revert",
+        "completions",
+    ] {
+        assert!(
+            main.contains(&format!("irqtune\\-{sub}(8)")),
+            "irqtune(8) lists {sub}"
+        );
+        let page = read(&format!("irqtune-{sub}.8"));
+        assert!(page.contains(&format!(".TH irqtune-{sub} 8")), "{page}");
+        assert!(
+            page.contains(&format!("\\fBirqtune {sub}\\fR")),
+            "the synopsis shows `irqtune {sub}`: {page}"
+        );
+    }
+    assert!(read("irqtune-watch.8").contains("per\\-cpu\\-histograms"));
+    assert!(
+        !dir.path().join("irqtune-manpages.8").exists(),
+        "the hidden subcommand has no page"
+    );
+    let pages = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(pages, 10, "irqtune.8 and 9 subcommands");
+    // groff (man-db's formatter) reads each without a warning.
+    if std::process::Command::new("groff")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let out = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn per_cpu_histograms_shape_prometheus_only() {
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/server-64cpu.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_irqtune"))
+        .args(["report", golden, "--format", "text", "--per-cpu-histograms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad input");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format prometheus"));
+    let (ok, default) = irqtune(&["report", golden, "--format", "prometheus"]);
+    assert!(ok);
+    let (ok, per_cpu) = irqtune(&[
+        "report",
+        golden,
+        "--format",
+        "prometheus",
+        "--per-cpu-histograms",
+    ]);
+    assert!(ok);
+    let bucket_with_cpu = |t: &str| {
+        t.lines().any(|l| {
+            l.starts_with("irqtune_softirq_handler_seconds_bucket{") && l.contains("cpu=\"")
+        })
+    };
+    assert!(!bucket_with_cpu(&default));
+    assert!(bucket_with_cpu(&per_cpu));
+}

@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup | test | run | bench`.
+//! Project tasks: `cargo xtask setup | test | run | bench | dist | fixture`.
 //!
 //! `setup` installs every missing piece the build and the tests need, checking each one on its
 //! own, so it is quick when all is there and complete on a bare machine.
 
 mod bench;
+mod dist;
 mod effect;
 mod kernels;
 mod setup;
@@ -29,8 +30,9 @@ enum Task {
         #[arg(long)]
         tests: bool,
     },
-    /// Set up, then run every test: unit tests and the kernel tests (as root, one at a time),
-    /// including the kernel matrix (each kernel of tests/kernels.txt booted in QEMU).
+    /// Set up, then run every test: unit tests, `dist`, and the kernel tests (as root, one at a
+    /// time), including the kernel matrix (each kernel of tests/kernels.txt booted in QEMU)
+    /// and the package's install test (on an overlay root).
     Test {
         /// Only the unit tests.
         #[arg(long)]
@@ -46,9 +48,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the release binary and the Debian package (target/dist/irqtune_VERSION_ARCH.deb):
+    /// /usr/bin/irqtune, man pages, bash/zsh/fish completions, the systemd unit (not
+    /// enabled), the Prometheus and Grafana files under /usr/share/irqtune.
+    Dist,
     /// Set up, then measure the probes' cost per event next to libbpf-tools.
     Bench(bench::BenchArgs),
-    /// Write a machine-shaped /proc and /sys tree (seed-4cpu, two-socket, server-64cpu, vm)
+    /// Write a machine-shaped /proc and /sys tree (seed-4cpu, two-socket, server-64cpu,
+    /// server-256cpu, vm)
     /// to DIR, for trying `irqtune --root DIR show|plan|report`.
     Fixture {
         name: String,
@@ -134,6 +141,8 @@ fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Resu
     if unit_only {
         return Ok(());
     }
+    println!("== the Debian package (its install test is a kernel test)");
+    let deb = dist::dist()?;
     let bin = build_irqtune()?;
     println!("== kernel tests (one at a time: they share the kernel's state)");
     if !is_root() {
@@ -153,7 +162,8 @@ fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Resu
         "--test-threads=1",
     ])
     .args(extra)
-    .env("IRQTUNE_BIN", &bin);
+    .env("IRQTUNE_BIN", &bin)
+    .env("IRQTUNE_DEB", &deb);
     run(&mut cmd)
 }
 
@@ -182,6 +192,7 @@ fn main() -> ExitCode {
         Task::Test { unit, kernel, args } => test(unit, kernel.as_deref(), &args),
         Task::Run { args } => run_irqtune(&args),
         Task::Bench(args) => bench::bench(&args),
+        Task::Dist => dist::dist().map(|_| ()),
         Task::Fixture { name, dir } => setup::setup(setup::Needs::Build).and_then(|()| {
             run(cargo()
                 .args([

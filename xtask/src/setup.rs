@@ -13,6 +13,8 @@ use crate::{is_root, run};
 pub const EBPF_TOOLCHAIN: &str = "1.95.0";
 pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Makes the Debian package (`cargo xtask dist`).
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Debian packages bpf-linker is built against: LLVM 22 and the libraries it links.
 const BUILD_PACKAGES: &[&str] = &[
@@ -25,7 +27,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// Debian packages the tests and benchmarks use: iproute2 for the kernel tests' namespaces,
 /// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
 /// consumers the report formats are tested with: promtool (prometheus), headless chromium,
-/// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit.
+/// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit,
+/// man-db for the package's install test (`man -w irqtune`).
 /// The kernel matrix's QEMU and kernels are in [`crate::kernels`].
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
@@ -35,14 +38,21 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "python3-jsonschema",
     "systemd",
+    "man-db",
 ];
 
-/// What is being set up for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Debian packages `cargo xtask dist` uses besides cargo-deb: dpkg-shlibdeps (dpkg-dev)
+/// for the package's library dependencies, gzip for the man pages.
+const DIST_PACKAGES: &[&str] = &["dpkg-dev", "gzip"];
+
+/// What is being set up for; each includes the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Needs {
     /// Building and running irqtune (`cargo xtask run`).
     Build,
-    /// That, and everything the tests and benchmarks use.
+    /// That, and making the Debian package (`cargo xtask dist`).
+    Dist,
+    /// That, and everything the tests and benchmarks use (the package's install test too).
     Tests,
 }
 
@@ -136,6 +146,37 @@ pub fn apt(packages: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Rust target of the packaged, static binary.
+fn musl_target() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("rustup not found: install Rust with rustup first")?;
+    if !step(
+        &format!("Rust target {}", crate::dist::TARGET),
+        installed.lines().any(|l| l.trim() == crate::dist::TARGET),
+    ) {
+        run(Command::new("rustup").args(["target", "add", crate::dist::TARGET]))?;
+    }
+    Ok(())
+}
+
+fn cargo_deb() -> anyhow::Result<()> {
+    let version = output(Command::new(cargo_bin("cargo-deb")).arg("--version")).unwrap_or_default();
+    if !step(
+        &format!("cargo-deb {CARGO_DEB_VERSION}"),
+        version.contains(CARGO_DEB_VERSION),
+    ) {
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-deb",
+            "--version",
+            CARGO_DEB_VERSION,
+            "--locked",
+            "--force",
+        ]))?;
+    }
+    Ok(())
+}
+
 fn bpf_linker() -> anyhow::Result<()> {
     let bin = cargo_bin("bpf-linker");
     let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
@@ -165,7 +206,12 @@ pub fn setup(needs: Needs) -> anyhow::Result<()> {
     toolchain()?;
     apt(BUILD_PACKAGES)?;
     bpf_linker()?;
-    if needs == Needs::Tests {
+    if needs >= Needs::Dist {
+        apt(DIST_PACKAGES)?;
+        musl_target()?;
+        cargo_deb()?;
+    }
+    if needs >= Needs::Tests {
         apt(TEST_PACKAGES)?;
         crate::kernels::setup()?;
     }

@@ -6,6 +6,7 @@
 //! profile were still written and their findings say what was not measured; `--no-flows` or
 //! `--allow-incomplete` accept it).
 
+pub mod manpages;
 pub mod record;
 pub mod report;
 pub mod steer;
