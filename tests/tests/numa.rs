@@ -285,6 +285,16 @@ fn all_masks() -> BTreeMap<u32, String> {
         .collect()
 }
 
+/// `irqtune revert`, then every IRQ's mask is what it was, byte for byte.
+fn revert_restores(original: &BTreeMap<u32, String>) {
+    irqtune(&["revert"]);
+    assert_eq!(
+        &all_masks(),
+        original,
+        "revert restores every mask byte for byte"
+    );
+}
+
 /// /proc/interrupts, through irqtune's own parser.
 fn interrupts() -> Interrupts {
     procfs::read_interrupts(Path::new("/")).expect("read /proc/interrupts")
@@ -444,12 +454,7 @@ fn inside_numa_guest() {
     irqtune(&["apply", plan_s]);
     check_spread(&nics[0], &node1, "idle");
     check_spread(&nics[2], &node0, "idle");
-    irqtune(&["revert"]);
-    assert_eq!(
-        all_masks(),
-        original,
-        "revert restores every mask byte for byte"
-    );
+    revert_restores(&original);
 
     // More queues than cores: 8 queues on node 1's 4 CPUs, each CPU twice, and said.
     let plan8 = std::env::temp_dir().join("numa-8q.json");
@@ -468,12 +473,7 @@ fn inside_numa_guest() {
     );
     irqtune(&["apply", plan8.to_str().unwrap()]);
     check_spread(&nics[1], &node1, "8 queues");
-    irqtune(&["revert"]);
-    assert_eq!(
-        all_masks(),
-        original,
-        "revert restores every mask byte for byte"
-    );
+    revert_restores(&original);
 
     // Under traffic: planned from a measurement, interrupts arrive on the planned CPUs.
     traffic(&dir, 1, 600);
@@ -554,12 +554,7 @@ fn inside_numa_guest() {
         "RSS spread the flows over only {busy_queues} queue IRQs"
     );
     wait_done(&dir, 1);
-    irqtune(&["revert"]);
-    assert_eq!(
-        all_masks(),
-        original,
-        "revert restores every mask byte for byte"
-    );
+    revert_restores(&original);
 
     // tune: every queue IRQ on CPU 0 under traffic; tune spreads them and keeps it.
     for irqs in queue_irqs(&nics[0]).values() {

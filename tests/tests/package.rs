@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use irqtune_tests::require_root;
+use irqtune_tests::{require_root, sh};
 
 /// The package `cargo xtask dist` made: $IRQTUNE_DEB (set by `cargo xtask test`), else the
 /// newest .deb in target/dist.
@@ -42,14 +42,8 @@ fn run(cmd: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn ok(cmd: &str) -> String {
-    let (success, text) = run(cmd);
-    assert!(success, "`{cmd}` failed:\n{text}");
-    text
-}
-
 fn field(deb: &Path, name: &str) -> String {
-    ok(&format!("dpkg-deb --field {} {name}", deb.display()))
+    sh(&format!("dpkg-deb --field {} {name}", deb.display()))
         .trim()
         .to_string()
 }
@@ -77,7 +71,7 @@ fn package_installs_and_removes_cleanly() {
         !depends.contains("libc6"),
         "the static binary depends on no C library: Depends: {depends}"
     );
-    let contents = ok(&format!("dpkg-deb --contents {}", deb.display()));
+    let contents = sh(&format!("dpkg-deb --contents {}", deb.display()));
     assert!(
         !contents.contains("./etc/systemd/system/multi-user.target.wants"),
         "the unit is not enabled by the package itself:\n{contents}"
@@ -155,9 +149,9 @@ fn inside_package_root() {
 
     let t = std::time::Instant::now();
     let step = |what: &str| eprintln!("{:6.2} s  {what}", t.elapsed().as_secs_f64());
-    ok(&format!("dpkg --install {deb}"));
+    sh(&format!("dpkg --install {deb}"));
     step("installed");
-    let files: Vec<String> = ok("dpkg-query --listfiles irqtune")
+    let files: Vec<String> = sh("dpkg-query --listfiles irqtune")
         .lines()
         .map(str::to_string)
         .collect();
@@ -170,28 +164,28 @@ fn inside_package_root() {
         "ldd /usr/bin/irqtune: {ldd}"
     );
     // The binary, on PATH, names its release and git revision.
-    let version = ok("env PATH=/usr/sbin:/usr/bin:/sbin:/bin irqtune --version");
+    let version = sh("env PATH=/usr/sbin:/usr/bin:/sbin:/bin irqtune --version");
     assert!(
         version.starts_with(&format!("irqtune {}", env!("CARGO_PKG_VERSION")))
             && version.contains('('),
         "{version}"
     );
-    assert!(ok("irqtune report --help").contains("--per-cpu-histograms"));
+    assert!(sh("irqtune report --help").contains("--per-cpu-histograms"));
 
     // man finds and renders the pages: irqtune(8) and one per subcommand.
-    let page = ok("man -w irqtune");
+    let page = sh("man -w irqtune");
     assert_eq!(page.trim(), "/usr/share/man/man8/irqtune.8.gz");
     for sub in [
         "record", "report", "tune", "watch", "show", "plan", "apply", "revert",
     ] {
-        let p = ok(&format!("man -w 8 irqtune-{sub}"));
+        let p = sh(&format!("man -w 8 irqtune-{sub}"));
         assert!(p.trim().ends_with(&format!("irqtune-{sub}.8.gz")), "{p}");
     }
-    let text = ok("MANPAGER=cat MANWIDTH=100 man 8 irqtune 2>/dev/null");
+    let text = sh("MANPAGER=cat MANWIDTH=100 man 8 irqtune 2>/dev/null");
     for want in ["irqtune", "record", "Exit status", "irqtune-record(8)"] {
         assert!(text.contains(want), "man irqtune lacks {want:?}:\n{text}");
     }
-    let text = ok("MANPAGER=cat MANWIDTH=100 man 8 irqtune-watch 2>/dev/null");
+    let text = sh("MANPAGER=cat MANWIDTH=100 man 8 irqtune-watch 2>/dev/null");
     assert!(text.contains("--per-cpu-histograms"), "{text}");
 
     step("man pages");
@@ -205,7 +199,7 @@ fn inside_package_root() {
         assert!(text.contains("irqtune") && text.contains("record"), "{f}");
     }
     let complete =
-        ok("bash -c '. /usr/share/bash-completion/completions/irqtune && complete -p irqtune'");
+        sh("bash -c '. /usr/share/bash-completion/completions/irqtune && complete -p irqtune'");
     assert!(complete.contains("irqtune"), "{complete}");
 
     // The unit: installed, pointing at the packaged binary, valid, and not enabled.
@@ -235,9 +229,9 @@ fn inside_package_root() {
     step("unit and files");
     // Remove, then purge: nothing of the package is left (the directories it shares with
     // other packages, such as /usr/share/man/man8, stay as dpkg's policy has it).
-    ok("dpkg --remove irqtune");
+    sh("dpkg --remove irqtune");
     assert!(!Path::new("/usr/bin/irqtune").exists());
-    ok("dpkg --purge irqtune");
+    sh("dpkg --purge irqtune");
     step("removed and purged");
     assert!(
         !run("dpkg-query -W irqtune").0,

@@ -10,7 +10,8 @@ use irq_ebpf::hist::BUCKETS;
 
 use crate::model::{
     hist::{self, Hist},
-    profile::{Family, HardirqRow, Profile, SoftirqRow, Vector},
+    procfs::SoftnetRow,
+    profile::{Family, Profile, Vector},
 };
 
 /// Histogram bucket bounds: 2^8 ns (256 ns) .. 2^30 ns (1.07 s). Powers of two are bucket
@@ -153,6 +154,50 @@ fn with_cpu(
     pairs
 }
 
+/// A per-CPU counter family: name, help, whether its probes measured it, its value.
+type CpuCounter = (&'static str, &'static str, bool, fn(&CpuTotals) -> f64);
+
+/// A per-CPU counter family of /proc/net/softnet_stat: name, help, its column.
+type SoftnetCounter = (&'static str, &'static str, fn(&SoftnetRow) -> u64);
+
+/// What the per-CPU counters show, summed over a profile's rows in one pass.
+#[derive(Default)]
+struct CpuTotals {
+    hardirq_ns: u64,
+    hardirqs: u64,
+    softirq_ns: u64,
+    softirqs: u64,
+    net_rx_ns: u64,
+    net_rx_runs: u64,
+    net_rx_ksoftirqd_runs: u64,
+    net_rx_packets: u64,
+}
+
+impl CpuTotals {
+    fn of(p: &Profile) -> BTreeMap<u32, CpuTotals> {
+        let mut out: BTreeMap<u32, CpuTotals> = BTreeMap::new();
+        for r in &p.hardirqs {
+            let t = out.entry(r.cpu).or_default();
+            t.hardirq_ns += r.time_ns;
+            t.hardirqs += r.count;
+        }
+        for r in &p.softirqs {
+            let t = out.entry(r.cpu).or_default();
+            t.softirq_ns += r.time_ns;
+            t.softirqs += r.count;
+            if r.vector == Vector::NetRx {
+                t.net_rx_ns += r.time_ns;
+                t.net_rx_runs += r.count;
+                t.net_rx_ksoftirqd_runs += r.ksoftirqd_runs;
+            }
+        }
+        for r in &p.netdevs {
+            out.entry(r.cpu).or_default().net_rx_packets += r.packets;
+        }
+        out
+    }
+}
+
 /// Writes every family of a profile (or of one `watch` interval's cumulative state).
 ///
 /// Cardinality is bounded by default: histograms per softirq vector and per IRQ (no cpu
@@ -222,93 +267,72 @@ pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
     // measured: a family that could not attach has no samples (irqtune_finding and
     // irqtune_probe_attached say why), never zeros that read as an idle CPU.
     let cpus = p.cpus();
-    let per_cpu_counter =
-        |w: &mut Writer, name: &str, help: &str, measured: bool, value: &dyn Fn(u32) -> f64| {
-            w.family(name, "counter", help);
-            if measured {
-                for &cpu in &cpus {
-                    w.sample(name, &[("cpu", cpu.to_string())], value(cpu));
-                }
-            }
-        };
-    let hard = p.measured(Family::Hardirq);
-    let soft = p.measured(Family::Softirq);
-    let hardirq_sum = |cpu: u32, f: &dyn Fn(&HardirqRow) -> u64| -> f64 {
-        p.hardirqs
-            .iter()
-            .filter(|r| r.cpu == cpu)
-            .map(f)
-            .sum::<u64>() as f64
-    };
-    let softirq_sum = |cpu: u32, net_rx_only: bool, f: &dyn Fn(&SoftirqRow) -> u64| -> f64 {
-        p.softirqs
-            .iter()
-            .filter(|r| r.cpu == cpu && (!net_rx_only || r.vector == Vector::NetRx))
-            .map(f)
-            .sum::<u64>() as f64
-    };
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_hardirq_seconds_total",
-        "Time in hardirq handlers per CPU; its rate() is the CPU's share of time in hardirqs.",
-        hard,
-        &|c| hardirq_sum(c, &|r| r.time_ns) / 1e9,
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_hardirqs_total",
-        "Hardirq handler runs per CPU.",
-        hard,
-        &|c| hardirq_sum(c, &|r| r.count),
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_softirq_seconds_total",
-        "Time in softirq handlers (all vectors) per CPU; its rate() is the CPU's share of time in softirqs.",
-        soft,
-        &|c| softirq_sum(c, false, &|r| r.time_ns) / 1e9,
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_softirqs_total",
-        "Softirq handler runs (all vectors) per CPU.",
-        soft,
-        &|c| softirq_sum(c, false, &|r| r.count),
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_net_rx_seconds_total",
-        "Time in the NET_RX softirq handler per CPU.",
-        soft,
-        &|c| softirq_sum(c, true, &|r| r.time_ns) / 1e9,
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_net_rx_runs_total",
-        "NET_RX softirq handler runs per CPU.",
-        soft,
-        &|c| softirq_sum(c, true, &|r| r.count),
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_cpu_net_rx_ksoftirqd_runs_total",
-        "NET_RX softirq runs in ksoftirqd per CPU (the load outgrew interrupt exit).",
-        soft,
-        &|c| softirq_sum(c, true, &|r| r.ksoftirqd_runs),
-    );
-    per_cpu_counter(
-        w,
-        "irqtune_net_rx_packets_total",
-        "Packets received by NET_RX per CPU (all devices).",
+    let totals = CpuTotals::of(p);
+    let zero = CpuTotals::default();
+    let (hard, soft, net) = (
+        p.measured(Family::Hardirq),
+        p.measured(Family::Softirq),
         p.measured(Family::NetRx),
-        &|c| {
-            p.netdevs
-                .iter()
-                .filter(|r| r.cpu == c)
-                .map(|r| r.packets)
-                .sum::<u64>() as f64
-        },
     );
+    let counters: [CpuCounter; 8] = [
+        (
+            "irqtune_cpu_hardirq_seconds_total",
+            "Time in hardirq handlers per CPU; its rate() is the CPU's share of time in hardirqs.",
+            hard,
+            |t| t.hardirq_ns as f64 / 1e9,
+        ),
+        (
+            "irqtune_cpu_hardirqs_total",
+            "Hardirq handler runs per CPU.",
+            hard,
+            |t| t.hardirqs as f64,
+        ),
+        (
+            "irqtune_cpu_softirq_seconds_total",
+            "Time in softirq handlers (all vectors) per CPU; its rate() is the CPU's share of time in softirqs.",
+            soft,
+            |t| t.softirq_ns as f64 / 1e9,
+        ),
+        (
+            "irqtune_cpu_softirqs_total",
+            "Softirq handler runs (all vectors) per CPU.",
+            soft,
+            |t| t.softirqs as f64,
+        ),
+        (
+            "irqtune_cpu_net_rx_seconds_total",
+            "Time in the NET_RX softirq handler per CPU.",
+            soft,
+            |t| t.net_rx_ns as f64 / 1e9,
+        ),
+        (
+            "irqtune_cpu_net_rx_runs_total",
+            "NET_RX softirq handler runs per CPU.",
+            soft,
+            |t| t.net_rx_runs as f64,
+        ),
+        (
+            "irqtune_cpu_net_rx_ksoftirqd_runs_total",
+            "NET_RX softirq runs in ksoftirqd per CPU (the load outgrew interrupt exit).",
+            soft,
+            |t| t.net_rx_ksoftirqd_runs as f64,
+        ),
+        (
+            "irqtune_net_rx_packets_total",
+            "Packets received by NET_RX per CPU (all devices).",
+            net,
+            |t| t.net_rx_packets as f64,
+        ),
+    ];
+    for (name, help, measured, value) in counters {
+        w.family(name, "counter", help);
+        if measured {
+            for &cpu in &cpus {
+                let t = totals.get(&cpu).unwrap_or(&zero);
+                w.sample(name, &[("cpu", cpu.to_string())], value(t));
+            }
+        }
+    }
     w.family(
         "irqtune_net_rx_device_packets_total",
         "counter",
@@ -322,29 +346,23 @@ pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
             n as f64,
         );
     }
-    w.family(
-        "irqtune_softnet_dropped_total",
-        "counter",
-        "Packets dropped with a full backlog (softnet_stat) per CPU.",
-    );
-    for s in &p.proc.softnet {
-        w.sample(
+    let softnet: [SoftnetCounter; 2] = [
+        (
             "irqtune_softnet_dropped_total",
-            &[("cpu", s.cpu.to_string())],
-            s.dropped as f64,
-        );
-    }
-    w.family(
-        "irqtune_softnet_time_squeeze_total",
-        "counter",
-        "NET_RX runs that ran out of budget with work left (softnet_stat) per CPU.",
-    );
-    for s in &p.proc.softnet {
-        w.sample(
+            "Packets dropped with a full backlog (softnet_stat) per CPU.",
+            |s| s.dropped,
+        ),
+        (
             "irqtune_softnet_time_squeeze_total",
-            &[("cpu", s.cpu.to_string())],
-            s.time_squeeze as f64,
-        );
+            "NET_RX runs that ran out of budget with work left (softnet_stat) per CPU.",
+            |s| s.time_squeeze,
+        ),
+    ];
+    for (name, help, value) in softnet {
+        w.family(name, "counter", help);
+        for s in &p.proc.softnet {
+            w.sample(name, &[("cpu", s.cpu.to_string())], value(s) as f64);
+        }
     }
     w.family(
         "irqtune_flow_read_bytes_total",
