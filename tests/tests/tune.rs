@@ -57,12 +57,17 @@ struct Scenario {
 
 impl Scenario {
     /// The namespaces, receive processing steered to `rps_cpu` with RFS off, and `streams`
-    /// running (until dropped, 60 s at most).
+    /// running (until dropped, 90 s at most).
     fn new(tag: &str, rps_cpu: usize, streams: Streams) -> Scenario {
+        Scenario::with_rps(tag, &mask(rps_cpu), streams)
+    }
+
+    /// The same with vb's rps_cpus set to `rps_mask`.
+    fn with_rps(tag: &str, rps_mask: &str, streams: Streams) -> Scenario {
         let pair = NetnsPair::new(tag);
         let entries = Restore::new(ENTRIES);
         entries.set("0");
-        pair.sysfs_write(&pair.b, &format!("{RX}/rps_cpus"), &mask(rps_cpu));
+        pair.sysfs_write(&pair.b, &format!("{RX}/rps_cpus"), rps_mask);
         pair.sysfs_write(&pair.b, &format!("{RX}/rps_flow_cnt"), "0");
         let stop = Arc::new(AtomicBool::new(false));
         let mut s = Scenario {
@@ -75,7 +80,7 @@ impl Scenario {
         let mut streams = streams;
         streams.limit = Limit {
             chunks: u32::MAX,
-            time: Duration::from_secs(60),
+            time: Duration::from_secs(90),
             stop: Some(Arc::clone(&s.stop)),
         };
         let pair = s.pair.names();
@@ -534,4 +539,94 @@ fn interrupted_tune_leaves_the_before_state_or_revert_restores_it() {
             );
         }
     }
+}
+
+/// Two plans for one problem. Sixteen busy fixed-rate flows, all read on CPU 1, their receive
+/// processing spread over both CPUs by RPS (each flow's hash picks one): about half of them
+/// are read away from their softirq. The planner's first choice, RFS, moves every flow's
+/// processing onto the readers' CPU, where the readers then wait behind it: rolled back.
+/// Its next, keeping the processing off the readers' CPU, relieves them: kept. The record
+/// of the run names both plans and their verdicts.
+#[test]
+fn tune_keeps_the_second_plan_when_the_first_hurts() {
+    if !require_root("tune_keeps_the_second_plan_when_the_first_hurts") {
+        return;
+    }
+    let mut streams = Streams::new(
+        Proto::Tcp,
+        5800,
+        "irqt-two",
+        1,
+        Limit {
+            chunks: 0,
+            time: Duration::ZERO,
+            stop: None,
+        },
+    );
+    // Sixteen flows, so that the hash leaves all of them on one CPU once in 2^15 boots.
+    streams.flows = 16;
+    streams.pace = Pace::Rate(4_000_000);
+    let s = Scenario::with_rps("two", "3", streams);
+    let original = s.values();
+    let (ok, out) = run(s.tune(&["--duration", "4", "--max-trials", "2"]));
+    assert!(ok, "tune failed:\n{out}");
+    let verdicts: Vec<&str> = out.lines().filter(|l| l.starts_with("Verdict:")).collect();
+    assert_eq!(verdicts.len(), 2, "two trials:\n{out}");
+    assert!(
+        verdicts[0].starts_with("Verdict: WORSE") && verdicts[0].contains("rolled back"),
+        "RFS onto the readers' CPU hurts them: {}",
+        verdicts[0]
+    );
+    assert!(
+        verdicts[1].contains("; kept."),
+        "keeping the processing off the readers' CPU is kept: {}",
+        verdicts[1]
+    );
+    let tried: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Tried (2)"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert!(
+        tried.len() == 2
+            && tried[0].contains("follows the readers")
+            && tried[0].ends_with("rolled back")
+            && tried[1].contains("other CPUs than the readers'")
+            && tried[1].ends_with("kept"),
+        "the summary ranks both: {tried:?}\n{out}"
+    );
+    // In place: RPS on CPU 0 only, RFS as it was.
+    let now = s.values();
+    assert_eq!(
+        (now.0.trim_start_matches('0'), &now.1, &now.2),
+        ("1", &original.1, &original.2),
+        "the second plan's state: {now:?}"
+    );
+    // The record names both plans and their verdicts.
+    let record = std::fs::read_dir(s.state.path())
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tune-"))
+        })
+        .expect("a tune record in the state dir");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).expect("read record"))
+            .expect("record JSON");
+    let tried = r["tried"].as_array().expect("tried");
+    assert_eq!(tried.len(), 2, "{r}");
+    assert_eq!(tried[0]["kept"], false);
+    assert_eq!(tried[0]["verdict"]["conclusion"], "worse");
+    assert_eq!(tried[1]["kept"], true);
+    assert_eq!(tried[1]["plan"]["strategy"], "away_from_readers");
+    let rev = s.revert();
+    assert!(
+        rev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rev.stderr)
+    );
+    assert_eq!(s.values(), original, "revert restores the spread");
 }

@@ -164,9 +164,43 @@ pub struct Plan {
     pub created_unix: u64,
     /// What the load figures come from ("profile run.json", "/proc/interrupts counts").
     pub load_source: String,
+    /// How the plan steers the flows it was made for (plans written without it: the
+    /// planner's first choice).
+    #[serde(default)]
+    pub strategy: Strategy,
     pub changes: Vec<Change>,
     /// What was looked at and left alone, and why (managed IRQs, values the kernel refuses).
     pub notes: Vec<String>,
+}
+
+/// How a plan steers the receive processing of flows read away from their softirq CPU: the
+/// alternatives `tune` tries in turn when one does not help the workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Processing follows the readers: RFS (with RPS where the NIC lacks queue vectors),
+    /// RPS toward the readers of flows RFS cannot steer. Best for the cache when the
+    /// readers' CPUs have room for it (Documentation/networking/scaling.rst).
+    #[default]
+    FollowReaders,
+    /// Processing on the NIC node's CPUs other than the readers' (RPS, queue vectors), RFS
+    /// left off: for readers whose CPUs are too busy to take the receive work too.
+    AwayFromReaders,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 2] = [Strategy::FollowReaders, Strategy::AwayFromReaders];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Strategy::FollowReaders => {
+                "receive processing follows the readers (RFS/RPS toward their CPUs)"
+            }
+            Strategy::AwayFromReaders => {
+                "receive processing on other CPUs than the readers' (RPS or queue vectors, no RFS)"
+            }
+        }
+    }
 }
 
 pub use crate::model::jsonfile::JsonFileError as PlanError;

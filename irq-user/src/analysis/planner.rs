@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
     analysis::{
-        plan::{Change, Knob, Plan, Value, PLAN_FORMAT, PLAN_VERSION},
+        plan::{Change, Knob, Plan, Strategy, Value, PLAN_FORMAT, PLAN_VERSION},
         policy,
     },
     model::{
@@ -122,6 +122,8 @@ pub struct PlanOptions {
     pub high_irq_rate: f64,
     /// A flow counts as mismatched above this share of reads on another CPU.
     pub mismatch_threshold: f64,
+    /// Where the receive processing of mismatched flows goes.
+    pub strategy: Strategy,
 }
 
 impl Default for PlanOptions {
@@ -131,6 +133,7 @@ impl Default for PlanOptions {
             cpus: None,
             high_irq_rate: policy::RPS_HIGH_IRQ_RATE,
             mismatch_threshold: policy::MISMATCHED_FLOW,
+            strategy: Strategy::default(),
         }
     }
 }
@@ -165,6 +168,8 @@ struct Planner<'a> {
     /// Queue vectors the plan put on each CPU (the tie-break when loads are equal, as on an
     /// idle machine: a second NIC then takes other cores than the first).
     placed: BTreeMap<u32, u32>,
+    /// The CPUs reading mismatched flows (set by [`Strategy::AwayFromReaders`]).
+    readers: Vec<u32>,
 }
 
 fn pct(part: f64, whole: f64) -> String {
@@ -685,7 +690,15 @@ impl Planner<'_> {
     }
 
     fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
-        let pool = self.pool(nic, allowed);
+        let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
+        let allowed = match self.opts.strategy {
+            Strategy::FollowReaders => allowed.to_vec(),
+            Strategy::AwayFromReaders => match self.away_from_readers(nic, allowed, &mismatched) {
+                Some(rest) => rest,
+                None => return,
+            },
+        };
+        let pool = self.pool(nic, &allowed);
         let (vectors, tx_only) = self.vectors(nic);
         let mut serving = if vectors.len() >= 2 {
             self.place_vectors(nic, &pool, &vectors, &tx_only)
@@ -696,10 +709,106 @@ impl Planner<'_> {
                 .into_iter()
                 .collect()
         };
-        let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
-        let rps = self.plan_rps(nic, &pool, vectors.len(), &mismatched, &mut serving);
-        self.plan_rfs(nic, &rps, &mismatched);
+        match self.opts.strategy {
+            Strategy::FollowReaders => {
+                let rps = self.plan_rps(nic, &pool, vectors.len(), &mismatched, &mut serving);
+                self.plan_rfs(nic, &rps, &mismatched);
+            }
+            Strategy::AwayFromReaders => {
+                self.plan_rps_away(nic, &pool, vectors.len(), &mut serving);
+            }
+        }
         self.plan_xps(nic, &pool, &serving);
+    }
+
+    /// The usable CPUs without the readers of the mismatched flows; None (with a note) when
+    /// there are no such readers or no CPU is left.
+    fn away_from_readers(
+        &mut self,
+        nic: &Nic,
+        allowed: &[u32],
+        mismatched: &Mismatched,
+    ) -> Option<Vec<u32>> {
+        let readers: BTreeSet<u32> = mismatched
+            .steerable
+            .iter()
+            .chain(&mismatched.unsteerable)
+            .flat_map(|f| f.reads_by_cpu.keys().copied())
+            .collect();
+        if readers.is_empty() {
+            self.notes.push(format!(
+                "{}: no flow is read away from its softirq, so there are no readers to keep the receive processing away from",
+                nic.name
+            ));
+            return None;
+        }
+        let rest: Vec<u32> = allowed
+            .iter()
+            .copied()
+            .filter(|c| !readers.contains(c))
+            .collect();
+        if rest.is_empty() {
+            self.notes.push(format!(
+                "{}: every usable CPU ({}) reads the flows; none is left to take their receive processing",
+                nic.name,
+                cpulist::format(allowed)
+            ));
+            return None;
+        }
+        self.readers = readers.into_iter().collect();
+        Some(rest)
+    }
+
+    /// RPS over the pool (the CPUs other than the readers') where the NIC has fewer than two
+    /// receive vectors, and RFS off on its queues: RFS would steer the flows back onto their
+    /// readers' CPUs.
+    fn plan_rps_away(
+        &mut self,
+        nic: &Nic,
+        pool: &Pool,
+        rx_vectors: usize,
+        serving: &mut BTreeMap<u32, Vec<u32>>,
+    ) {
+        let why = format!(
+            "keep {}'s receive processing off the CPUs that read its flows ({}), which are busy with the readers",
+            nic.name,
+            cpulist::format(&self.readers)
+        );
+        if rx_vectors < 2 {
+            let mut cpus = pool.order.clone();
+            cpus.sort_unstable();
+            for q in &nic.rx {
+                serving.insert(q.index, cpus.clone());
+                self.propose(
+                    Knob::RpsCpus {
+                        iface: nic.name.clone(),
+                        queue: q.index,
+                    },
+                    q.rps_cpus.as_deref(),
+                    self.mask(&cpus),
+                    format!("RPS over {}: {why}", pool.place),
+                    format!(
+                        "{} has {rx_vectors} rx vector(s); readers on CPU {}",
+                        nic.name,
+                        cpulist::format(&self.readers)
+                    ),
+                );
+            }
+        }
+        for q in &nic.rx {
+            if q.rps_flow_cnt.is_some_and(|c| c > 0) {
+                self.propose(
+                    Knob::RpsFlowCnt {
+                        iface: nic.name.clone(),
+                        queue: q.index,
+                    },
+                    q.rps_flow_cnt.map(|c| c.to_string()).as_deref(),
+                    "0".into(),
+                    format!("RFS off on this queue: {why}"),
+                    "RFS steers each flow to its reader's CPU".into(),
+                );
+            }
+        }
     }
 }
 
@@ -821,6 +930,7 @@ pub fn plan(
         notes,
         cpu_load: BTreeMap::new(),
         placed: BTreeMap::new(),
+        readers: Vec::new(),
     };
     p.seed_cpu_load(&moving);
     // Heaviest NIC first, so it gets the pick of the cores.
@@ -841,7 +951,37 @@ pub fn plan(
         host: m.host.clone(),
         created_unix,
         load_source: load.source.clone(),
+        strategy: opts.strategy,
         changes: p.changes,
         notes: p.notes,
     })
+}
+
+/// The plans `tune` tries for the same measurements, in order: each [`Strategy`] that
+/// changes something, without repeating a set of changes an earlier one makes.
+pub fn candidates(
+    m: &Machine,
+    load: &Load,
+    opts: &PlanOptions,
+    created_unix: u64,
+) -> Result<Vec<Plan>, PlanningError> {
+    let mut out: Vec<Plan> = Vec::new();
+    for strategy in Strategy::ALL {
+        let o = PlanOptions {
+            strategy,
+            ..opts.clone()
+        };
+        let p = plan(m, load, &o, created_unix)?;
+        let same = |q: &Plan| {
+            q.changes.len() == p.changes.len()
+                && q.changes
+                    .iter()
+                    .zip(&p.changes)
+                    .all(|(a, b)| a.knob == b.knob && a.proposed == b.proposed)
+        };
+        if strategy == Strategy::FollowReaders || (!p.changes.is_empty() && !out.iter().any(same)) {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }

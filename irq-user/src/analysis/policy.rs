@@ -83,27 +83,41 @@ pub const MIN_NET_RX_RUNS: u64 = 1000;
 
 // ---- tune: the verdict ----
 
-/// Windows per side (before, after). With 5 a side the permutation test can reach
-/// p = 1/252, well under [`ALPHA`]; more windows cost nothing but make each one shorter.
+/// Windows per side in the trial's first look. With 5 a side the permutation test can reach
+/// p = 1/252; the noise measured before the change may ask for more (up to
+/// [`MAX_LOOKS`] x this).
 pub const DEFAULT_WINDOWS: u32 = 5;
 
-/// Significance for "worse" and "better": the chance that a change that made no difference
-/// is called worse on one measure is at most 5%.
+/// Overall significance of each one-sided test: the chance that a change that made no
+/// difference is called worse (or a harmful one no worse) on one measure is at most 5%,
+/// over all the looks of a trial together.
 pub const ALPHA: f64 = 0.05;
 
-/// A throughput fall smaller than this is not harm even when consistent: pacing and timer
-/// granularity move a steady workload's rate by a few percent.
-pub const THROUGHPUT_MARGIN: f64 = 0.05;
+/// Looks a trial may take at its windows: the first, then up to two extensions of as many
+/// windows again when the first cannot tell. Each look tests at [`ALPHA`] / MAX_LOOKS
+/// (Bonferroni), so looking again cannot inflate the error; the trial then takes at most
+/// MAX_LOOKS times the --duration per side.
+pub const MAX_LOOKS: u32 = 3;
 
-/// A rise of the median wake-up (delivery-to-read) smaller than this is not harm. Measured on
-/// a 2-CPU VM, interleaved trials, 5 runs of each arrangement of the tune tests: moving a
-/// flow's softirq from another CPU to its reader's moved the median by -40% to +10%; by +1% to
-/// +44% when a TCP sender shared the reader's CPU (it then runs the receive softirq inline
-/// and the reader waits for it: a real but modest cost); placements that hurt raised it by
-/// +137% to +511%. Half again sits above the benign spread, well below harm.
-pub const LATENCY_MARGIN: f64 = 0.50;
+/// Power the detectable effect is quoted at: the usual 80% (a change of that size is found
+/// four times in five).
+pub const POWER: f64 = 0.8;
 
-/// Delivery-to-read samples a window needs for its mean to count.
+/// Throughput may fall by less than this and still count as no worse. A margin is the cost
+/// a change may have on an outcome without evidence of a gain elsewhere, so it is set below
+/// what a steering change is meant to gain and above what the measurement resolves: on
+/// fixed-rate flows the windows of one state spread by about 1% (tune tests, BENCHMARKS.md),
+/// so a 3% fall is resolved in 5 windows a side.
+pub const THROUGHPUT_MARGIN: f64 = 0.03;
+
+/// The median wake-up (delivery-to-read) may rise by less than this and still count as no
+/// worse. Moving a flow's softirq onto its reader's CPU is meant to save the cross-CPU
+/// wake-up (an IPI and a remote run-queue): the tune tests measured that gain at 10% to 40%
+/// of the median on a 2-CPU VM (BENCHMARKS.md), so a change that costs 10% has spent at
+/// least what the smallest such fix earns.
+pub const LATENCY_MARGIN: f64 = 0.10;
+
+/// Delivery-to-read samples a window needs for its median to count.
 pub const MIN_LATENCY_SAMPLES: u64 = 50;
 
 /// A CPU spending this share of its time in hardirq + softirq handlers is saturated: what is

@@ -7,10 +7,13 @@
 //! costing less per packet. The risks are what can hurt the machine behind the workload's
 //! back: a CPU saturated by interrupt work, softnet drops and squeezes.
 //!
-//! Each side (before, after) is measured in several short windows; a measure is worse only
-//! when an exact permutation test says so (p < [`policy::ALPHA`]) *and* the change is beyond
-//! its practical margin. A latency rise that comes with a throughput gain is batching (each
-//! read takes more data per wake-up), reported as a tradeoff, not as harm.
+//! Each side (before, after) is measured in several short windows, and each outcome is
+//! judged on its windows against a small practical margin ([`policy::THROUGHPUT_MARGIN`],
+//! [`policy::LATENCY_MARGIN`]) with three one-sided permutation tests ([`stats`]): worse
+//! beyond the margin, better beyond it, or shown within it (non-inferiority). What none of
+//! the three shows is undecided: the trial goes on with more windows, or gives up and says
+//! so. A latency rise that comes with a throughput gain beyond its margin is batching (each
+//! read takes more data per wake-up): a tradeoff, kept and said.
 
 use std::collections::BTreeMap;
 
@@ -284,120 +287,344 @@ pub fn worth_changing(m: &Measures) -> Option<String> {
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-/// A measure compared window by window.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Test {
-    pub before: f64,
-    pub after: f64,
-    /// (after - before) / before.
-    pub change: f64,
-    /// One-sided p-values: after larger, after smaller.
-    pub p_up: f64,
-    pub p_down: f64,
+/// An outcome of the workload that `tune` judges, and which way is worse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Bytes the judged flows' applications read per second: lower is worse.
+    Throughput,
+    /// Median wake-up delivery-to-read latency: higher is worse.
+    WakeUp,
 }
 
-impl Test {
-    fn of(before: &[f64], after: &[f64]) -> Option<Test> {
-        let (b, a) = (stats::mean(before)?, stats::mean(after)?);
-        Some(Test {
-            before: b,
-            after: a,
-            change: if b > 0.0 {
-                (a - b) / b
-            } else if a > 0.0 {
-                f64::INFINITY
-            } else {
-                0.0
-            },
-            p_up: stats::p_greater(before, after)?,
-            p_down: stats::p_less(before, after)?,
-        })
+impl Measure {
+    pub const ALL: [Measure; 2] = [Measure::Throughput, Measure::WakeUp];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Measure::Throughput => "throughput, judged flows",
+            Measure::WakeUp => "delivery-to-read, median",
+        }
     }
 
-    fn rose(&self, margin: f64) -> bool {
-        self.p_up < policy::ALPHA && self.change > margin
+    /// The change it may make and still count as no worse (a fraction).
+    pub fn margin(self) -> f64 {
+        match self {
+            Measure::Throughput => policy::THROUGHPUT_MARGIN,
+            Measure::WakeUp => policy::LATENCY_MARGIN,
+        }
     }
 
-    fn fell(&self, margin: f64) -> bool {
-        self.p_down < policy::ALPHA && self.change < -margin
+    /// +1 when a larger value is worse, -1 when a smaller one is.
+    fn worse_sign(self) -> f64 {
+        match self {
+            Measure::Throughput => -1.0,
+            Measure::WakeUp => 1.0,
+        }
     }
 
-    /// A change in either direction that chance explains poorly, whatever its size.
-    fn significant(&self) -> bool {
-        self.p_up < policy::ALPHA || self.p_down < policy::ALPHA
+    /// The margin as a harm on the log scale: ln(1 + m) for a rise, -ln(1 - m) for a fall.
+    fn log_margin(self) -> f64 {
+        match self {
+            Measure::Throughput => -(1.0 - self.margin()).ln(),
+            Measure::WakeUp => (1.0 + self.margin()).ln(),
+        }
     }
 
-    fn pct(&self) -> String {
-        if self.change.is_finite() {
-            format!("{:+.1}%", self.change * 100.0)
-        } else {
-            "new".into()
+    /// A harm on the log scale as the fraction of the measure it changes.
+    fn as_fraction(self, log_harm: f64) -> f64 {
+        match self {
+            Measure::Throughput => 1.0 - (-log_harm).exp(),
+            Measure::WakeUp => log_harm.exp() - 1.0,
+        }
+    }
+
+    /// Each window's value (None: the window cannot say; its latency had too few wake-ups).
+    fn of(self, w: &Outcome) -> Option<f64> {
+        match self {
+            // A window in which the flows read nothing is a stall, the worst throughput:
+            // floored at 1 byte/s so its logarithm stays finite.
+            Measure::Throughput => Some(w.throughput().max(1.0)),
+            Measure::WakeUp => w.latency_median_ns().filter(|&ns| ns > 0.0),
+        }
+    }
+
+    pub fn show(self, v: f64) -> String {
+        match self {
+            Measure::Throughput => mbps(v),
+            Measure::WakeUp => fmt_ns(v as u64),
         }
     }
 }
 
+/// What the windows say of one measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    /// Worse by more than the margin, beyond chance.
+    Worse,
+    /// Better by more than the margin, beyond chance.
+    Better,
+    /// Shown to be less than the margin worse (non-inferior), beyond chance.
+    NoWorse,
+    /// Neither: the windows are too few or too noisy to tell.
+    Undecided,
+}
+
+/// One measure compared window by window, on the logarithms of the window values, so a
+/// change is a ratio and a margin means the same at any level.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Judgement {
+    pub measure: Measure,
+    /// The window values of each side.
+    pub before: Vec<f64>,
+    pub after: Vec<f64>,
+    /// After / before - 1, estimated robustly (Hodges-Lehmann on the logarithms).
+    pub change: f64,
+    /// Chance of windows this much worse if the change were at most the margin worse: small
+    /// means worse beyond the margin.
+    pub p_worse: f64,
+    /// Chance of windows this good if the change were the margin worse or more: small means
+    /// shown no worse than the margin.
+    pub p_no_worse: f64,
+    /// Chance of windows this good if the change were at most the margin better: small means
+    /// better beyond the margin.
+    pub p_better: f64,
+    /// The smallest harm (a fraction) these windows detect with [`policy::POWER`].
+    pub detectable: Option<f64>,
+    pub call: Call,
+}
+
+impl Judgement {
+    /// None when a side has fewer than two windows with a value.
+    pub fn of(measure: Measure, before: &[Outcome], after: &[Outcome], alpha: f64) -> Option<Self> {
+        let values = |s: &[Outcome]| s.iter().filter_map(|w| measure.of(w)).collect::<Vec<_>>();
+        let (b, a) = (values(before), values(after));
+        Judgement::of_values(measure, b, a, alpha)
+    }
+
+    pub fn of_values(
+        measure: Measure,
+        before: Vec<f64>,
+        after: Vec<f64>,
+        alpha: f64,
+    ) -> Option<Self> {
+        if before.len() < 2 || after.len() < 2 {
+            return None;
+        }
+        let sign = measure.worse_sign();
+        let harm = |v: &[f64]| v.iter().map(|x| sign * x.ln()).collect::<Vec<f64>>();
+        let (hb, ha) = (harm(&before), harm(&after));
+        let m = measure.log_margin();
+        let p_worse = stats::rank_p_greater(&hb, &stats::shifted(&ha, m))?;
+        let p_no_worse = stats::rank_p_less(&hb, &stats::shifted(&ha, m))?;
+        let p_better = stats::rank_p_less(&hb, &stats::shifted(&ha, -m))?;
+        let log_change = sign * stats::shift_estimate(&hb, &ha)?;
+        let detectable = stats::pooled_robust_sd(&hb, &ha)
+            .and_then(|sd| stats::detectable(sd, hb.len(), ha.len(), alpha, policy::POWER))
+            .map(|d| measure.as_fraction(d));
+        let call = if p_worse < alpha {
+            Call::Worse
+        } else if p_better < alpha {
+            Call::Better
+        } else if p_no_worse < alpha {
+            Call::NoWorse
+        } else {
+            Call::Undecided
+        };
+        Some(Judgement {
+            measure,
+            before,
+            after,
+            change: log_change.exp() - 1.0,
+            p_worse,
+            p_no_worse,
+            p_better,
+            detectable,
+            call,
+        })
+    }
+
+    /// The median window of each side.
+    pub fn medians(&self) -> (f64, f64) {
+        let m = |v: &[f64]| stats::median(v).unwrap_or(0.0);
+        (m(&self.before), m(&self.after))
+    }
+
+    /// "+47.4% (16.8us -> 24.8us)".
+    pub fn what(&self) -> String {
+        let (b, a) = self.medians();
+        format!(
+            "{} {:+.1}% ({} -> {})",
+            self.measure.label(),
+            self.change * 100.0,
+            self.measure.show(b),
+            self.measure.show(a)
+        )
+    }
+}
+
+/// The spread of the workload itself, from windows of one unchanged state: what a trial of
+/// `n` windows a side can tell apart.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Noise {
+    pub measure: Measure,
+    /// Robust standard deviation of the windows' logarithms (about the relative spread).
+    pub spread: f64,
+    /// The smallest harm (fraction) a trial with as many windows a side would detect.
+    pub detectable: Option<f64>,
+    /// Windows a side the trial needs to detect the margin, at most `max` (None: not even).
+    pub windows_needed: Option<usize>,
+}
+
+impl Noise {
+    pub fn of(
+        measure: Measure,
+        windows: &[Outcome],
+        n: usize,
+        max: usize,
+        alpha: f64,
+    ) -> Option<Noise> {
+        let logs: Vec<f64> = windows
+            .iter()
+            .filter_map(|w| measure.of(w))
+            .map(f64::ln)
+            .collect();
+        let spread = stats::robust_sd(&logs)?;
+        Some(Noise {
+            measure,
+            spread,
+            detectable: stats::detectable(spread, n, n, alpha, policy::POWER)
+                .map(|d| measure.as_fraction(d)),
+            windows_needed: stats::windows_needed(
+                spread,
+                measure.log_margin(),
+                alpha,
+                policy::POWER,
+                max,
+            ),
+        })
+    }
+}
+
+/// What the comparison concluded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    /// A judged outcome better beyond its margin, none worse.
+    Better,
+    /// Every judged outcome shown no worse than its margin.
+    NoWorse,
+    /// One outcome worse beyond its margin, another better beyond its own: kept, said.
+    Tradeoff,
+    /// An outcome worse beyond its margin with no gain elsewhere, or a risk to the machine.
+    Worse,
+    /// The windows cannot tell yet.
+    #[default]
+    Undecided,
+}
+
+impl Conclusion {
+    pub fn word(self) -> &'static str {
+        match self {
+            Conclusion::Better => "BETTER",
+            Conclusion::NoWorse => "NO WORSE",
+            Conclusion::Tradeoff => "TRADEOFF",
+            Conclusion::Worse => "WORSE",
+            Conclusion::Undecided => "INCONCLUSIVE",
+        }
+    }
+
+    pub fn keep(self) -> bool {
+        matches!(
+            self,
+            Conclusion::Better | Conclusion::NoWorse | Conclusion::Tradeoff
+        )
+    }
+}
+
+/// A figure shown before and after, not judged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Shown {
+    pub measure: String,
+    pub before: String,
+    pub after: String,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Verdict {
-    /// (measure, before, after, change, p of "worse") for the table.
-    pub rows: Vec<[String; 5]>,
+    pub conclusion: Conclusion,
+    /// The judged outcomes that had windows enough on both sides.
+    pub judgements: Vec<Judgement>,
+    /// Level of each one-sided test at this look.
+    pub alpha: f64,
+    /// Why worse (outcomes beyond their margins, risks to the machine).
     pub worse: Vec<String>,
+    /// Why better.
     pub better: Vec<String>,
-    /// Worse on one measure, better on another (kept, said plainly).
+    /// Worse on one outcome, better on another (kept, said plainly).
     pub tradeoffs: Vec<String>,
-    /// Significant changes within their margins, and the mismatch: worth knowing, not part
-    /// of the decision.
-    pub effects: Vec<String>,
     /// What could not be judged, and why.
     pub unmeasured: Vec<String>,
+    /// Facts worth knowing that are not part of the decision (the mismatch, significant
+    /// changes within the margins).
+    pub effects: Vec<String>,
+    /// The figures shown, not judged.
+    pub shown: Vec<Shown>,
     /// Windows per side.
     pub windows: (usize, usize),
 }
 
 impl Verdict {
     pub fn keep(&self) -> bool {
-        self.worse.is_empty()
+        self.conclusion.keep()
     }
 
-    pub fn table(&self) -> String {
-        let mut o = format!(
-            "  {:<38} {:>16} {:>16} {:>8} {:>9}\n",
-            "measure", "before", "after", "change", "p(worse)"
-        );
-        for [k, b, a, c, p] in &self.rows {
-            o.push_str(&format!("  {k:<38} {b:>16} {a:>16} {c:>8} {p:>9}\n"));
-        }
-        o.push_str(&format!(
-            "  p(worse): exact one-sided permutation test over {} and {} windows, the chance that a change that made no difference looks this much worse; worse needs p < {} and a change beyond {:.0}% (throughput) or {:.0}% (latency)\n",
-            self.windows.0,
-            self.windows.1,
-            policy::ALPHA,
-            policy::THROUGHPUT_MARGIN * 100.0,
-            policy::LATENCY_MARGIN * 100.0
-        ));
-        o
+    /// Why the conclusion, in one line.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut why = match self.conclusion {
+            Conclusion::Worse => self.worse.clone(),
+            Conclusion::Better => self.better.clone(),
+            Conclusion::Tradeoff => self.tradeoffs.clone(),
+            Conclusion::NoWorse => self
+                .judgements
+                .iter()
+                .map(|j| {
+                    format!(
+                        "{}, shown within {:.0}% (p={})",
+                        j.what(),
+                        j.measure.margin() * 100.0,
+                        p_text(j.p_no_worse)
+                    )
+                })
+                .collect(),
+            Conclusion::Undecided => self.undecided(),
+        };
+        why.extend(self.effects.iter().cloned());
+        why
     }
 
-    /// "BETTER (...)", "NO WORSE (...)" or "WORSE (...)".
-    pub fn headline(&self) -> String {
-        let mut why = if !self.keep() {
-            self.worse.clone()
-        } else {
-            self.better.clone()
-        };
-        if self.keep() {
-            if self.better.is_empty() && !self.effects.iter().any(|e| e.contains("p=")) {
-                why.push("the workload's outcome is unchanged within noise".to_string());
-            }
-            why.extend(self.effects.iter().cloned());
+    /// Which measures the windows cannot decide, and the smallest change they could see.
+    fn undecided(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .judgements
+            .iter()
+            .filter(|j| j.call == Call::Undecided)
+            .map(|j| {
+                format!(
+                    "{}: neither shown within {:.0}% nor beyond it (these windows detect {})",
+                    j.what(),
+                    j.measure.margin() * 100.0,
+                    j.detectable
+                        .map(|d| format!("{:.1}%", d * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
+        if self.judgements.is_empty() {
+            v.push("no judged outcome was measured on both sides".into());
         }
-        let word = if !self.keep() {
-            "WORSE"
-        } else if !self.better.is_empty() {
-            "BETTER"
-        } else {
-            "NO WORSE"
-        };
-        format!("{word} ({})", why.join("; "))
+        v
     }
 }
 
@@ -405,7 +632,7 @@ fn mbps(bps: f64) -> String {
     format!("{:.2} MB/s", bps / 1e6)
 }
 
-fn p_text(p: f64) -> String {
+pub fn p_text(p: f64) -> String {
     if p < 0.001 {
         "<0.001".into()
     } else {
@@ -413,109 +640,145 @@ fn p_text(p: f64) -> String {
     }
 }
 
-/// Compares the two sides.
-pub fn compare(before: &Side, after: &Side) -> Verdict {
+/// Compares the two sides, each one-sided test at level `alpha`.
+///
+/// The rule: a risk to the machine (a CPU newly saturated by interrupt work, more softnet
+/// drops and squeezes beyond chance) is worse. A judged outcome worse beyond its margin is
+/// worse, unless another is better beyond its own (a tradeoff, kept and said). An outcome
+/// better beyond its margin with none worse is better. Every judged outcome shown within its
+/// margin is no worse. Anything else is undecided: the trial must go on or give up.
+pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
     let mut v = Verdict {
         windows: (before.windows.len(), after.windows.len()),
+        alpha,
         ..Verdict::default()
     };
-    let (bw, aw) = (&before.whole, &after.whole);
-
-    // Throughput.
-    let tput = |s: &Side| {
-        s.windows
-            .iter()
-            .map(Outcome::throughput)
-            .collect::<Vec<_>>()
-    };
-    let t = Test::of(&tput(before), &tput(after));
-    let read_any = before
-        .windows
-        .iter()
-        .chain(&after.windows)
-        .any(|w| w.bytes > 0);
-    let mut tput_rose = false;
-    match &t {
-        Some(t) if read_any => {
-            v.rows.push([
-                "throughput, judged flows".into(),
-                mbps(t.before),
-                mbps(t.after),
-                t.pct(),
-                p_text(t.p_down),
-            ]);
-            let ps = format!("p={}", p_text(t.p_down.min(t.p_up)));
-            let what = format!(
-                "{} ({} -> {}, {ps})",
-                t.pct(),
-                mbps(t.before),
-                mbps(t.after)
-            );
-            if t.fell(policy::THROUGHPUT_MARGIN) {
-                v.worse.push(format!("throughput fell {what}"));
-            } else if t.rose(policy::THROUGHPUT_MARGIN) {
-                tput_rose = true;
-                v.better.push(format!("throughput rose {what}"));
-            } else if t.significant() {
-                v.effects
-                    .push(format!("throughput {what}, within the margin"));
-            }
+    for m in Measure::ALL {
+        match Judgement::of(m, &before.windows, &after.windows, alpha) {
+            Some(j) => v.judgements.push(j),
+            None => v.unmeasured.push(unmeasured(m, before, after)),
         }
-        _ => v.unmeasured.push(
-            "throughput: the judged flows read nothing in either side (no socket reads seen)"
-                .into(),
-        ),
     }
-
-    // Delivery-to-read latency of wake-ups, window medians.
-    let lat = |s: &Side| {
-        s.windows
+    let risks = risks(before, after, alpha, &mut v);
+    let worse: Vec<&Judgement> = v
+        .judgements
+        .iter()
+        .filter(|j| j.call == Call::Worse)
+        .collect();
+    let better: Vec<&Judgement> = v
+        .judgements
+        .iter()
+        .filter(|j| j.call == Call::Better)
+        .collect();
+    let line = |j: &Judgement, p: f64| format!("{} (p={})", j.what(), p_text(p));
+    v.worse = worse.iter().map(|j| line(j, j.p_worse)).collect();
+    v.better = better.iter().map(|j| line(j, j.p_better)).collect();
+    v.better.extend(risks.better);
+    v.conclusion = if !risks.harm.is_empty() {
+        v.worse.extend(risks.harm);
+        Conclusion::Worse
+    } else if !worse.is_empty() && !v.better.is_empty() {
+        v.tradeoffs = worse
             .iter()
-            .filter_map(Outcome::latency_median_ns)
-            .collect::<Vec<_>>()
+            .map(|j| {
+                format!(
+                    "{} while {}; kept, since the workload gains more than the margin. If it needs {} more, undo it",
+                    line(j, j.p_worse),
+                    v.better.join(", "),
+                    j.measure.label()
+                )
+            })
+            .collect();
+        Conclusion::Tradeoff
+    } else if !worse.is_empty() {
+        Conclusion::Worse
+    } else if !v.better.is_empty() {
+        Conclusion::Better
+    } else if !v.judgements.is_empty() && v.judgements.iter().all(|j| j.call == Call::NoWorse) {
+        Conclusion::NoWorse
+    } else {
+        Conclusion::Undecided
     };
-    let (lb, la) = (lat(before), lat(after));
-    match Test::of(&lb, &la) {
-        Some(l) if lb.len() >= 2 && la.len() >= 2 => {
-            v.rows.push([
-                "delivery-to-read, median".into(),
-                fmt_ns(l.before as u64),
-                fmt_ns(l.after as u64),
-                l.pct(),
-                p_text(l.p_up),
-            ]);
-            let ps = format!("p={}", p_text(l.p_up.min(l.p_down)));
-            let what = format!(
-                "delivery-to-read median {} -> {} ({}, {ps})",
-                fmt_ns(l.before as u64),
-                fmt_ns(l.after as u64),
-                l.pct()
-            );
-            if l.rose(policy::LATENCY_MARGIN) {
-                if tput_rose {
-                    v.tradeoffs.push(format!(
-                        "{what}: reads wait longer but each takes more data (throughput rose: batching); kept, since the flows get more done. If this workload needs latency more than throughput, undo it"
-                    ));
-                } else {
-                    v.worse.push(format!(
-                        "{what} while throughput did not rise"
-                    ));
-                }
-            } else if l.fell(policy::LATENCY_MARGIN) {
-                v.better.push(what);
-            } else if l.significant() {
-                v.effects.push(format!("{what}, within the margin"));
-            }
+    show(before, after, &mut v);
+    v
+}
+
+fn unmeasured(m: Measure, before: &Side, after: &Side) -> String {
+    let n = |s: &Side| s.windows.iter().filter(|w| m.of(w).is_some()).count();
+    match m {
+        Measure::Throughput => {
+            "throughput: fewer than 2 windows a side (the judged flows read nothing?)".into()
         }
-        _ => v.unmeasured.push(format!(
+        Measure::WakeUp => format!(
             "delivery-to-read: fewer than 2 windows a side with {} or more wake-ups ({} before, {} after); the flow probes may be off, the flows idle, or their readers always busy (their data queues: throughput is their outcome)",
             policy::MIN_LATENCY_SAMPLES,
-            lb.len(),
-            la.len()
-        )),
+            n(before),
+            n(after)
+        ),
     }
-    v.rows.push([
-        "delivery-to-read p50 / p99".into(),
+}
+
+/// What the risks say: harm to the machine (decides alone), and drops that fell.
+#[derive(Default)]
+struct Risks {
+    harm: Vec<String>,
+    better: Vec<String>,
+}
+
+fn risks(before: &Side, after: &Side, alpha: f64, v: &mut Verdict) -> Risks {
+    let mut r = Risks::default();
+    let (bw, aw) = (&before.whole, &after.whole);
+    for (&cpu, &share) in &aw.irq_share {
+        let was = bw.irq_share.get(&cpu).copied().unwrap_or(0.0);
+        if share >= policy::SATURATED_IRQ_SHARE && was < policy::SATURATED_IRQ_SHARE {
+            r.harm.push(format!(
+                "CPU {cpu} became saturated: {:.0}% of its time in hardirq + softirq (was {:.0}%)",
+                share * 100.0,
+                was * 100.0
+            ));
+        }
+    }
+    // Drops and squeezes, window by window: counts (often zero), so compared as they are.
+    let ds = |s: &Side| {
+        s.windows
+            .iter()
+            .map(|w| w.drops_squeezes as f64)
+            .collect::<Vec<_>>()
+    };
+    let (db, da) = (ds(before), ds(after));
+    let (b, a) = (bw.drops + bw.squeezes, aw.drops + aw.squeezes);
+    let p_up = stats::p_greater(&db, &da).unwrap_or(1.0);
+    let p_down = stats::p_less(&db, &da).unwrap_or(1.0);
+    if a > b && p_up < alpha {
+        r.harm.push(format!(
+            "softnet drops + squeezes {b} -> {a} (p={})",
+            p_text(p_up)
+        ));
+    } else if b > a && p_down < alpha {
+        r.better.push(format!(
+            "softnet drops + squeezes {b} -> {a} (p={})",
+            p_text(p_down)
+        ));
+    } else if a + b > 0 {
+        v.effects.push(format!(
+            "softnet drops + squeezes {b} -> {a}, not beyond chance"
+        ));
+    }
+    r
+}
+
+/// The figures shown with the verdict, not judged.
+fn show(before: &Side, after: &Side, v: &mut Verdict) {
+    let (bw, aw) = (&before.whole, &after.whole);
+    let mut row = |m: &str, b: String, a: String| {
+        v.shown.push(Shown {
+            measure: m.into(),
+            before: b,
+            after: a,
+        })
+    };
+    row(
+        "delivery-to-read p50 / p99",
         format!(
             "{} / {}",
             fmt_ns(bw.latency.p50_ns),
@@ -526,115 +789,57 @@ pub fn compare(before: &Side, after: &Side) -> Verdict {
             fmt_ns(aw.latency.p50_ns),
             fmt_ns(aw.latency.p99_ns)
         ),
-        String::new(),
-        String::new(),
-    ]);
-
-    // Risk: a CPU that became saturated by interrupt work.
-    for (&cpu, &share) in &aw.irq_share {
-        let was = bw.irq_share.get(&cpu).copied().unwrap_or(0.0);
-        if share >= policy::SATURATED_IRQ_SHARE && was < policy::SATURATED_IRQ_SHARE {
-            v.worse.push(format!(
-                "CPU {cpu} became saturated: {:.0}% of its time in hardirq + softirq (was {:.0}%)",
-                share * 100.0,
-                was * 100.0
-            ));
-        }
-    }
+    );
     let busiest = |m: &Measures| {
         m.busiest_cpu()
             .map(|(c, s)| format!("{:.1}% (CPU {c})", s * 100.0))
             .unwrap_or_else(|| "-".into())
     };
-    v.rows.push([
-        "busiest CPU, hardirq+softirq time".into(),
+    row(
+        "busiest CPU, hardirq+softirq time",
         busiest(bw),
         busiest(aw),
-        String::new(),
-        String::new(),
-    ]);
-
-    // Risk: drops and squeezes, window by window.
-    let ds = |s: &Side| {
-        s.windows
-            .iter()
-            .map(|w| w.drops_squeezes as f64)
-            .collect::<Vec<_>>()
-    };
-    if let Some(d) = Test::of(&ds(before), &ds(after)) {
-        v.rows.push([
-            "softnet drops + squeezes".into(),
-            format!("{} + {}", bw.drops, bw.squeezes),
-            format!("{} + {}", aw.drops, aw.squeezes),
-            String::new(),
-            p_text(d.p_up),
-        ]);
-        let (b, a) = (bw.drops + bw.squeezes, aw.drops + aw.squeezes);
-        if a > b && d.p_up < policy::ALPHA {
-            v.worse.push(format!(
-                "softnet drops + squeezes {b} -> {a} (p={})",
-                p_text(d.p_up)
-            ));
-        } else if b > a && d.p_down < policy::ALPHA {
-            v.better.push(format!(
-                "softnet drops + squeezes {b} -> {a} (p={})",
-                p_text(d.p_down)
-            ));
-        }
-    }
-
-    // Shown, not judged: the placement and cost figures.
+    );
+    row(
+        "softnet drops + squeezes",
+        format!("{} + {}", bw.drops, bw.squeezes),
+        format!("{} + {}", aw.drops, aw.squeezes),
+    );
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
-    v.rows.push([
-        "mismatch, busiest flows".into(),
+    row(
+        "mismatch, busiest flows",
         pct(bw.mismatch),
         pct(aw.mismatch),
-        String::new(),
-        String::new(),
-    ]);
-    v.rows.push([
-        "reads, busiest flows".into(),
+    );
+    row(
+        "reads, busiest flows",
         bw.reads.to_string(),
         aw.reads.to_string(),
-        String::new(),
-        String::new(),
-    ]);
-    v.rows.push([
-        "NET_RX run in ksoftirqd".into(),
+    );
+    row(
+        "NET_RX run in ksoftirqd",
         pct(bw.ksoftirqd_share),
         pct(aw.ksoftirqd_share),
-        String::new(),
-        String::new(),
-    ]);
+    );
     let per_packet = |m: &Measures| {
         m.net_rx_ns_per_packet
             .map(|n| fmt_ns(n as u64))
             .unwrap_or_else(|| "-".into())
     };
-    v.rows.push([
-        "NET_RX time per packet".into(),
-        per_packet(bw),
-        per_packet(aw),
-        String::new(),
-        String::new(),
-    ]);
-    v.rows.push([
-        "NET_RX imbalance (max/mean)".into(),
+    row("NET_RX time per packet", per_packet(bw), per_packet(aw));
+    row(
+        "NET_RX imbalance (max/mean)",
         format!("{:.2}", bw.imbalance),
         format!("{:.2}", aw.imbalance),
-        String::new(),
-        String::new(),
-    ]);
+    );
     for (i, f) in aw.flows.iter().enumerate().take(3) {
         let b = bw.flows.iter().find(|x| x.label == f.label);
-        v.rows.push([
-            format!("flow {}: MB/s, d2r p50", i + 1),
+        row(
+            &format!("flow {}: MB/s, d2r p50", i + 1),
             b.map(|b| format!("{:.2}, {}", b.throughput / 1e6, fmt_ns(b.latency.p50_ns)))
                 .unwrap_or_else(|| "-".into()),
             format!("{:.2}, {}", f.throughput / 1e6, fmt_ns(f.latency.p50_ns)),
-            String::new(),
-            String::new(),
-        ]);
+        );
     }
     if bw.reads >= policy::MIN_READS && aw.mismatch + policy::MISMATCH_NOISE < bw.mismatch {
         v.effects.push(format!(
@@ -643,12 +848,13 @@ pub fn compare(before: &Side, after: &Side) -> Verdict {
             aw.mismatch * 100.0
         ));
     }
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALPHA: f64 = 0.05;
 
     fn window(mbps: f64, latency_us: f64) -> Outcome {
         let mut latency = [0; hist::BUCKETS];
@@ -674,73 +880,90 @@ mod tests {
         }
     }
 
+    /// Latency values whose medians land on distinct histogram buckets' interpolations:
+    /// the judgement is tested on values directly.
+    fn judge(m: Measure, b: &[f64], a: &[f64]) -> Judgement {
+        Judgement::of_values(m, b.to_vec(), a.to_vec(), ALPHA).expect("judged")
+    }
+
     #[test]
-    fn unchanged_outcome_is_kept() {
-        let b = side(
-            &[12.0, 12.4, 11.8, 12.1, 12.2],
-            &[34.0, 36.0, 33.0, 35.0, 34.5],
+    fn an_unchanged_outcome_with_little_noise_is_shown_no_worse() {
+        let j = judge(
+            Measure::WakeUp,
+            &[34.0, 35.0, 33.0, 34.5, 34.2],
+            &[34.4, 34.1, 35.2, 33.6, 34.8],
         );
-        let a = side(
-            &[12.2, 11.9, 12.3, 12.0, 12.1],
-            &[36.0, 38.0, 35.0, 37.5, 36.0],
+        assert_eq!(j.call, Call::NoWorse, "{j:?}");
+        assert!(j.detectable.unwrap() < 0.10, "{j:?}");
+    }
+
+    #[test]
+    fn an_unchanged_outcome_with_much_noise_is_undecided_not_kept() {
+        let j = judge(
+            Measure::WakeUp,
+            &[20.0, 34.0, 27.0, 45.0, 30.0],
+            &[33.0, 22.0, 41.0, 26.0, 35.0],
         );
-        let v = compare(&b, &a);
-        assert!(v.keep(), "{v:?}");
-        assert!(v.better.is_empty());
-        assert!(v.headline().starts_with("NO WORSE"), "{}", v.headline());
+        assert_eq!(j.call, Call::Undecided, "{j:?}");
+        assert!(j.detectable.unwrap() > 0.10, "{j:?}");
+    }
+
+    #[test]
+    fn a_rise_beyond_the_margin_is_worse_however_small_the_old_margin_made_it_look() {
+        // +35%: what a fixed 50% margin kept.
+        let j = judge(
+            Measure::WakeUp,
+            &[18.0, 17.5, 18.3, 17.9, 18.1],
+            &[24.4, 24.0, 24.8, 23.9, 24.6],
+        );
+        assert_eq!(j.call, Call::Worse, "{j:?}");
+        assert!((j.change - 0.35).abs() < 0.01, "{j:?}");
+    }
+
+    #[test]
+    fn a_rise_within_the_margin_is_no_worse_when_the_windows_show_it() {
+        let j = judge(
+            Measure::WakeUp,
+            &[20.0, 20.1, 19.9, 20.05, 19.95],
+            &[21.0, 21.1, 20.9, 21.05, 20.95],
+        );
+        assert_eq!(j.call, Call::NoWorse, "+5% with 0.3% noise: {j:?}");
+    }
+
+    #[test]
+    fn throughput_margin_is_a_fall() {
+        let b = [100.0, 102.0, 99.0, 101.0, 100.5];
+        let fell = judge(Measure::Throughput, &b, &[80.0, 82.0, 79.0, 81.0, 80.5]);
+        assert_eq!(fell.call, Call::Worse, "{fell:?}");
+        let rose = judge(
+            Measure::Throughput,
+            &b,
+            &[120.0, 122.0, 119.0, 121.0, 120.5],
+        );
+        assert_eq!(rose.call, Call::Better, "{rose:?}");
+        let same = judge(Measure::Throughput, &b, &[100.2, 101.1, 99.4, 100.8, 100.0]);
+        assert_eq!(same.call, Call::NoWorse, "{same:?}");
     }
 
     #[test]
     fn a_consistent_throughput_fall_beyond_the_margin_is_worse() {
         let b = side(&[100.0, 102.0, 99.0, 101.0, 100.5], &[20.0; 5]);
         let a = side(&[80.0, 82.0, 79.0, 81.0, 80.5], &[20.0; 5]);
-        let v = compare(&b, &a);
-        assert!(!v.keep(), "{v:?}");
-        assert!(v.worse[0].contains("throughput fell"), "{:?}", v.worse);
-    }
-
-    #[test]
-    fn a_fall_within_the_margin_is_not_harm_however_consistent() {
-        let b = side(&[100.0, 100.1, 100.2, 100.3, 100.4], &[20.0; 5]);
-        let a = side(&[97.0, 97.1, 97.2, 97.3, 97.4], &[20.0; 5]);
-        assert!(compare(&b, &a).keep());
-    }
-
-    #[test]
-    fn a_significant_change_within_the_margin_is_named_not_hidden() {
-        let b = side(&[12.0; 5], &[20.0, 20.5, 19.8, 20.2, 20.1]);
-        let a = side(&[12.0; 5], &[12.0, 12.3, 11.9, 12.1, 12.2]);
-        let v = compare(&b, &a);
-        assert!(v.keep() && v.better.is_empty(), "{v:?}");
-        let h = v.headline();
-        assert!(
-            h.starts_with("NO WORSE")
-                && h.contains("delivery-to-read median")
-                && !h.contains("unchanged"),
-            "{h}"
-        );
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
+        assert!(v.worse[0].contains("throughput"), "{:?}", v.worse);
     }
 
     #[test]
     fn one_noisy_window_is_not_a_trend() {
-        // Four windows equal, one slow window after: not significant at 5%.
         let b = side(&[100.0, 101.0, 99.0, 100.0, 100.5], &[20.0; 5]);
         let a = side(&[100.0, 101.0, 99.5, 100.2, 40.0], &[20.0; 5]);
-        let v = compare(&b, &a);
-        assert!(v.keep(), "{v:?}");
+        let v = compare(&b, &a, ALPHA);
+        assert_ne!(v.conclusion, Conclusion::Worse, "{v:?}");
     }
 
     #[test]
-    fn latency_rise_without_throughput_gain_is_worse() {
-        let b = side(&[12.0; 5], &[25.0, 24.0, 26.0, 25.5, 24.5]);
-        let a = side(&[12.0; 5], &[40.0, 41.0, 39.0, 42.0, 40.5]);
-        let v = compare(&b, &a);
-        assert!(!v.keep(), "{v:?}");
-        assert!(v.worse[0].contains("delivery-to-read"), "{:?}", v.worse);
-    }
-
-    #[test]
-    fn latency_rise_with_a_throughput_gain_is_a_tradeoff_and_kept() {
+    fn a_latency_rise_with_a_throughput_gain_is_a_tradeoff_and_kept() {
         // Unpaced stream after RFS: twice the bytes, each read taking more (batching).
         let b = side(
             &[83.0, 84.0, 82.0, 83.5, 82.5],
@@ -750,18 +973,19 @@ mod tests {
             &[176.0, 175.0, 178.0, 174.0, 177.0],
             &[24.4, 25.0, 23.0, 24.0, 26.0],
         );
-        let v = compare(&b, &a);
-        assert!(v.keep(), "{v:?}");
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Tradeoff, "{v:?}");
+        assert!(v.keep());
         assert_eq!(v.tradeoffs.len(), 1, "{v:?}");
-        assert!(v.headline().starts_with("BETTER"), "{}", v.headline());
     }
 
     #[test]
-    fn a_saturated_cpu_or_new_drops_is_worse() {
+    fn a_saturated_cpu_or_new_drops_is_worse_whatever_else_gained() {
         let b = side(&[12.0; 5], &[25.0; 5]);
-        let mut a = side(&[12.0; 5], &[25.0; 5]);
+        let mut a = side(&[15.0; 5], &[25.0; 5]);
         a.whole.irq_share.insert(1, 0.93);
-        let v = compare(&b, &a);
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(
             v.worse.iter().any(|w| w.contains("CPU 1 became saturated")),
             "{v:?}"
@@ -772,17 +996,58 @@ mod tests {
             w.drops_squeezes = 40;
         }
         a.whole.drops = 200;
-        let v = compare(&b, &a);
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(v.worse.iter().any(|w| w.contains("drops")), "{v:?}");
     }
 
     #[test]
-    fn what_cannot_be_measured_is_said() {
-        // No reads at all, and no wake-ups (a zero latency records none).
+    fn fewer_drops_beyond_chance_is_a_gain() {
+        let mut b = side(&[12.0; 5], &[25.0; 5]);
+        for (i, w) in b.windows.iter_mut().enumerate() {
+            w.drops_squeezes = 500 + i as u64;
+        }
+        b.whole.drops = 2510;
+        let a = side(&[12.0; 5], &[25.0; 5]);
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Better, "{v:?}");
+    }
+
+    #[test]
+    fn nothing_measured_is_undecided_and_says_why() {
         let b = side(&[0.0; 5], &[0.0; 5]);
-        let v = compare(&b, &b.clone());
-        assert!(v.keep());
-        assert_eq!(v.unmeasured.len(), 2, "{v:?}");
+        let v = compare(&b, &b.clone(), ALPHA);
+        // Throughput is judged (a stall is a value), latency cannot be.
+        assert_eq!(v.unmeasured.len(), 1, "{v:?}");
+        assert!(v.unmeasured[0].starts_with("delivery-to-read"), "{v:?}");
+        let empty = Side::default();
+        let v = compare(&empty, &empty, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Undecided);
+        assert!(!v.keep());
+        assert!(
+            v.reasons().iter().any(|r| r.contains("no judged outcome")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn noise_predicts_what_a_trial_can_detect() {
+        let quiet: Vec<Outcome> = [12.0, 12.1, 11.9, 12.05, 11.95]
+            .iter()
+            .map(|&t| window(t, 20.0))
+            .collect();
+        let n = Noise::of(Measure::Throughput, &quiet, 5, 15, ALPHA).unwrap();
+        assert!(n.spread < 0.01 && n.detectable.unwrap() < 0.03, "{n:?}");
+        assert!(n.windows_needed.unwrap() <= 5, "{n:?}");
+        let loud: Vec<Outcome> = [12.0, 16.0, 9.0, 14.0, 10.0]
+            .iter()
+            .map(|&t| window(t, 20.0))
+            .collect();
+        let n = Noise::of(Measure::Throughput, &loud, 5, 15, ALPHA).unwrap();
+        assert_eq!(
+            n.windows_needed, None,
+            "too noisy for 3% in 15 windows: {n:?}"
+        );
     }
 
     #[test]

@@ -23,9 +23,15 @@ pub struct TuneArgs {
     /// Seconds of measurement on each side (before and after the change).
     #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration: u64,
-    /// Windows each side is split into; the verdict compares them window by window.
+    /// Windows each side is split into at the trial's first look; the verdict compares them
+    /// window by window, and a trial that cannot tell goes on with as many again (at most
+    /// 3 looks).
     #[arg(long, default_value_t = policy::DEFAULT_WINDOWS, value_parser = clap::value_parser!(u32).range(2..=10))]
     windows: u32,
+    /// Plans to try at most, each judged by its own trial, until one is kept: the planner's
+    /// strategies in turn (after the --plan given, if any).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
+    max_trials: u32,
     /// Measure and plan, show the diff, change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -38,8 +44,9 @@ pub struct TuneArgs {
     /// Apply even if irqbalance runs (see `irqtune apply --force`).
     #[arg(long)]
     force: bool,
-    /// Try this plan (from `irqtune plan --output`, or written by hand) instead of planning,
-    /// and keep or roll it back on the same verdict.
+    /// Try this plan (from `irqtune plan --output`, or written by hand) first, and keep or
+    /// roll it back on the same verdict; the planner's own follow when it is rolled back
+    /// and --max-trials allows.
     #[arg(long, value_name = "PLAN.json")]
     plan: Option<PathBuf>,
     #[command(flatten)]
@@ -71,6 +78,7 @@ pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
         force: args.force,
         pause: Duration::from_millis(args.pause_ms),
         plan,
+        max_trials: args.max_trials,
     };
     let store = args.state.store(root);
     match tuner::tune(

@@ -7,6 +7,7 @@ pub mod html;
 pub mod prometheus;
 pub mod show;
 pub mod text;
+pub mod tune;
 
 use std::fmt::Write as _;
 

@@ -150,6 +150,32 @@ impl Store {
         Ok(path)
     }
 
+    /// Writes a record of another kind (a tune run's trials) durably, named like the
+    /// journals so they sort together: `KIND-SECS-NANOS-PID.json`.
+    pub fn write_record(&self, kind: &str, text: &str) -> Result<PathBuf, JournalError> {
+        self.ensure_dir()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let path = self.dir.join(format!(
+            "{kind}-{:012}-{:09}-{}.json",
+            now.as_secs(),
+            now.subsec_nanos(),
+            std::process::id()
+        ));
+        let err = |source| JournalError::Write {
+            path: path.clone(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        fsync_dir(&self.dir).map_err(err)?;
+        Ok(path)
+    }
+
     /// Replaces a journal atomically.
     pub fn save(&self, path: &Path, journal: &Journal) -> Result<(), JournalError> {
         let err = |source| JournalError::Write {
