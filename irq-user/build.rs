@@ -4,13 +4,24 @@
 use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
-/// The probes build with the pinned stable toolchain: its LLVM (22.1) matches the one
-/// bpf-linker is built against (`cargo xtask setup`); a nightly with a newer LLVM would not.
-/// `-Z build-std=core` needs RUSTC_BOOTSTRAP=1 on stable, which aya-build honours.
-const EBPF_TOOLCHAIN: &str = "1.95.0";
+/// The probes build with the pinned toolchain of rust-toolchain.toml: its LLVM (22.1) matches
+/// the one bpf-linker is built against (`cargo xtask setup`); a nightly with a newer LLVM
+/// would not. `-Z build-std=core` needs RUSTC_BOOTSTRAP=1 on stable, which aya-build honours.
+const TOOLCHAIN_FILE: &str = include_str!("../rust-toolchain.toml");
+
+/// The `channel = "..."` of rust-toolchain.toml.
+fn ebpf_toolchain() -> anyhow::Result<&'static str> {
+    TOOLCHAIN_FILE
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"'))
+        .ok_or_else(|| anyhow!("no channel in rust-toolchain.toml"))
+}
 
 fn main() -> anyhow::Result<()> {
     git_revision();
+    println!("cargo:rerun-if-changed=../rust-toolchain.toml");
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
@@ -34,7 +45,7 @@ fn main() -> anyhow::Result<()> {
             root_dir: root_dir.as_str(),
             ..Default::default()
         }],
-        Toolchain::Custom(EBPF_TOOLCHAIN),
+        Toolchain::Custom(ebpf_toolchain()?),
     )
     .context("building the eBPF probes failed; run `cargo xtask setup` to install rust-src and bpf-linker")
 }

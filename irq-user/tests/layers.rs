@@ -178,3 +178,54 @@ fn every_file_says_what_it_owns() {
         silent.join("\n")
     );
 }
+
+/// What in a line of code opens or reads a file directly.
+fn file_access(line: &str) -> Vec<&'static str> {
+    const FORBIDDEN: [&str; 7] = [
+        "std::fs",
+        "fs::read",
+        "fs::write",
+        "File::open",
+        "File::create",
+        "OpenOptions",
+        "rustix::fs",
+    ];
+    FORBIDDEN
+        .into_iter()
+        .filter(|b| {
+            // `procfs::read_…` and `sysfs::…` are the model's own parsers, not std::fs.
+            line.match_indices(*b)
+                .any(|(i, _)| !line[..i].ends_with("proc") && !line[..i].ends_with("sys"))
+        })
+        .collect()
+}
+
+/// The model, the analysis and the renderers touch no file: the model reads through `Tree`
+/// (the one reader of /proc and /sys, hardened against what a tree may hold), the analysis
+/// and the renderers work on values.
+#[test]
+fn model_analysis_and_render_open_no_file() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for layer in ["model", "analysis", "render"] {
+        let mut files = Vec::new();
+        sources(&src.join(layer), &mut files);
+        assert!(!files.is_empty(), "no sources in {layer}");
+        for f in files {
+            let code = strip_comments(&fs::read_to_string(&f).expect("read source"));
+            for (n, line) in code.lines().enumerate() {
+                for bad in file_access(line) {
+                    found.push(format!("{}:{}: {bad}", f.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "file access outside system/:\n{}",
+        found.join("\n")
+    );
+    // The check itself sees a direct read, and not the model's own parsers.
+    assert_eq!(file_access("let t = std::fs::read_to_string(p)?;").len(), 2);
+    assert!(file_access("let i = procfs::read_interrupts(root)?;").is_empty());
+}

@@ -10,9 +10,8 @@ use std::{
     fs,
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    os::{fd::AsRawFd, unix::fs::OpenOptionsExt as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -35,57 +34,58 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// A kernel test: runs as root (in CI it must, and fails otherwise); elsewhere says loudly on
+/// stderr that it did not run, and returns.
+///
+/// ```ignore
+/// kernel_test! {
+///     fn counts_match() { /* ... */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! kernel_test {
+    ($(#[$attr:meta])* fn $name:ident() $body:block) => {
+        $(#[$attr])*
+        #[test]
+        fn $name() {
+            if !$crate::require_root(stringify!($name)) {
+                return;
+            }
+            $body
+        }
+    };
+}
+
 pub fn load_probes(opts: &ProbeOptions) -> Probes {
     let env = preflight::check().unwrap_or_else(|p| panic!("{p}"));
     Probes::load(&env, opts).expect("load and attach the probes")
 }
 
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    irqtune_testbed::sh(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Pins the calling thread to one CPU.
 pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity get valid pointers.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pin to CPU {cpu}"
-        );
+    irqtune_testbed::pin_to_cpu(cpu).unwrap_or_else(|e| panic!("pin to CPU {cpu}: {e}"));
+}
+
+pub use irqtune_testbed::name_thread;
+
+/// Moves the calling thread into a named network namespace.
+pub fn enter_netns(ns: &str) {
+    irqtune_testbed::enter_netns(ns).unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+}
+
+/// Two network namespaces joined by a veth pair (see [`irqtune_testbed::NetnsPair`]), with
+/// the tests' convention: a failure panics naming what failed.
+pub struct NetnsPair(irqtune_testbed::NetnsPair);
+
+impl std::ops::Deref for NetnsPair {
+    type Target = irqtune_testbed::NetnsPair;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-}
-
-/// Sets the calling thread's name (the `comm` the flow probes report).
-pub fn name_thread(name: &str) {
-    let c = std::ffi::CString::new(name).expect("no NUL");
-    // SAFETY: valid NUL-terminated name of at most 15 bytes for the current thread.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
-}
-
-/// Two network namespaces joined by a veth pair: `va` (10.231.N.1, fd00:231:N::1) in `a`,
-/// `vb` (10.231.N.2, fd00:231:N::2) in `b`. Removed on drop.
-pub struct NetnsPair {
-    pub a: String,
-    pub b: String,
-    pub ip_a: String,
-    pub ip_b: String,
-    pub ip6_a: String,
-    pub ip6_b: String,
-    /// Whether dropping this value removes the namespaces (false for [`NetnsPair::names`]).
-    owner: bool,
 }
 
 impl NetnsPair {
@@ -93,121 +93,53 @@ impl NetnsPair {
         NetnsPair::with_queues(tag, 1)
     }
 
-    /// Like [`new`](Self::new), each veth end with `queues` rx and tx queues (a multi-queue
-    /// device shows xps_cpus; single-queue ones do not).
+    /// Each veth end with `queues` rx and tx queues.
     pub fn with_queues(tag: &str, queues: u32) -> Self {
-        let pid = std::process::id();
-        let a = format!("irqt-{tag}-a-{pid}");
-        let b = format!("irqt-{tag}-b-{pid}");
-        let n = pid % 200 + 1;
-        let pair = NetnsPair {
-            a: a.clone(),
-            b: b.clone(),
-            ip_a: format!("10.231.{n}.1"),
-            ip_b: format!("10.231.{n}.2"),
-            ip6_a: format!("fd00:231:{n}::1"),
-            ip6_b: format!("fd00:231:{n}::2"),
-            owner: true,
-        };
-        // Remove leftovers of a killed run with the same names first.
-        let _ = Command::new("ip").args(["netns", "del", &a]).output();
-        let _ = Command::new("ip").args(["netns", "del", &b]).output();
-        sh(&format!(
-            "set -e
-             ip netns add {a}; ip netns add {b}
-             ip link add va numrxqueues {queues} numtxqueues {queues} netns {a} type veth peer name vb numrxqueues {queues} numtxqueues {queues} netns {b}
-             ip -n {a} addr add {ipa}/24 dev va; ip -n {b} addr add {ipb}/24 dev vb
-             ip -n {a} addr add {ip6a}/64 dev va nodad; ip -n {b} addr add {ip6b}/64 dev vb nodad
-             ip -n {a} link set lo up; ip -n {b} link set lo up
-             ip -n {a} link set va up; ip -n {b} link set vb up",
-            ipa = pair.ip_a,
-            ipb = pair.ip_b,
-            ip6a = pair.ip6_a,
-            ip6b = pair.ip6_b,
-        ));
-        pair
+        NetnsPair(
+            irqtune_testbed::NetnsPair::with_queues(tag, queues)
+                .unwrap_or_else(|e| panic!("namespaces for {tag}: {e}")),
+        )
     }
 
-    /// Writes a sysfs value as seen from inside namespace `ns` (`ip netns exec` mounts that
-    /// namespace's sysfs), and reads it back.
+    /// Writes a sysfs value as seen from inside namespace `ns`.
     pub fn sysfs_write(&self, ns: &str, path: &str, value: &str) {
-        sh(&format!("ip netns exec {ns} sh -c 'echo {value} > {path}'"));
+        self.0
+            .sysfs_write(ns, path, value)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn sysfs_read(&self, ns: &str, path: &str) -> String {
+        self.0
+            .sysfs_read(ns, path)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The same names and addresses, for another thread; dropping it removes nothing.
     pub fn names(&self) -> NetnsPair {
-        NetnsPair {
-            a: self.a.clone(),
-            b: self.b.clone(),
-            ip_a: self.ip_a.clone(),
-            ip_b: self.ip_b.clone(),
-            ip6_a: self.ip6_a.clone(),
-            ip6_b: self.ip6_b.clone(),
-            owner: false,
-        }
-    }
-
-    pub fn sysfs_read(&self, ns: &str, path: &str) -> String {
-        sh(&format!("ip netns exec {ns} cat {path}"))
-            .trim()
-            .to_string()
+        NetnsPair(self.0.names())
     }
 }
 
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        if !self.owner {
-            return;
-        }
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Moves the calling thread into a named network namespace (setns affects only this thread).
-pub fn enter_netns(ns: &str) {
-    let f = fs::File::open(format!("/var/run/netns/{ns}"))
-        .unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
-    // SAFETY: setns with a valid namespace fd.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-}
-
-/// A file value (sysctl, sysfs, /proc/irq) restored to what it was when the guard was made.
-pub struct Restore {
-    path: PathBuf,
-    original: String,
-}
+/// A file value restored on drop (see [`irqtune_testbed::Restore`]); failures panic.
+pub struct Restore(irqtune_testbed::Restore);
 
 impl Restore {
     pub fn new(path: impl AsRef<Path>) -> Self {
-        let path = path.as_ref().to_path_buf();
-        let original =
-            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        Restore { path, original }
+        let p = path.as_ref();
+        Restore(
+            irqtune_testbed::Restore::new(p)
+                .unwrap_or_else(|e| panic!("read {}: {e}", p.display())),
+        )
     }
 
     pub fn set(&self, value: &str) {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
-        f.write_all(value.as_bytes())
-            .unwrap_or_else(|e| panic!("write {value} to {}: {e}", self.path.display()));
+        self.0
+            .set(value)
+            .unwrap_or_else(|e| panic!("write {value}: {e}"));
     }
 
     pub fn original(&self) -> &str {
-        self.original.trim()
-    }
-}
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let value = self.original.trim().to_string();
-        if let Err(e) = fs::write(&self.path, &value) {
-            eprintln!("could not restore {} to {value}: {e}", self.path.display());
-        }
+        self.0.original()
     }
 }
 

@@ -16,26 +16,7 @@ use crate::irqtune_bin;
 /// Where `cargo xtask setup --tests` extracts the kernels.
 pub const KERNEL_DIR: &str = "/tmp/irqtune-kernels";
 
-/// One kernel of the matrix.
-pub struct Kernel {
-    pub short: String,
-    pub package: String,
-}
-
-pub fn matrix() -> Vec<Kernel> {
-    include_str!("../kernels.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Kernel {
-                short: f[0].to_string(),
-                package: f[2].to_string(),
-            }
-        })
-        .collect()
-}
+pub use irqtune_testbed::matrix::{matrix, Kernel};
 
 fn vmlinuz(short: &str) -> Option<PathBuf> {
     fs::read_dir(Path::new(KERNEL_DIR).join(short).join("boot"))

@@ -2,15 +2,16 @@
 
 use std::path::Path;
 
+use irq_user::system::sysroot::SysRoot;
 use irq_user::{
     model::procfs,
     system::probes::{Group, ProbeOptions},
 };
-use irqtune_tests::{direct_io, load_probes, rel_diff, require_root};
+use irqtune_tests::{direct_io, kernel_test, load_probes, rel_diff};
 
 /// The virtio block request queue IRQ ("virtio1-req.0"), which fires on disk I/O.
 fn block_irq() -> (u32, String) {
-    let interrupts = procfs::read_interrupts(Path::new("/")).expect("read /proc/interrupts");
+    let interrupts = procfs::read_interrupts(&SysRoot::default()).expect("read /proc/interrupts");
     interrupts
         .rows
         .iter()
@@ -19,56 +20,54 @@ fn block_irq() -> (u32, String) {
         .expect("no virtio block IRQ (virtioN-req.M) in /proc/interrupts on this machine")
 }
 
-#[test]
-fn hardirq_count_matches_proc_interrupts_for_disk_io() {
-    if !require_root("hardirq_count_matches_proc_interrupts_for_disk_io") {
-        return;
-    }
-    let (irq, name) = block_irq();
-    let probes = load_probes(&ProbeOptions {
-        skip: vec![Group::Flows, Group::NetRx],
-        ..Default::default()
-    });
-    // /var/tmp is on the disk (tmpfs would refuse O_DIRECT and never touch the device).
-    let dir = Path::new("/var/tmp");
+kernel_test! {
+    fn hardirq_count_matches_proc_interrupts_for_disk_io() {
+        let (irq, name) = block_irq();
+        let probes = load_probes(&ProbeOptions {
+            skip: vec![Group::Flows, Group::NetRx],
+            ..Default::default()
+        });
+        // /var/tmp is on the disk (tmpfs would refuse O_DIRECT and never touch the device).
+        let dir = Path::new("/var/tmp");
 
-    let s0 = probes.snapshot().expect("snapshot");
-    let i0 = procfs::read_interrupts(Path::new("/")).expect("interrupts");
-    direct_io(dir, 1500);
-    let s1 = probes.snapshot().expect("snapshot");
-    let i1 = procfs::read_interrupts(Path::new("/")).expect("interrupts");
+        let s0 = probes.snapshot().expect("snapshot");
+        let i0 = procfs::read_interrupts(&SysRoot::default()).expect("interrupts");
+        direct_io(dir, 1500);
+        let s1 = probes.snapshot().expect("snapshot");
+        let i1 = procfs::read_interrupts(&SysRoot::default()).expect("interrupts");
 
-    let proc_delta: u64 = i1
-        .cpus
-        .iter()
-        .map(|&c| i1.count(irq, c) - i0.count(irq, c))
-        .sum();
-    let d = s1.delta(&s0);
-    let series = d
-        .irq(irq)
-        .unwrap_or_else(|| panic!("IRQ {irq} ({name}) has no statistics slot"));
-    let seen: u64 = series.per_cpu.iter().map(|v| v.count).sum();
-    let in_hist: u64 = series.per_cpu.iter().flat_map(|v| v.hist.iter()).sum();
-    eprintln!(
-        "IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_delta}, histogram {in_hist}"
-    );
-    assert!(
-        proc_delta >= 1000,
-        "disk I/O made only {proc_delta} interrupts on IRQ {irq}"
-    );
-    assert!(
-        rel_diff(seen, proc_delta) <= 0.02,
-        "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart"
-    );
-    assert_eq!(in_hist, seen, "every handler run is in the histogram");
-    let total: u64 = series.per_cpu.iter().map(|v| v.total_ns).sum();
-    assert!(total > 0, "handler time recorded");
-    for cpu in 0..i1.cpus.len() {
-        let per_cpu_proc = i1.count(irq, cpu as u32) - i0.count(irq, cpu as u32);
-        let per_cpu_seen = series.per_cpu[cpu].count;
-        assert!(
-            per_cpu_seen.abs_diff(per_cpu_proc) <= per_cpu_proc / 50 + 2,
-            "CPU {cpu}: probes {per_cpu_seen}, /proc/interrupts {per_cpu_proc}"
+        let proc_delta: u64 = i1
+            .cpus
+            .iter()
+            .map(|&c| i1.count(irq, c) - i0.count(irq, c))
+            .sum();
+        let d = s1.delta(&s0);
+        let series = d
+            .irq(irq)
+            .unwrap_or_else(|| panic!("IRQ {irq} ({name}) has no statistics slot"));
+        let seen: u64 = series.per_cpu.iter().map(|v| v.count).sum();
+        let in_hist: u64 = series.hist.iter().sum();
+        eprintln!(
+            "IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_delta}, histogram {in_hist}"
         );
+        assert!(
+            proc_delta >= 1000,
+            "disk I/O made only {proc_delta} interrupts on IRQ {irq}"
+        );
+        assert!(
+            rel_diff(seen, proc_delta) <= 0.02,
+            "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart"
+        );
+        assert_eq!(in_hist, seen, "every handler run is in the histogram");
+        let total: u64 = series.per_cpu.iter().map(|v| v.total_ns).sum();
+        assert!(total > 0, "handler time recorded");
+        for cpu in 0..i1.cpus.len() {
+            let per_cpu_proc = i1.count(irq, cpu as u32) - i0.count(irq, cpu as u32);
+            let per_cpu_seen = series.per_cpu[cpu].count;
+            assert!(
+                per_cpu_seen.abs_diff(per_cpu_proc) <= per_cpu_proc / 50 + 2,
+                "CPU {cpu}: probes {per_cpu_seen}, /proc/interrupts {per_cpu_proc}"
+            );
+        }
     }
 }

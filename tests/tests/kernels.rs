@@ -23,7 +23,7 @@ use irq_user::model::{
     snapshot::Protocol,
 };
 use irqtune_tests::{
-    irqtune_bin, irqtune_programs_loaded,
+    irqtune_bin, irqtune_programs_loaded, kernel_test,
     qemu::{self, Guest},
     rel_diff, require_root, Limit, NetnsPair, Pace, Proto, Restore, Streams,
 };
@@ -119,7 +119,7 @@ fn record_with(args: &[&str], env: &[(&str, &str)], load: Option<Load>) -> Recor
     let stdout = stdout_reader.join().expect("stdout reader");
     let stderr = stderr_reader.join().expect("stderr reader");
     eprintln!("irqtune record {args:?} {env:?}: {status}\n{stderr}");
-    let profile = Profile::load(&path)
+    let profile = irq_user::system::files::load_profile(&path)
         .unwrap_or_else(|e| panic!("no profile from irqtune record ({e}):\n{stdout}\n{stderr}"));
     let _ = fs::remove_file(&path);
     assert!(
@@ -217,73 +217,71 @@ fn flow(p: &Profile, proto: Protocol, port: u16) -> &irq_user::model::profile::F
         })
 }
 
-#[test]
-fn compat_tcp_mismatch_seen_and_fixed_by_rfs_with_every_probe() {
-    if !require_root("compat_tcp_mismatch_seen_and_fixed_by_rfs_with_every_probe") {
-        return;
+kernel_test! {
+    fn compat_tcp_mismatch_seen_and_fixed_by_rfs_with_every_probe() {
+        let entries = Restore::new(SOCK_FLOW_ENTRIES);
+        let pair = NetnsPair::new("cmpt");
+        let names = pair.names();
+
+        // RPS to CPU 0 only, reader on CPU 1: every read is on another CPU than its delivery.
+        steer(&pair, "1", false, &entries);
+        let n = names.names();
+        let r = record_during(&["--duration", "6"], move |stop| {
+            paced(&n, Proto::Tcp, false, 5511, "irqt-cmp-rps1", stop);
+        });
+        let attached: Vec<_> = r
+            .profile
+            .session
+            .probes
+            .iter()
+            .filter(|p| p.attach != Attach::Disabled)
+            .collect();
+        assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
+        assert_eq!(
+            attached.len(),
+            9,
+            "probes attached: {:?}",
+            r.profile.session.probes
+        );
+        assert!(r.stdout.contains("probes: 9 attached"), "{}", r.stdout);
+        let f = flow(&r.profile, Protocol::Tcp, 5511);
+        eprintln!(
+            "rps_cpus=1: deliveries {:?} reads {:?} mismatch {:.3}",
+            f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
+        );
+        assert!(
+            f.mismatch_ratio >= 0.9,
+            "TCP reader on CPU 1 with rps_cpus=1: mismatch {:.3} < 0.9",
+            f.mismatch_ratio
+        );
+        let before = f.mismatch_ratio;
+
+        // RPS over both CPUs with RFS: deliveries follow the reader.
+        steer(&pair, "3", true, &entries);
+        let n = names.names();
+        let r = record_during(&["--duration", "6"], move |stop| {
+            paced(&n, Proto::Tcp, false, 5512, "irqt-cmp-rfs", stop);
+        });
+        assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
+        let f = flow(&r.profile, Protocol::Tcp, 5512);
+        eprintln!(
+            "RPS+RFS: deliveries {:?} reads {:?} mismatch {:.3}",
+            f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
+        );
+        assert!(
+            f.mismatch_ratio <= 0.1,
+            "TCP with RPS+RFS: mismatch {:.3} > 0.1",
+            f.mismatch_ratio
+        );
+        report(&format!(
+            "kernel={} probes={} {} tcp_mismatch_rps1={:.3} tcp_mismatch_rfs={:.3}",
+            r.profile.host.kernel,
+            attached.len(),
+            methods(&r.profile),
+            before,
+            f.mismatch_ratio
+        ));
     }
-    let entries = Restore::new(SOCK_FLOW_ENTRIES);
-    let pair = NetnsPair::new("cmpt");
-    let names = pair.names();
-
-    // RPS to CPU 0 only, reader on CPU 1: every read is on another CPU than its delivery.
-    steer(&pair, "1", false, &entries);
-    let n = names.names();
-    let r = record_during(&["--duration", "6"], move |stop| {
-        paced(&n, Proto::Tcp, false, 5511, "irqt-cmp-rps1", stop);
-    });
-    let attached: Vec<_> = r
-        .profile
-        .session
-        .probes
-        .iter()
-        .filter(|p| p.attach != Attach::Disabled)
-        .collect();
-    assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
-    assert_eq!(
-        attached.len(),
-        9,
-        "probes attached: {:?}",
-        r.profile.session.probes
-    );
-    assert!(r.stdout.contains("probes: 9 attached"), "{}", r.stdout);
-    let f = flow(&r.profile, Protocol::Tcp, 5511);
-    eprintln!(
-        "rps_cpus=1: deliveries {:?} reads {:?} mismatch {:.3}",
-        f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
-    );
-    assert!(
-        f.mismatch_ratio >= 0.9,
-        "TCP reader on CPU 1 with rps_cpus=1: mismatch {:.3} < 0.9",
-        f.mismatch_ratio
-    );
-    let before = f.mismatch_ratio;
-
-    // RPS over both CPUs with RFS: deliveries follow the reader.
-    steer(&pair, "3", true, &entries);
-    let n = names.names();
-    let r = record_during(&["--duration", "6"], move |stop| {
-        paced(&n, Proto::Tcp, false, 5512, "irqt-cmp-rfs", stop);
-    });
-    assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
-    let f = flow(&r.profile, Protocol::Tcp, 5512);
-    eprintln!(
-        "RPS+RFS: deliveries {:?} reads {:?} mismatch {:.3}",
-        f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
-    );
-    assert!(
-        f.mismatch_ratio <= 0.1,
-        "TCP with RPS+RFS: mismatch {:.3} > 0.1",
-        f.mismatch_ratio
-    );
-    report(&format!(
-        "kernel={} probes={} {} tcp_mismatch_rps1={:.3} tcp_mismatch_rfs={:.3}",
-        r.profile.host.kernel,
-        attached.len(),
-        methods(&r.profile),
-        before,
-        f.mismatch_ratio
-    ));
 }
 
 /// File I/O that reaches a virtio device: durable writes (the disk here) and reads of the
@@ -307,234 +305,226 @@ fn file_io(stop: &AtomicBool) {
     let _ = fs::remove_file(&path);
 }
 
-#[test]
-fn compat_counts_match_proc_interrupts_and_softirqs() {
-    if !require_root("compat_counts_match_proc_interrupts_and_softirqs") {
-        return;
-    }
-    let pair = NetnsPair::new("cmpc");
-    let n = pair.names();
-    let r = record_during(&["--duration", "4", "--no-flows"], move |stop| {
-        let io = {
-            let stop = stop.clone();
-            std::thread::spawn(move || file_io(&stop))
-        };
-        paced(&n, Proto::Tcp, false, 5521, "irqt-cmp-cnt", stop);
-        io.join().expect("I/O thread");
-    });
-    assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
-    let p = &r.profile;
+kernel_test! {
+    fn compat_counts_match_proc_interrupts_and_softirqs() {
+        let pair = NetnsPair::new("cmpc");
+        let n = pair.names();
+        let r = record_during(&["--duration", "4", "--no-flows"], move |stop| {
+            let io = {
+                let stop = stop.clone();
+                std::thread::spawn(move || file_io(&stop))
+            };
+            paced(&n, Proto::Tcp, false, 5521, "irqt-cmp-cnt", stop);
+            io.join().expect("I/O thread");
+        });
+        assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
+        let p = &r.profile;
 
-    // The busiest virtio IRQ over the window, by /proc/interrupts.
-    let (irq, name, proc_count) = p
-        .proc
-        .interrupts
-        .iter()
-        .filter(|row| row.name.contains("virtio"))
-        .filter_map(|row| {
-            Some((
-                row.id.parse::<u32>().ok()?,
-                row.name.clone(),
-                row.counts.iter().sum::<u64>(),
-            ))
-        })
-        .max_by_key(|(_, _, c)| *c)
-        .expect("no virtio IRQ in /proc/interrupts");
-    let seen: u64 = p
-        .hardirqs
-        .iter()
-        .filter(|h| h.irq == Some(irq))
-        .map(|h| h.count)
-        .sum();
-    eprintln!("IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_count}");
-    assert!(
-        proc_count >= 200,
-        "only {proc_count} interrupts on IRQ {irq} ({name})"
-    );
-    assert!(
-        rel_diff(seen, proc_count) <= 0.02,
-        "IRQ {irq} ({name}): probes {seen}, /proc/interrupts {proc_count}: more than 2% apart"
-    );
-
-    let net_rx: u64 = p
-        .softirqs
-        .iter()
-        .filter(|s| s.vector == Vector::NetRx)
-        .map(|s| s.count)
-        .sum();
-    let proc_net_rx: u64 = p
-        .proc
-        .softirqs
-        .get("NET_RX")
-        .map(|c| c.iter().sum())
-        .expect("NET_RX in /proc/softirqs");
-    eprintln!("NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}");
-    assert!(proc_net_rx >= 500, "only {proc_net_rx} NET_RX runs");
-    assert!(
-        rel_diff(net_rx, proc_net_rx) <= 0.05,
-        "NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}: more than 5% apart"
-    );
-    report(&format!(
-        "kernel={} irq={name} probes={seen} proc={proc_count} net_rx_probes={net_rx} net_rx_proc={proc_net_rx}",
-        p.host.kernel
-    ));
-}
-
-#[test]
-fn compat_unconnected_udp_reader_reported() {
-    if !require_root("compat_unconnected_udp_reader_reported") {
-        return;
-    }
-    let entries = Restore::new(SOCK_FLOW_ENTRIES);
-    let pair = NetnsPair::new("cmpu");
-    steer(&pair, "1", false, &entries);
-    let n = pair.names();
-    let r = record_during(&["--duration", "3"], move |stop| {
-        let got = paced(&n, Proto::Udp, false, 5531, "irqt-cmp-udp", stop);
-        assert!(got > 100, "UDP receiver got only {got} datagrams");
-    });
-    assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
-    let f = flow(&r.profile, Protocol::Udp, 5531);
-    eprintln!(
-        "UDP: connected {} deliveries {:?} reads {:?} mismatch {:.3}",
-        f.connected, f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
-    );
-    assert!(!f.connected, "the UDP reader is unconnected");
-    assert!(
-        f.mismatch_ratio >= 0.9,
-        "UDP reader on CPU 1 with rps_cpus=1: mismatch {:.3}",
-        f.mismatch_ratio
-    );
-}
-
-/// Each flow fallback this kernel offers, forced in turn, sees TCP over IPv4 and IPv6 and
-/// unconnected UDP (but the TCP-only last resort, which says it does not) mismatched under
-/// rps_cpus=1. A method the kernel lacks is named and skipped: the flow family then falls to
-/// the next method, which the first test checks.
-#[test]
-fn compat_flow_fallbacks_see_tcp_ipv6_and_udp() {
-    if !require_root("compat_flow_fallbacks_see_tcp_ipv6_and_udp") {
-        return;
-    }
-    let entries = Restore::new(SOCK_FLOW_ENTRIES);
-    let pair = NetnsPair::new("cmpf");
-    steer(&pair, "1", false, &entries);
-    let mut seen = Vec::new();
-    let mut kernel = String::new();
-    for (i, method) in ["fentry", "kprobe", "tcp"].iter().enumerate() {
-        let port = 5541 + 3 * i as u16;
-        let r = record_with(
-            &["--duration", "4", "--allow-incomplete"],
-            &[("IRQTUNE_FLOW_METHODS", method)],
-            Some(Box::new({
-                let pair = pair.names();
-                move |stop: Arc<AtomicBool>| {
-                    let load: Vec<_> = (0..3u16)
-                        .map(|k| {
-                            let (n, stop) = (pair.names(), stop.clone());
-                            std::thread::spawn(move || {
-                                let (proto, v6, comm) = match k {
-                                    0 => (Proto::Tcp, false, "irqt-cmp-fb4"),
-                                    1 => (Proto::Tcp, true, "irqt-cmp-fb6"),
-                                    _ => (Proto::Udp, false, "irqt-cmp-fbu"),
-                                };
-                                paced(&n, proto, v6, port + k, comm, stop);
-                            })
-                        })
-                        .collect();
-                    for t in load {
-                        t.join().expect("load thread");
-                    }
-                }
-            })),
+        // The busiest virtio IRQ over the window, by /proc/interrupts.
+        let (irq, name, proc_count) = p
+            .proc
+            .interrupts
+            .iter()
+            .filter(|row| row.name.contains("virtio"))
+            .filter_map(|row| {
+                Some((
+                    row.id.parse::<u32>().ok()?,
+                    row.name.clone(),
+                    row.counts.iter().sum::<u64>(),
+                ))
+            })
+            .max_by_key(|(_, _, c)| *c)
+            .expect("no virtio IRQ in /proc/interrupts");
+        let seen: u64 = p
+            .hardirqs
+            .iter()
+            .filter(|h| h.irq == Some(irq))
+            .map(|h| h.count)
+            .sum();
+        eprintln!("IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_count}");
+        assert!(
+            proc_count >= 200,
+            "only {proc_count} interrupts on IRQ {irq} ({name})"
         );
-        kernel.clone_from(&r.profile.host.kernel);
-        let rows: Vec<_> = r
-            .profile
-            .session
-            .probes
+        assert!(
+            rel_diff(seen, proc_count) <= 0.02,
+            "IRQ {irq} ({name}): probes {seen}, /proc/interrupts {proc_count}: more than 2% apart"
+        );
+
+        let net_rx: u64 = p
+            .softirqs
             .iter()
-            .filter(|p| Family::of_tracepoint(&p.tracepoint) == Some(Family::Flows))
-            .collect();
-        if let Some(off) = rows.iter().find(|p| p.attach == Attach::Disabled) {
-            let why = off.reason.clone().unwrap_or_default();
-            assert!(
-                why.contains("no kprobes") || why.contains("BPF trampoline"),
-                "{method}: disabled for a reason other than the kernel lacking it: {why}"
+            .filter(|s| s.vector == Vector::NetRx)
+            .map(|s| s.count)
+            .sum();
+        let proc_net_rx: u64 = p
+            .proc
+            .softirqs
+            .get("NET_RX")
+            .map(|c| c.iter().sum())
+            .expect("NET_RX in /proc/softirqs");
+        eprintln!("NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}");
+        assert!(proc_net_rx >= 500, "only {proc_net_rx} NET_RX runs");
+        assert!(
+            rel_diff(net_rx, proc_net_rx) <= 0.05,
+            "NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}: more than 5% apart"
+        );
+        report(&format!(
+            "kernel={} irq={name} probes={seen} proc={proc_count} net_rx_probes={net_rx} net_rx_proc={proc_net_rx}",
+            p.host.kernel
+        ));
+    }
+}
+
+kernel_test! {
+    fn compat_unconnected_udp_reader_reported() {
+        let entries = Restore::new(SOCK_FLOW_ENTRIES);
+        let pair = NetnsPair::new("cmpu");
+        steer(&pair, "1", false, &entries);
+        let n = pair.names();
+        let r = record_during(&["--duration", "3"], move |stop| {
+            let got = paced(&n, Proto::Udp, false, 5531, "irqt-cmp-udp", stop);
+            assert!(got > 100, "UDP receiver got only {got} datagrams");
+        });
+        assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
+        let f = flow(&r.profile, Protocol::Udp, 5531);
+        eprintln!(
+            "UDP: connected {} deliveries {:?} reads {:?} mismatch {:.3}",
+            f.connected, f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
+        );
+        assert!(!f.connected, "the UDP reader is unconnected");
+        assert!(
+            f.mismatch_ratio >= 0.9,
+            "UDP reader on CPU 1 with rps_cpus=1: mismatch {:.3}",
+            f.mismatch_ratio
+        );
+    }
+}
+
+kernel_test! {
+    /// Each flow fallback this kernel offers, forced in turn, sees TCP over IPv4 and IPv6 and
+    /// unconnected UDP (but the TCP-only last resort, which says it does not) mismatched under
+    /// rps_cpus=1. A method the kernel lacks is named and skipped: the flow family then falls to
+    /// the next method, which the first test checks.
+    fn compat_flow_fallbacks_see_tcp_ipv6_and_udp() {
+        let entries = Restore::new(SOCK_FLOW_ENTRIES);
+        let pair = NetnsPair::new("cmpf");
+        steer(&pair, "1", false, &entries);
+        let mut seen = Vec::new();
+        let mut kernel = String::new();
+        for (i, method) in ["fentry", "kprobe", "tcp"].iter().enumerate() {
+            let port = 5541 + 3 * i as u16;
+            let r = record_with(
+                &["--duration", "4", "--allow-incomplete"],
+                &[("IRQTUNE_FLOW_METHODS", method)],
+                Some(Box::new({
+                    let pair = pair.names();
+                    move |stop: Arc<AtomicBool>| {
+                        let load: Vec<_> = (0..3u16)
+                            .map(|k| {
+                                let (n, stop) = (pair.names(), stop.clone());
+                                std::thread::spawn(move || {
+                                    let (proto, v6, comm) = match k {
+                                        0 => (Proto::Tcp, false, "irqt-cmp-fb4"),
+                                        1 => (Proto::Tcp, true, "irqt-cmp-fb6"),
+                                        _ => (Proto::Udp, false, "irqt-cmp-fbu"),
+                                    };
+                                    paced(&n, proto, v6, port + k, comm, stop);
+                                })
+                            })
+                            .collect();
+                        for t in load {
+                            t.join().expect("load thread");
+                        }
+                    }
+                })),
             );
-            seen.push(format!("{method}=unavailable"));
-            continue;
-        }
-        let tcp_only = rows
-            .iter()
-            .any(|p| p.limits.as_deref().is_some_and(|l| l.contains("TCP only")));
-        for (proto, port) in [
-            (Protocol::Tcp, port),
-            (Protocol::Tcp, port + 1),
-            (Protocol::Udp, port + 2),
-        ] {
-            if proto == Protocol::Udp && tcp_only {
+            kernel.clone_from(&r.profile.host.kernel);
+            let rows: Vec<_> = r
+                .profile
+                .session
+                .probes
+                .iter()
+                .filter(|p| Family::of_tracepoint(&p.tracepoint) == Some(Family::Flows))
+                .collect();
+            if let Some(off) = rows.iter().find(|p| p.attach == Attach::Disabled) {
+                let why = off.reason.clone().unwrap_or_default();
                 assert!(
-                    r.profile.flows.iter().all(|f| f.protocol != Protocol::Udp),
-                    "{method}: TCP-only method reported UDP"
+                    why.contains("no kprobes") || why.contains("BPF trampoline"),
+                    "{method}: disabled for a reason other than the kernel lacking it: {why}"
                 );
+                seen.push(format!("{method}=unavailable"));
                 continue;
             }
-            let f = flow(&r.profile, proto, port);
-            eprintln!(
-                "{method} {proto:?} {}: deliveries {:?} reads {:?} mismatch {:.3}",
-                f.local, f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
-            );
-            assert!(
-                f.mismatch_ratio >= 0.9,
-                "{method}: {proto:?} {} mismatch {:.3} < 0.9",
-                f.local,
-                f.mismatch_ratio
-            );
+            let tcp_only = rows
+                .iter()
+                .any(|p| p.limits.as_deref().is_some_and(|l| l.contains("TCP only")));
+            for (proto, port) in [
+                (Protocol::Tcp, port),
+                (Protocol::Tcp, port + 1),
+                (Protocol::Udp, port + 2),
+            ] {
+                if proto == Protocol::Udp && tcp_only {
+                    assert!(
+                        r.profile.flows.iter().all(|f| f.protocol != Protocol::Udp),
+                        "{method}: TCP-only method reported UDP"
+                    );
+                    continue;
+                }
+                let f = flow(&r.profile, proto, port);
+                eprintln!(
+                    "{method} {proto:?} {}: deliveries {:?} reads {:?} mismatch {:.3}",
+                    f.local, f.deliveries_by_cpu, f.reads_by_cpu, f.mismatch_ratio
+                );
+                assert!(
+                    f.mismatch_ratio >= 0.9,
+                    "{method}: {proto:?} {} mismatch {:.3} < 0.9",
+                    f.local,
+                    f.mismatch_ratio
+                );
+            }
+            seen.push(format!("{method}=ok"));
         }
-        seen.push(format!("{method}=ok"));
+        report(&format!("kernel={kernel} fallbacks: {}", seen.join(" ")));
     }
-    report(&format!("kernel={kernel} fallbacks: {}", seen.join(" ")));
 }
 
-#[test]
-fn compat_flows_impossible_is_reported_and_exits_incomplete() {
-    if !require_root("compat_flows_impossible_is_reported_and_exits_incomplete") {
-        return;
+kernel_test! {
+    fn compat_flows_impossible_is_reported_and_exits_incomplete() {
+        // Every flow method switched off: the measurement lacks flows and says so.
+        let r = record(&["--duration", "1"], &[("IRQTUNE_FLOW_METHODS", "")]);
+        assert_eq!(r.code, 4, "exit code without flows\n{}", r.stdout);
+        assert!(
+            r.stdout.contains("not measured: flow placement"),
+            "{}",
+            r.stdout
+        );
+        assert!(!r.stdout.contains("none: no interrupt"), "{}", r.stdout);
+        assert_eq!(
+            r.profile.findings.first().map(|f| f.id),
+            Some(FindingId::MeasurementIncomplete)
+        );
+
+        // Accepted on purpose: exit 0, still said.
+        let r = record(
+            &["--duration", "1", "--allow-incomplete"],
+            &[("IRQTUNE_FLOW_METHODS", "")],
+        );
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        assert!(r.stdout.contains("not measured: flow placement"));
+
+        // Flows not asked for: nothing is missing.
+        let r = record(&["--duration", "1", "--no-flows"], &[]);
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        assert!(
+            r.profile
+                .findings
+                .iter()
+                .all(|f| f.id != FindingId::MeasurementIncomplete),
+            "{:?}",
+            r.profile.findings
+        );
     }
-    // Every flow method switched off: the measurement lacks flows and says so.
-    let r = record(&["--duration", "1"], &[("IRQTUNE_FLOW_METHODS", "")]);
-    assert_eq!(r.code, 4, "exit code without flows\n{}", r.stdout);
-    assert!(
-        r.stdout.contains("not measured: flow placement"),
-        "{}",
-        r.stdout
-    );
-    assert!(!r.stdout.contains("none: no interrupt"), "{}", r.stdout);
-    assert_eq!(
-        r.profile.findings.first().map(|f| f.id),
-        Some(FindingId::MeasurementIncomplete)
-    );
-
-    // Accepted on purpose: exit 0, still said.
-    let r = record(
-        &["--duration", "1", "--allow-incomplete"],
-        &[("IRQTUNE_FLOW_METHODS", "")],
-    );
-    assert_eq!(r.code, 0, "{}", r.stdout);
-    assert!(r.stdout.contains("not measured: flow placement"));
-
-    // Flows not asked for: nothing is missing.
-    let r = record(&["--duration", "1", "--no-flows"], &[]);
-    assert_eq!(r.code, 0, "{}", r.stdout);
-    assert!(
-        r.profile
-            .findings
-            .iter()
-            .all(|f| f.id != FindingId::MeasurementIncomplete),
-        "{:?}",
-        r.profile.findings
-    );
 }
 
 /// Boots `short` in QEMU (TCG, 2 vCPUs) and runs the compatibility suite in it.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use irq_ebpf::tp_format;
-use irqtune_tests::{irqtune_bin, irqtune_programs_loaded, require_root};
+use irqtune_tests::{irqtune_bin, irqtune_programs_loaded, kernel_test};
 
 /// Runs `irqtune record ARGS`, checks it succeeded, returns its report.
 fn record(args: &[&str]) -> String {
@@ -24,24 +24,22 @@ fn record(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn nothing_stays_loaded_after_exit_and_a_second_run_works() {
-    if !require_root("nothing_stays_loaded_after_exit_and_a_second_run_works") {
-        return;
-    }
-    assert!(
-        irqtune_programs_loaded().is_empty(),
-        "irqtune programs loaded before the test: {:?}",
-        irqtune_programs_loaded()
-    );
-    for run in 1..=2 {
-        let stdout = record(&["--duration", "1"]);
+kernel_test! {
+    fn nothing_stays_loaded_after_exit_and_a_second_run_works() {
         assert!(
-            stdout.contains("probes: 9 attached"),
-            "run {run} report:\n{stdout}"
+            irqtune_programs_loaded().is_empty(),
+            "irqtune programs loaded before the test: {:?}",
+            irqtune_programs_loaded()
         );
-        let left = irqtune_programs_loaded();
-        assert!(left.is_empty(), "after run {run}, still loaded: {left:?}");
+        for run in 1..=2 {
+            let stdout = record(&["--duration", "1"]);
+            assert!(
+                stdout.contains("probes: 9 attached"),
+                "run {run} report:\n{stdout}"
+            );
+            let left = irqtune_programs_loaded();
+            assert!(left.is_empty(), "after run {run}, still loaded: {left:?}");
+        }
     }
 }
 
@@ -53,136 +51,130 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn sigterm_and_sigint_detach_and_still_report() {
-    if !require_root("sigterm_and_sigint_detach_and_still_report") {
-        return;
-    }
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        let child = Command::new(irqtune_bin())
-            .args(["record", "--duration", "60"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn irqtune");
-        // Killed if an assertion below fails, so no recorder outlives the test.
-        let guard = KillOnDrop(child.id());
-        let start = Instant::now();
-        while irqtune_programs_loaded().len() < 9 {
+kernel_test! {
+    fn sigterm_and_sigint_detach_and_still_report() {
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            let child = Command::new(irqtune_bin())
+                .args(["record", "--duration", "60"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn irqtune");
+            // Killed if an assertion below fails, so no recorder outlives the test.
+            let guard = KillOnDrop(child.id());
+            let start = Instant::now();
+            while irqtune_programs_loaded().len() < 9 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "probes never showed up in bpftool"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // SAFETY: kill with the child's valid pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let sent = Instant::now();
+            let out = child.wait_with_output().expect("wait");
+            std::mem::forget(guard);
+            let took = sent.elapsed();
             assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "probes never showed up in bpftool"
+                out.status.success(),
+                "signal {signal}: exit {:?}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
             );
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                took < Duration::from_secs(2),
+                "signal {signal}: took {took:?} to exit"
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Per CPU"),
+                "signal {signal}: no report"
+            );
+            assert!(
+                irqtune_programs_loaded().is_empty(),
+                "signal {signal}: programs left: {:?}",
+                irqtune_programs_loaded()
+            );
         }
-        // SAFETY: kill with the child's valid pid.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let sent = Instant::now();
-        let out = child.wait_with_output().expect("wait");
-        std::mem::forget(guard);
-        let took = sent.elapsed();
+    }
+}
+
+kernel_test! {
+    fn classic_tracepoint_fallback_attaches_everything() {
+        let stdout = record(&["--duration", "1", "--classic"]);
         assert!(
-            out.status.success(),
-            "signal {signal}: exit {:?}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            took < Duration::from_secs(2),
-            "signal {signal}: took {took:?} to exit"
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Per CPU"),
-            "signal {signal}: no report"
-        );
-        assert!(
-            irqtune_programs_loaded().is_empty(),
-            "signal {signal}: programs left: {:?}",
-            irqtune_programs_loaded()
+            stdout.contains("probes: 9 attached (9 classic tracepoints)"),
+            "{stdout}"
         );
     }
 }
 
-#[test]
-fn classic_tracepoint_fallback_attaches_everything() {
-    if !require_root("classic_tracepoint_fallback_attaches_everything") {
-        return;
+kernel_test! {
+    /// The classic fallback reads records at fixed offsets: they must be this kernel's.
+    fn tracepoint_record_offsets_match_this_kernel() {
+        let env = irq_user::system::preflight::check().unwrap_or_else(|p| panic!("{p}"));
+        let offset = |event: &str, field: &str| -> usize {
+            let format = std::fs::read_to_string(env.tracefs.join("events").join(event).join("format"))
+                .expect("format file");
+            let line = format
+                .lines()
+                .find(|l| l.contains(&format!(" {field};")))
+                .unwrap_or_else(|| panic!("{event} has no field {field}"));
+            let at = line
+                .split("offset:")
+                .nth(1)
+                .and_then(|r| r.split(';').next())
+                .expect("offset");
+            at.parse().expect("number")
+        };
+        assert_eq!(
+            offset("irq/irq_handler_exit", "irq"),
+            tp_format::IRQ_HANDLER_IRQ
+        );
+        assert_eq!(offset("irq/softirq_entry", "vec"), tp_format::SOFTIRQ_VEC);
+        assert_eq!(offset("napi/napi_poll", "napi"), tp_format::NAPI_POLL_NAPI);
+        assert_eq!(offset("napi/napi_poll", "work"), tp_format::NAPI_POLL_WORK);
+        assert_eq!(
+            offset("napi/napi_poll", "budget"),
+            tp_format::NAPI_POLL_BUDGET
+        );
+        assert_eq!(
+            offset("net/netif_receive_skb", "skbaddr"),
+            tp_format::NETIF_RECEIVE_SKB_SKBADDR
+        );
+        assert_eq!(
+            offset("net/netif_receive_skb", "len"),
+            tp_format::NETIF_RECEIVE_SKB_LEN
+        );
+        assert_eq!(
+            offset("sock/sk_data_ready", "skaddr"),
+            tp_format::SK_DATA_READY_SKADDR
+        );
+        assert_eq!(
+            offset("sock/sk_data_ready", "family"),
+            tp_format::SK_DATA_READY_FAMILY
+        );
+        assert_eq!(
+            offset("sock/sk_data_ready", "protocol"),
+            tp_format::SK_DATA_READY_PROTOCOL
+        );
+        assert_eq!(
+            offset("sock/sock_recv_length", "sk"),
+            tp_format::SOCK_RECV_LENGTH_SK
+        );
+        assert_eq!(
+            offset("sock/sock_recv_length", "family"),
+            tp_format::SOCK_RECV_LENGTH_FAMILY
+        );
+        assert_eq!(
+            offset("sock/sock_recv_length", "protocol"),
+            tp_format::SOCK_RECV_LENGTH_PROTOCOL
+        );
+        assert_eq!(
+            offset("sock/sock_recv_length", "ret"),
+            tp_format::SOCK_RECV_LENGTH_RET
+        );
     }
-    let stdout = record(&["--duration", "1", "--classic"]);
-    assert!(
-        stdout.contains("probes: 9 attached (9 classic tracepoints)"),
-        "{stdout}"
-    );
-}
-
-/// The classic fallback reads records at fixed offsets: they must be this kernel's.
-#[test]
-fn tracepoint_record_offsets_match_this_kernel() {
-    if !require_root("tracepoint_record_offsets_match_this_kernel") {
-        return;
-    }
-    let env = irq_user::system::preflight::check().unwrap_or_else(|p| panic!("{p}"));
-    let offset = |event: &str, field: &str| -> usize {
-        let format = std::fs::read_to_string(env.tracefs.join("events").join(event).join("format"))
-            .expect("format file");
-        let line = format
-            .lines()
-            .find(|l| l.contains(&format!(" {field};")))
-            .unwrap_or_else(|| panic!("{event} has no field {field}"));
-        let at = line
-            .split("offset:")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .expect("offset");
-        at.parse().expect("number")
-    };
-    assert_eq!(
-        offset("irq/irq_handler_exit", "irq"),
-        tp_format::IRQ_HANDLER_IRQ
-    );
-    assert_eq!(offset("irq/softirq_entry", "vec"), tp_format::SOFTIRQ_VEC);
-    assert_eq!(offset("napi/napi_poll", "napi"), tp_format::NAPI_POLL_NAPI);
-    assert_eq!(offset("napi/napi_poll", "work"), tp_format::NAPI_POLL_WORK);
-    assert_eq!(
-        offset("napi/napi_poll", "budget"),
-        tp_format::NAPI_POLL_BUDGET
-    );
-    assert_eq!(
-        offset("net/netif_receive_skb", "skbaddr"),
-        tp_format::NETIF_RECEIVE_SKB_SKBADDR
-    );
-    assert_eq!(
-        offset("net/netif_receive_skb", "len"),
-        tp_format::NETIF_RECEIVE_SKB_LEN
-    );
-    assert_eq!(
-        offset("sock/sk_data_ready", "skaddr"),
-        tp_format::SK_DATA_READY_SKADDR
-    );
-    assert_eq!(
-        offset("sock/sk_data_ready", "family"),
-        tp_format::SK_DATA_READY_FAMILY
-    );
-    assert_eq!(
-        offset("sock/sk_data_ready", "protocol"),
-        tp_format::SK_DATA_READY_PROTOCOL
-    );
-    assert_eq!(
-        offset("sock/sock_recv_length", "sk"),
-        tp_format::SOCK_RECV_LENGTH_SK
-    );
-    assert_eq!(
-        offset("sock/sock_recv_length", "family"),
-        tp_format::SOCK_RECV_LENGTH_FAMILY
-    );
-    assert_eq!(
-        offset("sock/sock_recv_length", "protocol"),
-        tp_format::SOCK_RECV_LENGTH_PROTOCOL
-    );
-    assert_eq!(
-        offset("sock/sock_recv_length", "ret"),
-        tp_format::SOCK_RECV_LENGTH_RET
-    );
 }
 
 /// The BTF reader finds this kernel's offsets; `struct sock_common` starts with the address
@@ -201,16 +193,14 @@ fn kernel_offsets_from_btf() {
     assert!(o.sk_protocol > o.skc_v6_rcv_saddr && o.skb_len > 0 && o.napi_dev > 0);
 }
 
-#[test]
-fn flow_sampling_keeps_btf_tracepoints() {
-    if !require_root("flow_sampling_keeps_btf_tracepoints") {
-        return;
+kernel_test! {
+    fn flow_sampling_keeps_btf_tracepoints() {
+        // Sampling hashes the flow's ports, not the socket pointer: the verifier refuses shifts of
+        // a BTF pointer, which once sent the flow probes to the dearer classic tracepoints.
+        let stdout = record(&["--duration", "1", "--flow-sample", "16"]);
+        assert!(
+            stdout.contains("probes: 9 attached (9 BTF tracepoints)"),
+            "{stdout}"
+        );
     }
-    // Sampling hashes the flow's ports, not the socket pointer: the verifier refuses shifts of
-    // a BTF pointer, which once sent the flow probes to the dearer classic tracepoints.
-    let stdout = record(&["--duration", "1", "--flow-sample", "16"]);
-    assert!(
-        stdout.contains("probes: 9 attached (9 BTF tracepoints)"),
-        "{stdout}"
-    );
 }

@@ -21,11 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use irq_user::model::{
-    procfs::{self, Interrupts},
-    profile::Profile,
-};
-use irqtune_tests::{enter_netns, irqtune_bin, qemu, require_root, sh};
+use irq_user::model::procfs::{self, Interrupts};
+use irq_user::system::sysroot::SysRoot;
+use irqtune_tests::{enter_netns, irqtune_bin, kernel_test, qemu, sh};
 
 const KERNEL: &str = "6.1";
 /// The NICs: MAC suffix, queues, NUMA node, guest address.
@@ -165,41 +163,39 @@ fn send(ns: &str, port: u16, time: Duration, stop: &Path) -> u64 {
 
 const FLOW_BYTES_PER_SEC: u64 = 400_000;
 
-#[test]
-fn numa_guest_planner() {
-    if !require_root("numa_guest_planner") {
-        return;
+kernel_test! {
+    fn numa_guest_planner() {
+        let Some(mut guest) = qemu::Guest::new(KERNEL, "numa_guest_planner") else {
+            return;
+        };
+        let pid = std::process::id();
+        guest.cpus = 8;
+        guest.memory_mb = 2048;
+        guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
+        guest.qemu_opts = nic_opts(pid);
+        guest.timeout = Duration::from_secs(20 * 60);
+        let ns = format!("irqt-numa-{pid}");
+        sh(&format!("ip netns add {ns}"));
+        let mut host = HostSide {
+            ns: ns.clone(),
+            pid,
+            moved: false,
+            served: 0,
+            workers: Vec::new(),
+        };
+        let run = guest.run("inside_numa_guest --ignored", |dir| host.poll(dir));
+        for w in host.workers.drain(..) {
+            let _ = w.join();
+        }
+        // The TAPs went with QEMU; the namespace is ours to remove.
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        eprintln!(
+            "== guest in {:.0} s\n{}\n== seen\n{}",
+            run.secs, run.log, run.seen
+        );
+        assert!(host.moved, "QEMU never made the TAP devices");
+        run.assert_passed("numa_guest_planner", 1);
     }
-    let Some(mut guest) = qemu::Guest::new(KERNEL, "numa_guest_planner") else {
-        return;
-    };
-    let pid = std::process::id();
-    guest.cpus = 8;
-    guest.memory_mb = 2048;
-    guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
-    guest.qemu_opts = nic_opts(pid);
-    guest.timeout = Duration::from_secs(20 * 60);
-    let ns = format!("irqt-numa-{pid}");
-    sh(&format!("ip netns add {ns}"));
-    let mut host = HostSide {
-        ns: ns.clone(),
-        pid,
-        moved: false,
-        served: 0,
-        workers: Vec::new(),
-    };
-    let run = guest.run("inside_numa_guest --ignored", |dir| host.poll(dir));
-    for w in host.workers.drain(..) {
-        let _ = w.join();
-    }
-    // The TAPs went with QEMU; the namespace is ours to remove.
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-    eprintln!(
-        "== guest in {:.0} s\n{}\n== seen\n{}",
-        run.secs, run.log, run.seen
-    );
-    assert!(host.moved, "QEMU never made the TAP devices");
-    run.assert_passed("numa_guest_planner", 1);
 }
 
 // ---- inside the guest ----
@@ -297,7 +293,7 @@ fn revert_restores(original: &BTreeMap<u32, String>) {
 
 /// /proc/interrupts, through irqtune's own parser.
 fn interrupts() -> Interrupts {
-    procfs::read_interrupts(Path::new("/")).expect("read /proc/interrupts")
+    procfs::read_interrupts(&SysRoot::default()).expect("read /proc/interrupts")
 }
 
 /// Each queue's IRQs on one CPU of `node`'s CPUs, and distinct queues on distinct CPUs while
@@ -501,7 +497,7 @@ fn inside_numa_guest() {
         prof.to_str().unwrap(),
     ]);
     let after = interrupts();
-    let p = Profile::load(&prof).unwrap();
+    let p = irq_user::system::files::load_profile(&prof).unwrap();
     let mut busy_queues = 0;
     for (q, irqs) in queue_irqs(&nics[0]) {
         let cpu = placed[&q] as usize;

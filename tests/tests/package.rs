@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use irqtune_tests::{require_root, sh};
+use irqtune_tests::{kernel_test, sh};
 
 /// The package `cargo xtask dist` made: $IRQTUNE_DEB (set by `cargo xtask test`), else the
 /// newest .deb in target/dist.
@@ -48,82 +48,80 @@ fn field(deb: &Path, name: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn package_installs_and_removes_cleanly() {
-    if !require_root("package_installs_and_removes_cleanly") {
-        return;
+kernel_test! {
+    fn package_installs_and_removes_cleanly() {
+        let Some(deb) = deb().filter(|p| p.is_file()) else {
+            let why = "package_installs_and_removes_cleanly: no package in target/dist; run `cargo xtask dist` (cargo xtask test does)";
+            if std::env::var_os("CI").is_some() {
+                panic!("{why}");
+            }
+            eprintln!("NOT RUN: {why}");
+            return;
+        };
+        // The control file, on the host.
+        assert_eq!(field(&deb, "Package"), "irqtune");
+        assert_eq!(field(&deb, "Architecture"), "amd64");
+        // The binary is static: it needs no C library of a given version (Debian 11 has glibc
+        // 2.31; a binary linked here against Debian 12's would not start there).
+        let depends = field(&deb, "Depends");
+        assert!(
+            !depends.contains("libc6"),
+            "the static binary depends on no C library: Depends: {depends}"
+        );
+        let contents = sh(&format!("dpkg-deb --contents {}", deb.display()));
+        assert!(
+            !contents.contains("./etc/systemd/system/multi-user.target.wants"),
+            "the unit is not enabled by the package itself:\n{contents}"
+        );
+        assert!(
+            !host_has_irqtune(),
+            "irqtune is installed on this machine: not a clean root"
+        );
+        // The overlay: lower = this root file system, upper = a tmpfs; /proc, /dev and /sys bound
+        // in; then this test binary runs the inside half in the chroot.
+        let mnt = tempfile::tempdir().expect("mount point");
+        let exe = std::env::current_exe().expect("this test binary");
+        let script = format!(
+            r#"set -e
+    m={mnt}
+    mount -t tmpfs irqtune-package $m
+    mkdir $m/upper $m/work $m/root
+    mount -t overlay irqtune-package -o lowerdir=/,upperdir=$m/upper,workdir=$m/work $m/root
+    mount --bind /proc $m/root/proc
+    mount --rbind /dev $m/root/dev
+    mount --bind /sys $m/root/sys
+    exec chroot $m/root env IRQTUNE_PACKAGE_ROOT=1 IRQTUNE_DEB={deb} {exe} inside_package_root --ignored --exact --nocapture --test-threads=1
+    "#,
+            mnt = mnt.path().display(),
+            deb = deb.display(),
+            exe = exe.display(),
+        );
+        let started = std::time::Instant::now();
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .expect("run unshare (util-linux)");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "== in the overlay root, {:.1} s\n{log}",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.status.success() && log.contains("test result: ok. 1 passed"),
+            "the install test failed in the overlay root ({}):\n{log}",
+            out.status
+        );
+        // The host is untouched.
+        assert!(
+            !host_has_irqtune(),
+            "the install reached the host's dpkg database"
+        );
+        assert!(!Path::new("/usr/bin/irqtune").exists());
     }
-    let Some(deb) = deb().filter(|p| p.is_file()) else {
-        let why = "package_installs_and_removes_cleanly: no package in target/dist; run `cargo xtask dist` (cargo xtask test does)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{why}");
-        }
-        eprintln!("NOT RUN: {why}");
-        return;
-    };
-    // The control file, on the host.
-    assert_eq!(field(&deb, "Package"), "irqtune");
-    assert_eq!(field(&deb, "Architecture"), "amd64");
-    // The binary is static: it needs no C library of a given version (Debian 11 has glibc
-    // 2.31; a binary linked here against Debian 12's would not start there).
-    let depends = field(&deb, "Depends");
-    assert!(
-        !depends.contains("libc6"),
-        "the static binary depends on no C library: Depends: {depends}"
-    );
-    let contents = sh(&format!("dpkg-deb --contents {}", deb.display()));
-    assert!(
-        !contents.contains("./etc/systemd/system/multi-user.target.wants"),
-        "the unit is not enabled by the package itself:\n{contents}"
-    );
-    assert!(
-        !host_has_irqtune(),
-        "irqtune is installed on this machine: not a clean root"
-    );
-    // The overlay: lower = this root file system, upper = a tmpfs; /proc, /dev and /sys bound
-    // in; then this test binary runs the inside half in the chroot.
-    let mnt = tempfile::tempdir().expect("mount point");
-    let exe = std::env::current_exe().expect("this test binary");
-    let script = format!(
-        r#"set -e
-m={mnt}
-mount -t tmpfs irqtune-package $m
-mkdir $m/upper $m/work $m/root
-mount -t overlay irqtune-package -o lowerdir=/,upperdir=$m/upper,workdir=$m/work $m/root
-mount --bind /proc $m/root/proc
-mount --rbind /dev $m/root/dev
-mount --bind /sys $m/root/sys
-exec chroot $m/root env IRQTUNE_PACKAGE_ROOT=1 IRQTUNE_DEB={deb} {exe} inside_package_root --ignored --exact --nocapture --test-threads=1
-"#,
-        mnt = mnt.path().display(),
-        deb = deb.display(),
-        exe = exe.display(),
-    );
-    let started = std::time::Instant::now();
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("run unshare (util-linux)");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "== in the overlay root, {:.1} s\n{log}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.status.success() && log.contains("test result: ok. 1 passed"),
-        "the install test failed in the overlay root ({}):\n{log}",
-        out.status
-    );
-    // The host is untouched.
-    assert!(
-        !host_has_irqtune(),
-        "the install reached the host's dpkg database"
-    );
-    assert!(!Path::new("/usr/bin/irqtune").exists());
 }
 
 fn host_has_irqtune() -> bool {

@@ -12,8 +12,7 @@ use hdrhistogram::serialization::{
     interval_log::{IntervalLogIterator, LogEntry},
     Deserializer,
 };
-use irq_user::model::profile::Profile;
-use irqtune_tests::{direct_io, irqtune_bin, require_root, tcp_flow, NetnsPair};
+use irqtune_tests::{direct_io, irqtune_bin, kernel_test, tcp_flow, NetnsPair};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
@@ -114,150 +113,146 @@ fn ink(png: &Path) -> f64 {
     differ as f64 / (data.len() / px) as f64
 }
 
-#[test]
-fn every_format_passes_its_consumer() {
-    if !require_root("every_format_passes_its_consumer") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let profile_path = record_under_load(dir.path(), 3);
-    let profile = Profile::load(&profile_path).expect("valid profile");
-    assert!(
-        profile
-            .softirqs
-            .iter()
-            .any(|r| r.vector == irq_user::model::profile::Vector::NetRx && r.count > 100),
-        "NET_RX recorded"
-    );
-    assert!(
-        profile.hardirqs.iter().any(|r| r.name.contains("-req")),
-        "disk IRQ recorded"
-    );
-    assert!(
-        profile.flows.iter().any(|f| f.comm == "irqt-report"),
-        "the test's flow recorded"
-    );
+kernel_test! {
+    fn every_format_passes_its_consumer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let profile_path = record_under_load(dir.path(), 3);
+        let profile = irq_user::system::files::load_profile(&profile_path).expect("valid profile");
+        assert!(
+            profile
+                .softirqs
+                .iter()
+                .any(|r| r.vector == irq_user::model::profile::Vector::NetRx && r.count > 100),
+            "NET_RX recorded"
+        );
+        assert!(
+            profile.hardirqs.iter().any(|r| r.name.contains("-req")),
+            "disk IRQ recorded"
+        );
+        assert!(
+            profile.flows.iter().any(|f| f.comm == "irqt-report"),
+            "the test's flow recorded"
+        );
 
-    // JSON Schema: the committed schema accepts the profile, and rejects a broken one.
-    let validate = |instance: &Path| {
-        run(Command::new("python3")
-            .args(["-m", "jsonschema", "-i"])
-            .arg(instance)
-            .arg(schema()))
-    };
-    ok(&validate(&profile_path), "jsonschema on the profile");
-    let broken = dir.path().join("broken.json");
-    let text = std::fs::read_to_string(&profile_path).unwrap();
-    std::fs::write(
-        &broken,
-        text.replacen("\"hardirqs\": [", "\"hardirqs\": 7, \"x\": [", 1),
-    )
-    .unwrap();
-    assert!(
-        !validate(&broken).status.success(),
-        "the validator rejects a broken profile"
-    );
+        // JSON Schema: the committed schema accepts the profile, and rejects a broken one.
+        let validate = |instance: &Path| {
+            run(Command::new("python3")
+                .args(["-m", "jsonschema", "-i"])
+                .arg(instance)
+                .arg(schema()))
+        };
+        ok(&validate(&profile_path), "jsonschema on the profile");
+        let broken = dir.path().join("broken.json");
+        let text = std::fs::read_to_string(&profile_path).unwrap();
+        std::fs::write(
+            &broken,
+            text.replacen("\"hardirqs\": [", "\"hardirqs\": 7, \"x\": [", 1),
+        )
+        .unwrap();
+        assert!(
+            !validate(&broken).status.success(),
+            "the validator rejects a broken profile"
+        );
 
-    // Prometheus: promtool.
-    let prom = dir.path().join("profile.prom");
-    report(&profile_path, "prometheus", &prom);
-    let check = run(Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&prom).unwrap()));
-    ok(&check, "promtool check metrics");
+        // Prometheus: promtool.
+        let prom = dir.path().join("profile.prom");
+        report(&profile_path, "prometheus", &prom);
+        let check = run(Command::new(tool("promtool"))
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&prom).unwrap()));
+        ok(&check, "promtool check metrics");
 
-    // HTML: loads in Chromium without console errors, and the screenshot is not blank.
-    let html = dir.path().join("profile.html");
-    report(&profile_path, "html", &html);
-    let shot = dir.path().join("shot.png");
-    let (console, out) = chromium(&html, &shot);
-    ok(&out, "chromium");
-    assert!(console.is_empty(), "console messages: {console:?}");
-    let ink_share = ink(&shot);
-    assert!(
-        ink_share > 0.02,
-        "screenshot is blank ({:.3}% ink)",
-        ink_share * 100.0
-    );
-    // The console check can fail: a page with a script error is caught.
-    let bad = dir.path().join("bad.html");
-    std::fs::write(
-        &bad,
-        "<html><body><script>undefined_fn();</script>x</body></html>",
-    )
-    .unwrap();
-    let (console, _) = chromium(&bad, &dir.path().join("bad.png"));
-    assert!(!console.is_empty(), "a script error shows on the console");
+        // HTML: loads in Chromium without console errors, and the screenshot is not blank.
+        let html = dir.path().join("profile.html");
+        report(&profile_path, "html", &html);
+        let shot = dir.path().join("shot.png");
+        let (console, out) = chromium(&html, &shot);
+        ok(&out, "chromium");
+        assert!(console.is_empty(), "console messages: {console:?}");
+        let ink_share = ink(&shot);
+        assert!(
+            ink_share > 0.02,
+            "screenshot is blank ({:.3}% ink)",
+            ink_share * 100.0
+        );
+        // The console check can fail: a page with a script error is caught.
+        let bad = dir.path().join("bad.html");
+        std::fs::write(
+            &bad,
+            "<html><body><script>undefined_fn();</script>x</body></html>",
+        )
+        .unwrap();
+        let (console, _) = chromium(&bad, &dir.path().join("bad.png"));
+        assert!(!console.is_empty(), "a script error shows on the console");
 
-    // HdrHistogram log: every series decodes with the hdrhistogram reader, counts intact.
-    let hlog = dir.path().join("profile.hlog");
-    report(&profile_path, "hdrlog", &hlog);
-    let data = std::fs::read(&hlog).unwrap();
-    let mut de = Deserializer::new();
-    let mut total = 0;
-    for e in IntervalLogIterator::new(&data) {
-        if let LogEntry::Interval(h) = e.expect("log entry") {
-            let bytes = BASE64
-                .decode(h.encoded_histogram())
-                .expect("base64 histogram");
-            let hist: hdrhistogram::Histogram<u64> =
-                de.deserialize(&mut bytes.as_slice()).expect("decode");
-            total += hist.len();
+        // HdrHistogram log: every series decodes with the hdrhistogram reader, counts intact.
+        let hlog = dir.path().join("profile.hlog");
+        report(&profile_path, "hdrlog", &hlog);
+        let data = std::fs::read(&hlog).unwrap();
+        let mut de = Deserializer::new();
+        let mut total = 0;
+        for e in IntervalLogIterator::new(&data) {
+            if let LogEntry::Interval(h) = e.expect("log entry") {
+                let bytes = BASE64
+                    .decode(h.encoded_histogram())
+                    .expect("base64 histogram");
+                let hist: hdrhistogram::Histogram<u64> =
+                    de.deserialize(&mut bytes.as_slice()).expect("decode");
+                total += hist.len();
+            }
         }
-    }
-    let want: u64 = profile
-        .hardirqs
-        .iter()
-        .map(|r| r.handler.count())
-        .sum::<u64>()
-        + profile
-            .softirqs
+        let want: u64 = profile
+            .irqs
             .iter()
-            .map(|r| r.handler.count() + r.raise_delay.count())
+            .map(|r| r.handler.count())
             .sum::<u64>()
-        + profile.flow_totals.delivery_to_read.count();
-    assert!(
-        profile.flow_totals.delivery_to_read.count() > 0,
-        "the TCP flow's wake-ups were recorded"
-    );
-    assert_eq!(total, want);
+            + profile
+                .softirqs
+                .iter()
+                .map(|r| r.handler.count() + r.raise_delay.count())
+                .sum::<u64>()
+            + profile.flow_totals.delivery_to_read.count();
+        assert!(
+            profile.flow_totals.delivery_to_read.count() > 0,
+            "the TCP flow's wake-ups were recorded"
+        );
+        assert_eq!(total, want);
 
-    // CSV and text render too.
-    report(&profile_path, "csv", &dir.path().join("profile.csv"));
-    report(&profile_path, "text", &dir.path().join("profile.txt"));
+        // CSV and text render too.
+        report(&profile_path, "csv", &dir.path().join("profile.csv"));
+        report(&profile_path, "text", &dir.path().join("profile.txt"));
+    }
 }
 
-#[test]
-fn sigint_after_one_second_still_writes_a_valid_profile() {
-    if !require_root("sigint_after_one_second_still_writes_a_valid_profile") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("p.json");
-    let child = Command::new(irqtune_bin())
-        .args(["record", "--duration", "60", "--output"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start record");
-    std::thread::sleep(Duration::from_secs(1));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("record exits");
-    ok(&out, "record after SIGINT");
-    let p = Profile::load(&path).expect("a valid profile after SIGINT");
-    assert!(p.session.interrupted, "marked as stopped early");
-    assert!(
-        p.duration_secs() < 5.0,
-        "covers the time recorded, not 60 s: {}",
-        p.duration_secs()
-    );
-    ok(
-        &run(Command::new("python3")
-            .args(["-m", "jsonschema", "-i"])
+kernel_test! {
+    fn sigint_after_one_second_still_writes_a_valid_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.json");
+        let child = Command::new(irqtune_bin())
+            .args(["record", "--duration", "60", "--output"])
             .arg(&path)
-            .arg(schema())),
-        "jsonschema",
-    );
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start record");
+        std::thread::sleep(Duration::from_secs(1));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().expect("record exits");
+        ok(&out, "record after SIGINT");
+        let p = irq_user::system::files::load_profile(&path).expect("a valid profile after SIGINT");
+        assert!(p.session.interrupted, "marked as stopped early");
+        assert!(
+            p.duration_secs() < 5.0,
+            "covers the time recorded, not 60 s: {}",
+            p.duration_secs()
+        );
+        ok(
+            &run(Command::new("python3")
+                .args(["-m", "jsonschema", "-i"])
+                .arg(&path)
+                .arg(schema())),
+            "jsonschema",
+        );
+    }
 }

@@ -3,16 +3,16 @@
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    path::Path,
     time::{Duration, Instant},
 };
 
 use irq_ebpf::NET_RX_VEC;
+use irq_user::system::sysroot::SysRoot;
 use irq_user::{
     model::procfs,
     system::probes::{Group, ProbeOptions},
 };
-use irqtune_tests::{enter_netns, load_probes, pin_to_cpu, rel_diff, require_root, NetnsPair};
+use irqtune_tests::{enter_netns, kernel_test, load_probes, pin_to_cpu, rel_diff, NetnsPair};
 
 /// Streams data from namespace `a` to `b` over one TCP connection per CPU, each sender pinned
 /// to its CPU so both CPUs run NET_RX. Bounded by `limit` bytes and `deadline`.
@@ -65,53 +65,64 @@ fn tcp_traffic(pair: &NetnsPair, port: u16, cpus: &[usize], limit: usize, run_fo
     server.join().expect("server");
 }
 
-#[test]
-fn net_rx_counts_match_proc_softirqs() {
-    if !require_root("net_rx_counts_match_proc_softirqs") {
-        return;
-    }
-    let pair = NetnsPair::new("sirq");
-    let probes = load_probes(&ProbeOptions {
-        skip: vec![Group::Flows],
-        ..Default::default()
-    });
-    let root = Path::new("/");
+kernel_test! {
+    fn net_rx_counts_match_proc_softirqs() {
+        let pair = NetnsPair::new("sirq");
+        let probes = load_probes(&ProbeOptions {
+            skip: vec![Group::Flows],
+            per_packet: true,
+            ..Default::default()
+        });
+        let root = &SysRoot::default();
 
-    let s0 = probes.snapshot().expect("snapshot");
-    let p0 = procfs::read_softirqs(root).expect("softirqs");
-    tcp_traffic(&pair, 5301, &[0, 1], 256 << 20, Duration::from_secs(2));
-    let s1 = probes.snapshot().expect("snapshot");
-    let p1 = procfs::read_softirqs(root).expect("softirqs");
+        let s0 = probes.snapshot().expect("snapshot");
+        let p0 = procfs::read_softirqs(root).expect("softirqs");
+        tcp_traffic(&pair, 5301, &[0, 1], 256 << 20, Duration::from_secs(2));
+        let s1 = probes.snapshot().expect("snapshot");
+        let p1 = procfs::read_softirqs(root).expect("softirqs");
 
-    let d = s1.delta(&s0);
-    for (col, &cpu) in p1.cpus.iter().enumerate() {
-        let proc = p1.count("NET_RX", cpu) - p0.count("NET_RX", cpu);
-        let seen = d.softirq_count(NET_RX_VEC, cpu as usize);
-        eprintln!("CPU {cpu}: NET_RX probes {seen}, /proc/softirqs {proc}");
-        assert!(
-            proc >= 100,
-            "CPU {cpu} (column {col}) ran only {proc} NET_RX softirqs: traffic did not reach it"
+        let d = s1.delta(&s0);
+        for (col, &cpu) in p1.cpus.iter().enumerate() {
+            let proc = p1.count("NET_RX", cpu) - p0.count("NET_RX", cpu);
+            let seen = d.softirq_count(NET_RX_VEC, cpu as usize);
+            eprintln!("CPU {cpu}: NET_RX probes {seen}, /proc/softirqs {proc}");
+            assert!(
+                proc >= 100,
+                "CPU {cpu} (column {col}) ran only {proc} NET_RX softirqs: traffic did not reach it"
+            );
+            assert!(
+                rel_diff(seen, proc) <= 0.05,
+                "CPU {cpu}: probes {seen} vs /proc/softirqs {proc}, more than 5% apart"
+            );
+        }
+        let netrx = &d.softirqs[NET_RX_VEC];
+        let delays: u64 = netrx.iter().flat_map(|s| s.delay_hist.iter()).sum();
+        let handler: u64 = netrx.iter().flat_map(|s| s.handler_hist.iter()).sum();
+        eprintln!(
+            "NET_RX raise-to-entry delays recorded: {delays}; handler runs in histogram: {handler}"
         );
+        assert!(delays > 0, "the NET_RX raise-to-entry histogram is empty");
+        assert_eq!(handler, netrx.iter().map(|s| s.count).sum::<u64>());
+
+        // The per-packet probe saw the veth receiving; napi_poll saw the backlog NAPI (the
+        // veth hands its packets to netif_rx) process them.
+        let vb = d
+            .netdevs
+            .iter()
+            .find(|n| n.name == "vb")
+            .expect("veth vb seen by netif_receive_skb");
+        let packets: u64 = vb.per_cpu.values().map(|v| v.rx_packets).sum();
+        assert!(packets > 1000, "vb received only {packets} packets");
+        let backlog = d
+            .netdevs
+            .iter()
+            .find(|n| n.dev == 0)
+            .expect("the backlog NAPI seen by napi_poll");
+        let polled: u64 = backlog.per_cpu.values().map(|v| v.work).sum();
+        eprintln!("vb: {packets} packets received; backlog NAPI: {polled} packets polled");
         assert!(
-            rel_diff(seen, proc) <= 0.05,
-            "CPU {cpu}: probes {seen} vs /proc/softirqs {proc}, more than 5% apart"
+            polled >= packets,
+            "the backlog polled {polled} packets, fewer than vb's {packets} (both directions pass it)"
         );
     }
-    let netrx = &d.softirqs[NET_RX_VEC];
-    let delays: u64 = netrx.iter().flat_map(|s| s.delay_hist.iter()).sum();
-    let handler: u64 = netrx.iter().flat_map(|s| s.handler_hist.iter()).sum();
-    eprintln!(
-        "NET_RX raise-to-entry delays recorded: {delays}; handler runs in histogram: {handler}"
-    );
-    assert!(delays > 0, "the NET_RX raise-to-entry histogram is empty");
-    assert_eq!(handler, netrx.iter().map(|s| s.count).sum::<u64>());
-
-    // The NET_RX device probes saw the veth receiving.
-    let vb = d
-        .netdevs
-        .iter()
-        .find(|n| n.name == "vb")
-        .expect("veth vb seen by netif_receive_skb");
-    let packets: u64 = vb.per_cpu.iter().map(|v| v.rx_packets).sum();
-    assert!(packets > 1000, "vb received only {packets} packets");
 }

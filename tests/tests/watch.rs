@@ -5,14 +5,14 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::TcpStream,
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use irq_user::model::procfs;
+use irq_user::system::sysroot::SysRoot;
 use irqtune_tests::{
-    irqtune_bin, irqtune_programs_loaded, rel_diff, require_root, tcp_flow, NetnsPair,
+    irqtune_bin, irqtune_programs_loaded, kernel_test, rel_diff, tcp_flow, NetnsPair,
 };
 
 const LISTEN: &str = "127.0.0.1:19810";
@@ -99,7 +99,7 @@ fn net_rx(text: &str) -> BTreeMap<u32, f64> {
 }
 
 fn proc_net_rx() -> BTreeMap<u32, f64> {
-    let s = procfs::read_softirqs(Path::new("/")).unwrap();
+    let s = procfs::read_softirqs(&SysRoot::default()).unwrap();
     s.cpus
         .iter()
         .map(|&c| (c, s.count("NET_RX", c) as f64))
@@ -114,151 +114,149 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn watch_serves_valid_growing_metrics_that_match_proc() {
-    if !require_root("watch_serves_valid_growing_metrics_that_match_proc") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("watch.jsonl");
-    let mut child = Child(
-        Command::new(irqtune_bin())
-            .args([
-                "watch",
-                "--interval",
-                "1",
-                "--listen",
-                LISTEN,
-                "--flow-sample",
-                "1",
-                "--jsonl",
-            ])
-            .arg(&jsonl)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start watch"),
-    );
-    let first = fresh_scrape(0.0);
-    let s1 = fresh_scrape(last_update(&first));
-    let a = proc_net_rx();
-    let pair = NetnsPair::new("watch");
-    let mut scrapes = vec![s1];
-    let start = Instant::now();
-    let mut port = 5600;
-    while start.elapsed() < Duration::from_secs(28) {
-        tcp_flow(&pair, false, port, "irqt-watch", 1);
-        port += 1;
-        if scrapes.len() == 1 && start.elapsed() > Duration::from_secs(10) {
-            scrapes.push(scrape().expect("scrape during traffic"));
-        }
-    }
-    // Quiet, then a scrape published after /proc is read.
-    std::thread::sleep(Duration::from_millis(1500));
-    let b = proc_net_rx();
-    let t_b = now();
-    scrapes.push(fresh_scrape(t_b));
-    assert_eq!(scrapes.len(), 3);
-
-    for (i, s) in scrapes.iter().enumerate() {
-        let path = dir.path().join(format!("scrape{i}.prom"));
-        std::fs::write(&path, s).unwrap();
-        let out = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&path).unwrap())
-            .output()
-            .expect("promtool (cargo xtask setup installs it)");
-        assert!(
-            out.status.success(),
-            "scrape {i}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+kernel_test! {
+    fn watch_serves_valid_growing_metrics_that_match_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("watch.jsonl");
+        let mut child = Child(
+            Command::new(irqtune_bin())
+                .args([
+                    "watch",
+                    "--interval",
+                    "1",
+                    "--listen",
+                    LISTEN,
+                    "--flow-sample",
+                    "1",
+                    "--jsonl",
+                ])
+                .arg(&jsonl)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start watch"),
         );
-    }
-
-    // Counters (and histogram buckets, sums, counts) only grow.
-    let ty = types(&scrapes[2]);
-    let monotonic = |k: &str| {
-        let name = k.split('{').next().unwrap();
-        ty.get(name).is_some_and(|t| t == "counter")
-            || ["_bucket", "_sum", "_count"].iter().any(|s| {
-                name.strip_suffix(s)
-                    .is_some_and(|f| ty.get(f).is_some_and(|t| t == "histogram"))
-            })
-    };
-    for w in scrapes.windows(2) {
-        let (old, new) = (samples(&w[0]), samples(&w[1]));
-        let mut checked = 0;
-        for (k, v) in &old {
-            if monotonic(k) {
-                if let Some(n) = new.get(k) {
-                    assert!(n >= v, "{k} went from {v} to {n}");
-                    checked += 1;
-                }
+        let first = fresh_scrape(0.0);
+        let s1 = fresh_scrape(last_update(&first));
+        let a = proc_net_rx();
+        let pair = NetnsPair::new("watch");
+        let mut scrapes = vec![s1];
+        let start = Instant::now();
+        let mut port = 5600;
+        while start.elapsed() < Duration::from_secs(28) {
+            tcp_flow(&pair, false, port, "irqt-watch", 1);
+            port += 1;
+            if scrapes.len() == 1 && start.elapsed() > Duration::from_secs(10) {
+                scrapes.push(scrape().expect("scrape during traffic"));
             }
         }
-        assert!(checked > 50, "compared {checked} counter series");
-    }
+        // Quiet, then a scrape published after /proc is read.
+        std::thread::sleep(Duration::from_millis(1500));
+        let b = proc_net_rx();
+        let t_b = now();
+        scrapes.push(fresh_scrape(t_b));
+        assert_eq!(scrapes.len(), 3);
 
-    // NET_RX runs per CPU: the watch's totals against /proc/softirqs over the same window.
-    let (m1, m3) = (net_rx(&scrapes[0]), net_rx(&scrapes[2]));
-    let mut total_w = 0.0;
-    let mut total_p = 0.0;
-    for (cpu, p_b) in &b {
-        let dp = p_b - a[cpu];
-        let dw = m3.get(cpu).copied().unwrap_or(0.0) - m1.get(cpu).copied().unwrap_or(0.0);
-        total_w += dw;
-        total_p += dp;
-        if dp > 2000.0 {
+        for (i, s) in scrapes.iter().enumerate() {
+            let path = dir.path().join(format!("scrape{i}.prom"));
+            std::fs::write(&path, s).unwrap();
+            let out = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::fs::File::open(&path).unwrap())
+                .output()
+                .expect("promtool (cargo xtask setup installs it)");
             assert!(
-                rel_diff(dw as u64, dp as u64) < 0.05,
-                "CPU {cpu}: watch {dw} vs /proc/softirqs {dp}"
+                out.status.success(),
+                "scrape {i}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
-    }
-    eprintln!("NET_RX runs over the traffic window: watch {total_w}, /proc/softirqs {total_p}");
-    // The per-vector histogram (no cpu label by default) holds the same runs as the per-CPU
-    // counters of the same scrape.
-    let hist_runs: f64 = samples(&scrapes[2])
-        .into_iter()
-        .filter(|(k, _)| {
-            k.starts_with("irqtune_softirq_handler_seconds_count{")
-                && k.contains("vector=\"NET_RX\"")
-        })
-        .inspect(|(k, _)| assert!(!k.contains("cpu="), "a cpu label by default: {k}"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(
-        hist_runs,
-        m3.values().sum::<f64>(),
-        "NET_RX runs: histogram vs per-CPU counters"
-    );
-    assert!(total_p > 5000.0, "traffic made NET_RX: {total_p}");
-    assert!(
-        rel_diff(total_w as u64, total_p as u64) < 0.05,
-        "NET_RX total: watch {total_w} vs /proc {total_p}"
-    );
 
-    // SIGTERM: exit 0 within 2 s, nothing left loaded.
-    let t = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
+        // Counters (and histogram buckets, sums, counts) only grow.
+        let ty = types(&scrapes[2]);
+        let monotonic = |k: &str| {
+            let name = k.split('{').next().unwrap();
+            ty.get(name).is_some_and(|t| t == "counter")
+                || ["_bucket", "_sum", "_count"].iter().any(|s| {
+                    name.strip_suffix(s)
+                        .is_some_and(|f| ty.get(f).is_some_and(|t| t == "histogram"))
+                })
+        };
+        for w in scrapes.windows(2) {
+            let (old, new) = (samples(&w[0]), samples(&w[1]));
+            let mut checked = 0;
+            for (k, v) in &old {
+                if monotonic(k) {
+                    if let Some(n) = new.get(k) {
+                        assert!(n >= v, "{k} went from {v} to {n}");
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked > 50, "compared {checked} counter series");
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "watch still running 2 s after SIGTERM"
+
+        // NET_RX runs per CPU: the watch's totals against /proc/softirqs over the same window.
+        let (m1, m3) = (net_rx(&scrapes[0]), net_rx(&scrapes[2]));
+        let mut total_w = 0.0;
+        let mut total_p = 0.0;
+        for (cpu, p_b) in &b {
+            let dp = p_b - a[cpu];
+            let dw = m3.get(cpu).copied().unwrap_or(0.0) - m1.get(cpu).copied().unwrap_or(0.0);
+            total_w += dw;
+            total_p += dp;
+            if dp > 2000.0 {
+                assert!(
+                    rel_diff(dw as u64, dp as u64) < 0.05,
+                    "CPU {cpu}: watch {dw} vs /proc/softirqs {dp}"
+                );
+            }
+        }
+        eprintln!("NET_RX runs over the traffic window: watch {total_w}, /proc/softirqs {total_p}");
+        // The per-vector histogram (no cpu label by default) holds the same runs as the per-CPU
+        // counters of the same scrape.
+        let hist_runs: f64 = samples(&scrapes[2])
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("irqtune_softirq_handler_seconds_count{")
+                    && k.contains("vector=\"NET_RX\"")
+            })
+            .inspect(|(k, _)| assert!(!k.contains("cpu="), "a cpu label by default: {k}"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(
+            hist_runs,
+            m3.values().sum::<f64>(),
+            "NET_RX runs: histogram vs per-CPU counters"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}");
-    let left = irqtune_programs_loaded();
-    assert!(left.is_empty(), "still loaded after watch exited: {left:?}");
-    let lines = std::fs::read_to_string(&jsonl).unwrap();
-    assert!(lines.lines().count() >= 20, "one JSON line per interval");
-    for l in lines.lines() {
-        serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON");
+        assert!(total_p > 5000.0, "traffic made NET_RX: {total_p}");
+        assert!(
+            rel_diff(total_w as u64, total_p as u64) < 0.05,
+            "NET_RX total: watch {total_w} vs /proc {total_p}"
+        );
+
+        // SIGTERM: exit 0 within 2 s, nothing left loaded.
+        let t = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "watch still running 2 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status}");
+        let left = irqtune_programs_loaded();
+        assert!(left.is_empty(), "still loaded after watch exited: {left:?}");
+        let lines = std::fs::read_to_string(&jsonl).unwrap();
+        assert!(lines.lines().count() >= 20, "one JSON line per interval");
+        for l in lines.lines() {
+            serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON");
+        }
     }
 }

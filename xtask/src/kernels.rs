@@ -27,28 +27,7 @@ const VIRTME_NG_VERSION: &str = "1.42";
 pub const KERNEL_DIR: &str = "/tmp/irqtune-kernels";
 const MIRROR: &str = "http://deb.debian.org/debian";
 
-/// One kernel of the matrix.
-pub struct Kernel {
-    pub short: String,
-    pub suite: String,
-    pub package: String,
-}
-
-pub fn matrix() -> Vec<Kernel> {
-    include_str!("../../tests/kernels.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Kernel {
-                short: f.first()?.to_string(),
-                suite: f.get(1)?.to_string(),
-                package: f.get(2)?.to_string(),
-            })
-        })
-        .collect()
-}
+pub use irqtune_testbed::matrix::{matrix, Kernel};
 
 fn cache() -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/irqtune")

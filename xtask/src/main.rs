@@ -6,8 +6,13 @@
 mod bench;
 mod dist;
 mod effect;
+mod fuzz;
 mod kernels;
+mod licenses;
 mod setup;
+#[cfg(test)]
+mod structure;
+mod workload;
 
 use std::process::{Command, ExitCode};
 
@@ -30,11 +35,12 @@ enum Task {
         #[arg(long)]
         tests: bool,
     },
-    /// Set up, then run every test: unit tests, `dist`, and the kernel tests (as root, one at a
-    /// time), including the kernel matrix (each kernel of tests/kernels.txt booted in QEMU)
-    /// and the package's install test (on an overlay root).
+    /// Set up, then run every test: the fast tier (format, lints, licenses, tests without
+    /// root), `dist`, and the kernel tests (as root, one at a time), including the kernel
+    /// matrix (each kernel of tests/kernels.txt booted in QEMU) and the package's install
+    /// test (on an overlay root). Without root it fails: use --unit.
     Test {
-        /// Only the unit tests.
+        /// Only the fast tier: no root needed, minutes from a warm build.
         #[arg(long)]
         unit: bool,
         /// Only the compatibility suite in this kernel of the matrix (e.g. 6.1), booted in QEMU.
@@ -54,6 +60,10 @@ enum Task {
     Dist,
     /// Set up, then measure the probes' cost per event next to libbpf-tools.
     Bench(bench::BenchArgs),
+    /// Run every fuzz target (cargo-fuzz on nightly) for --seconds each, growing its corpus.
+    Fuzz(fuzz::FuzzArgs),
+    /// Check the licenses of every package irqtune is built from.
+    Licenses,
     /// Write a machine-shaped /proc and /sys tree (seed-4cpu, two-socket, server-64cpu,
     /// server-256cpu, vm)
     /// to DIR, for trying `irqtune --root DIR show|plan|report`.
@@ -99,6 +109,39 @@ pub fn build_irqtune() -> anyhow::Result<std::path::PathBuf> {
     Ok(workspace_root().join("target/release/irqtune"))
 }
 
+/// The fast tier: formatting, lints with warnings denied, licenses, and every test that
+/// needs no root (minutes from a warm build).
+fn unit_tier() -> anyhow::Result<()> {
+    println!("== fast tier: format, lints, licenses, tests without root");
+    run(cargo().args(["fmt", "--all", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found warnings")?;
+    licenses::check()?;
+    // irq-ebpf's binary is the probes (built for BPF by irq-user's build script), so only its
+    // library is tested on the host; `--lib` would apply to every -p of one command, so
+    // irq-user (library, binary, tests on fixture trees) and the rest get their own.
+    run(cargo().args(["test", "-p", "irq-ebpf", "--lib"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "irq-user",
+        "-p",
+        "irqtune-test-support",
+        "-p",
+        "irqtune-testbed",
+        "-p",
+        "xtask",
+    ]))
+}
+
 fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Result<()> {
     setup::setup(setup::Needs::Tests)?;
     if let Some(short) = kernel {
@@ -124,20 +167,10 @@ fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Resu
             .args(["--test-threads=1", "--exact", &test])
             .env("IRQTUNE_BIN", &bin));
     }
-    println!("== unit tests");
-    // irq-ebpf's binary is the probes (built for BPF by irq-user's build script), so only its
-    // library is tested on the host; `--lib` would apply to every -p of one command, so
-    // irq-user (library, binary, tests on fixture trees) and xtask get their own.
-    run(cargo().args(["test", "-p", "irq-ebpf", "--lib"]))?;
-    run(cargo().args([
-        "test",
-        "-p",
-        "irq-user",
-        "-p",
-        "irqtune-test-support",
-        "-p",
-        "xtask",
-    ]))?;
+    if !unit_only && !is_root() {
+        bail!("the full test run loads eBPF and creates network namespaces: run it as root (sudo cargo xtask test), or run the fast tier alone with `cargo xtask test --unit`");
+    }
+    unit_tier()?;
     if unit_only {
         return Ok(());
     }
@@ -145,13 +178,6 @@ fn test(unit_only: bool, kernel: Option<&str>, extra: &[String]) -> anyhow::Resu
     let deb = dist::dist()?;
     let bin = build_irqtune()?;
     println!("== kernel tests (one at a time: they share the kernel's state)");
-    if !is_root() {
-        if std::env::var_os("CI").is_some() {
-            bail!("kernel tests need root and CI is set: run as root");
-        }
-        eprintln!("NOT RUN: kernel tests need root (they load eBPF and create network namespaces); rerun as root");
-        return Ok(());
-    }
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -192,6 +218,8 @@ fn main() -> ExitCode {
         Task::Test { unit, kernel, args } => test(unit, kernel.as_deref(), &args),
         Task::Run { args } => run_irqtune(&args),
         Task::Bench(args) => bench::bench(&args),
+        Task::Fuzz(args) => fuzz::fuzz(&args),
+        Task::Licenses => licenses::check(),
         Task::Dist => dist::dist().map(|_| ()),
         Task::Fixture { name, dir } => setup::setup(setup::Needs::Build).and_then(|()| {
             run(cargo()

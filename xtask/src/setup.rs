@@ -8,9 +8,17 @@ use anyhow::{bail, Context as _};
 
 use crate::{is_root, run};
 
-/// The toolchain that builds the probes (see irq-user/build.rs): its LLVM must match the one
-/// bpf-linker links against.
-pub const EBPF_TOOLCHAIN: &str = "1.95.0";
+/// The toolchain that builds irqtune and its probes, from rust-toolchain.toml (the one place
+/// it is named; irq-user/build.rs reads it too): its LLVM must match the one bpf-linker
+/// links against.
+pub static EBPF_TOOLCHAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../../rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|rest| rest.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("rust-toolchain.toml names a channel")
+});
 pub const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Makes the Debian package (`cargo xtask dist`).
@@ -25,7 +33,8 @@ const BUILD_PACKAGES: &[&str] = &[
 ];
 
 /// Debian packages the tests and benchmarks use: iproute2 for the kernel tests' namespaces,
-/// bpftool and libbpf-tools for the benchmarks' measurements and peers, and the real
+/// bpftool and libbpf-tools for the benchmarks' measurements and peers, sockperf and iperf3
+/// as the workload benchmark's load generators (util-linux for taskset), and the real
 /// consumers the report formats are tested with: promtool (prometheus), headless chromium,
 /// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit,
 /// man-db for the package's install test (`man -w irqtune`).
@@ -34,6 +43,9 @@ const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
     "libbpf-tools",
+    "sockperf",
+    "iperf3",
+    "util-linux",
     "prometheus",
     "chromium",
     "python3-jsonschema",
@@ -84,35 +96,20 @@ pub fn step(what: &str, present: bool) -> bool {
 }
 
 fn toolchain() -> anyhow::Result<()> {
+    let tc = EBPF_TOOLCHAIN.as_str();
     let installed = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup not found: install Rust with rustup first")?
         .lines()
-        .any(|l| l.starts_with(EBPF_TOOLCHAIN) || l.starts_with(&format!("{EBPF_TOOLCHAIN}-")));
-    if !step(&format!("Rust toolchain {EBPF_TOOLCHAIN}"), installed) {
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            EBPF_TOOLCHAIN,
-            "--profile",
-            "minimal",
-        ]))?;
+        .any(|l| l.starts_with(tc) || l.starts_with(&format!("{tc}-")));
+    if !step(&format!("Rust toolchain {tc}"), installed) {
+        run(Command::new("rustup").args(["toolchain", "install", tc, "--profile", "minimal"]))?;
     }
-    let sysroot =
-        output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
-            .context("cannot ask the toolchain for its sysroot")?;
+    let sysroot = output(Command::new("rustup").args(["run", tc, "rustc", "--print", "sysroot"]))
+        .context("cannot ask the toolchain for its sysroot")?;
     let core_src =
         PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust/library/core/Cargo.toml");
-    if !step(
-        &format!("rust-src for {EBPF_TOOLCHAIN}"),
-        core_src.is_file(),
-    ) {
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            EBPF_TOOLCHAIN,
-        ]))?;
+    if !step(&format!("rust-src for {tc}"), core_src.is_file()) {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", tc]))?;
     }
     Ok(())
 }
