@@ -39,7 +39,7 @@ const EXIT_STATUS: &str = "Exit status:
   0  done
   1  failed (anything written was rolled back)
   2  bad input (malformed file, unknown CPU or interface; nothing was done)
-  3  refused (plan for another host or boot, stale plan, irqbalance running, another apply holds the lock; nothing was written)
+  3  refused (plan or journal for another host, boot or root, stale plan, irqbalance running, another apply holds the lock, a state directory others can write; nothing was written)
   4  incomplete (record: a probe family could not attach by any method; the report and profile were written and say what was not measured)";
 
 #[derive(Subcommand)]
@@ -84,16 +84,16 @@ fn main() -> ExitCode {
     if let Some(ns) = &cli.netns {
         // Before any thread exists: it unshares the mount namespace.
         if let Err(e) = netns::use_netns_devices(ns) {
-            eprintln!("irqtune: {e}");
+            cmd::err(&format!("irqtune: {e}\n"));
             return ExitCode::from(cmd::EXIT_BAD_INPUT);
         }
     }
     if let (Some(dir), Command::Record(_) | Command::Watch(_)) = (&cli.root, &cli.command) {
-        eprintln!(
-            "irqtune: --root {} reads a captured tree, but record and watch load probes into this machine's kernel and measure it; drop --root (for a tree's counts since boot: irqtune --root {} report)",
+        cmd::err(&format!(
+            "irqtune: --root {} reads a captured tree, but record and watch load probes into this machine's kernel and measure it; drop --root (for a tree's counts since boot: irqtune --root {} report)\n",
             dir.display(),
             dir.display()
-        );
+        ));
         return ExitCode::from(cmd::EXIT_BAD_INPUT);
     }
     let root = SysRoot::new(cli.root.clone().unwrap_or_else(|| "/".into()));
@@ -103,28 +103,29 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("irqtune: cannot start the runtime: {e}");
+            cmd::err(&format!("irqtune: cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
+    };
+    let how = cmd::Invocation {
+        root: cli.root.clone(),
+        netns: cli.netns.clone(),
     };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Record(args) => cmd::record::record(args).await.context("record"),
             Command::Report(args) => cmd::report::report(&root, args).context("report"),
-            Command::Tune(args) => cmd::tune::tune(&root, args).await.context("tune"),
+            Command::Tune(args) => cmd::tune::tune(&root, &how, args).await.context("tune"),
             Command::Watch(args) => cmd::watch::watch(args).await.context("watch"),
             Command::Show(args) => cmd::steer::show(&root, args).context("show"),
             Command::Plan(args) => cmd::steer::plan(&root, args).await.context("plan"),
-            Command::Apply(args) => cmd::steer::apply(&root, args).context("apply"),
+            Command::Apply(args) => cmd::steer::apply(&root, &how, args).context("apply"),
             Command::Revert(args) => cmd::steer::revert(&root, args).context("revert"),
             Command::Completions { shell } => {
                 use clap::CommandFactory as _;
-                clap_complete::generate(
-                    shell,
-                    &mut Cli::command(),
-                    "irqtune",
-                    &mut std::io::stdout(),
-                );
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "irqtune", &mut script);
+                cmd::out(&String::from_utf8_lossy(&script));
                 Ok(())
             }
             Command::Manpages { dir } => {
@@ -137,7 +138,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("irqtune: {e:#}");
+            cmd::err(&format!("irqtune: {}\n", cmd::message(&e)));
             ExitCode::from(cmd::exit_code(&e))
         }
     }

@@ -383,7 +383,7 @@ fn a_second_concurrent_apply_refuses() {
     let second = t.run(&["apply", t.plan_path().to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
     assert!(
-        stderr(&second).contains("another irqtune apply or revert is running"),
+        stderr(&second).contains("another irqtune apply, revert or tune is running"),
         "{}",
         stderr(&second)
     );

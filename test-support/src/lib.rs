@@ -4,6 +4,8 @@
 //! same formats and the same quirks (masks as wide as nr_cpu_ids, virtio's PCI parent,
 //! xps_cpus missing on single-queue devices). The specs in `tests/` model real machines.
 
+pub mod fuzz;
+
 use std::{fs, io, os::unix::fs::symlink, path::Path};
 
 use irq_user::model::cpulist;
@@ -205,12 +207,23 @@ impl MachineSpec {
 
     /// Writes the tree under `root`.
     pub fn write(&self, root: &Path) -> io::Result<()> {
+        let online: Vec<u32> = (0..self.nr_cpus())
+            .filter(|c| !self.offline.contains(c))
+            .collect();
+        self.write_cpus(root, &online)?;
+        let lines = self.write_irqs(root, &online)?;
+        self.write_softirqs(root, &online)?;
+        self.write_host(root)?;
+        self.write_nics(root, &lines)
+    }
+
+    /// sys/devices/system/cpu and node: the CPU lists, each CPU's topology and cache.
+    fn write_cpus(&self, root: &Path, online: &[u32]) -> io::Result<()> {
         let n = self.nr_cpus();
-        let online: Vec<u32> = (0..n).filter(|c| !self.offline.contains(c)).collect();
         let cpu = "sys/devices/system/cpu";
         put(root, &format!("{cpu}/possible"), &format!("0-{}", n - 1))?;
         put(root, &format!("{cpu}/present"), &format!("0-{}", n - 1))?;
-        put(root, &format!("{cpu}/online"), &cpulist::format(&online))?;
+        put(root, &format!("{cpu}/online"), &cpulist::format(online))?;
         put(
             root,
             &format!("{cpu}/offline"),
@@ -228,7 +241,7 @@ impl MachineSpec {
                 &cpulist::format(&self.nohz_full),
             )?;
         }
-        for c in &online {
+        for c in online {
             let (s, core, _) = self.place(*c);
             let siblings: Vec<u32> = (0..n)
                 .filter(|&o| {
@@ -264,19 +277,23 @@ impl MachineSpec {
                 &cpulist::format(&self.socket_cpus(s)),
             )?;
         }
+        Ok(())
+    }
 
-        // /proc/interrupts, /proc/irq/N
+    /// /proc/interrupts and /proc/irq/N (and the debugfs state of managed IRQs).
+    fn write_irqs(&self, root: &Path, online: &[u32]) -> io::Result<Vec<IrqLine>> {
+        let n = self.nr_cpus();
         let mut lines = self.irq_lines();
         lines.sort_by_key(|l| l.irq);
         let mut text = String::from("     ");
-        for c in &online {
+        for c in online {
             text.push_str(&format!(" {:>10}", format!("CPU{c}")));
         }
         text.push('\n');
         for l in &lines {
             text.push_str(&format!("{:>4}:", l.irq));
             let target = l.affinity.first().copied().unwrap_or(0);
-            for c in &online {
+            for c in online {
                 let v = if *c == target { l.counts } else { 0 };
                 text.push_str(&format!(" {v:>10}"));
             }
@@ -313,26 +330,34 @@ impl MachineSpec {
             }
         }
         text.push_str(&format!("{:>4}:", "NMI"));
-        for _ in &online {
+        for _ in online {
             text.push_str(&format!(" {:>10}", 0));
         }
         text.push_str("   Non-maskable interrupts\n");
         put(root, "proc/interrupts", text.trim_end())?;
+        Ok(lines)
+    }
 
+    /// /proc/softirqs, all zero.
+    fn write_softirqs(&self, root: &Path, online: &[u32]) -> io::Result<()> {
         let mut softirqs = String::from("                ");
-        for c in &online {
+        for c in online {
             softirqs.push_str(&format!(" {:>10}", format!("CPU{c}")));
         }
         softirqs.push('\n');
         for v in irq_ebpf::SOFTIRQ_NAMES {
             softirqs.push_str(&format!("{v:>12}:"));
-            for _ in &online {
+            for _ in online {
                 softirqs.push_str(&format!(" {:>10}", 0));
             }
             softirqs.push('\n');
         }
         put(root, "proc/softirqs", softirqs.trim_end())?;
+        Ok(())
+    }
 
+    /// Host identity, the RFS table size and an irqbalance process.
+    fn write_host(&self, root: &Path) -> io::Result<()> {
         put(root, "proc/sys/kernel/hostname", &self.hostname)?;
         put(root, "proc/sys/kernel/random/boot_id", &self.boot_id)?;
         put(root, "proc/sys/kernel/osrelease", &self.kernel)?;
@@ -349,7 +374,12 @@ impl MachineSpec {
                 "/usr/sbin/irqbalance\0--foreground",
             )?;
         }
+        Ok(())
+    }
 
+    /// sys/class/net: each NIC's device, driver, MSI-X vectors and queues.
+    fn write_nics(&self, root: &Path, lines: &[IrqLine]) -> io::Result<()> {
+        let n = self.nr_cpus();
         for nic in &self.nics {
             let net = format!("sys/class/net/{}", nic.name);
             fs::create_dir_all(root.join(&net))?;
@@ -582,25 +612,83 @@ impl MachineSpec {
     /// busiest partly in ksoftirqd), timers everywhere, disk I/O, and three flows: a TCP one
     /// read on another CPU than its softirq, one read in place, and unconnected UDP read
     /// elsewhere. Deterministic, for golden tests of the report formats.
-    pub fn synthetic_profile(&self, root: &Path, secs: u64) -> irq_user::model::profile::Profile {
-        use std::collections::BTreeMap;
-
-        use irq_user::{
-            model::machine::{IrqUse, Machine},
-            model::procfs::SoftnetRow,
-            model::profile::{
-                Attach, FlowRow, HardirqRow, NetdevRow, ProbeRow, ProcCounts, ProcIrqRow, Profile,
-                SessionInfo, SoftirqRow, Source, Vector, PROFILE_FORMAT, PROFILE_VERSION,
-            },
-            model::snapshot::Protocol,
-            system::sysroot::SysRoot,
-        };
-
+    pub fn synthetic_profile(&self, root: &Path, secs: u64) -> Profile {
         let m = Machine::read(&SysRoot::new(root)).expect("fixture tree reads");
         let cpus = m.interrupt_cpus.clone();
-        let mut hardirqs = Vec::new();
-        let mut net_rx: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut block: BTreeMap<u32, u64> = BTreeMap::new();
+        let irqs = SyntheticIrqs::of(&m, secs);
+        let busiest = irqs.net_rx.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
+        let softirqs = synthetic_softirqs(&cpus, secs, &irqs, busiest);
+        let netdevs = synthetic_netdevs(&m, &irqs.net_rx, busiest);
+        let soft_cpu = busiest.unwrap_or(0);
+        let flows = synthetic_flows(&cpus, soft_cpu, secs);
+        let proc = synthetic_proc(&cpus, &irqs, &softirqs, busiest);
+        let mut p = Profile {
+            format: PROFILE_FORMAT.into(),
+            version: PROFILE_VERSION,
+            host: m.host.clone(),
+            session: SessionInfo {
+                start_unix_ms: 1_795_000_000_000,
+                duration_ns: secs * 1_000_000_000,
+                interrupted: false,
+                source: Source::Probes,
+                cpus: cpus.clone(),
+                probes: synthetic_probes(),
+                flow_sample: 1,
+                irqtune_version: "fixture".into(),
+                sampling: None,
+                bpf_map_bytes: None,
+            },
+            hardirqs: irqs.rows,
+            irqs: irqs.irqs,
+            softirqs,
+            netdevs,
+            flow_totals: FlowTotals::of(&flows),
+            flows,
+            losses: irq_ebpf::Loss::ALL
+                .iter()
+                .map(|l| (l.name().to_string(), 0))
+                .collect(),
+            proc,
+            context: Some(m),
+            findings: Vec::new(),
+        };
+        p.findings = irq_user::analysis::findings::find(&p);
+        p
+    }
+}
+
+use std::collections::BTreeMap;
+
+use irq_user::{
+    model::hist::Hist,
+    model::machine::{IrqUse, Machine},
+    model::procfs::SoftnetRow,
+    model::profile::{
+        Attach, DeliveryToRead, FlowRow, FlowTotals, HardirqRow, IrqRow, NetdevRow, ProbeRow,
+        ProcCounts, ProcIrqRow, Profile, SessionInfo, SoftirqRow, Source, Vector, PROFILE_FORMAT,
+        PROFILE_VERSION,
+    },
+    model::snapshot::Protocol,
+    system::sysroot::SysRoot,
+};
+
+/// The synthetic IRQ load: NIC queues and busy disks, each on its effective CPU.
+struct SyntheticIrqs {
+    rows: Vec<HardirqRow>,
+    irqs: Vec<IrqRow>,
+    /// Interrupts per CPU that bring NET_RX and BLOCK softirqs.
+    net_rx: BTreeMap<u32, u64>,
+    block: BTreeMap<u32, u64>,
+}
+
+impl SyntheticIrqs {
+    fn of(m: &Machine, secs: u64) -> SyntheticIrqs {
+        let mut s = SyntheticIrqs {
+            rows: Vec::new(),
+            irqs: Vec::new(),
+            net_rx: BTreeMap::new(),
+            block: BTreeMap::new(),
+        };
         for irq in &m.irqs {
             let cpu = irq
                 .effective
@@ -618,246 +706,268 @@ impl MachineSpec {
             };
             let handler = synthetic_hist(count, shape);
             match irq.usage {
-                IrqUse::Block => *block.entry(cpu).or_default() += count,
-                _ => *net_rx.entry(cpu).or_default() += count,
+                IrqUse::Block => *s.block.entry(cpu).or_default() += count,
+                _ => *s.net_rx.entry(cpu).or_default() += count,
             }
-            hardirqs.push(HardirqRow {
+            s.rows.push(HardirqRow {
                 irq: Some(irq.irq),
                 name: irq.name.clone(),
                 cpu,
                 count,
                 time_ns: handler.sum_ns,
+                max_ns: handler.summary.max_ns,
+                handler: None,
+            });
+            s.irqs.push(IrqRow {
+                irq: Some(irq.irq),
+                name: irq.name.clone(),
+                count,
+                time_ns: handler.sum_ns,
                 handler,
             });
         }
-        let busiest = net_rx.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
-        let mut softirqs = Vec::new();
-        for &cpu in &cpus {
-            let mut push =
-                |vector: Vector, count: u64, ksoft: u64, h: &[(u64, u64)], d: &[(u64, u64)]| {
-                    if count == 0 {
-                        return;
-                    }
-                    let handler = synthetic_hist(count, h);
-                    softirqs.push(SoftirqRow {
-                        vector,
-                        cpu,
-                        count,
-                        time_ns: handler.sum_ns,
-                        raises: count + count / 10,
-                        ksoftirqd_runs: ksoft,
-                        handler,
-                        raise_delay: synthetic_hist(count, d),
-                    });
-                };
-            push(
-                Vector::Timer,
-                250 * secs,
-                0,
-                &[(4000, 80), (12_000, 20)],
-                &[(2000, 90), (9000, 10)],
-            );
-            let b = block.get(&cpu).copied().unwrap_or(0);
-            push(
-                Vector::Block,
-                b,
-                0,
-                &[(5000, 90), (30_000, 10)],
-                &[(1200, 100)],
-            );
-            let n = net_rx.get(&cpu).copied().unwrap_or(0);
-            let ksoft = if Some(cpu) == busiest { n / 4 } else { 0 };
-            push(
-                Vector::NetRx,
-                n,
-                ksoft,
-                &[(18_000, 70), (60_000, 25), (900_000, 5)],
-                &[(3000, 60), (20_000, 30), (2_000_000, 10)],
-            );
-            push(Vector::Rcu, 40 * secs, 0, &[(1500, 100)], &[(12_000, 100)]);
-        }
-        let mut netdevs = Vec::new();
-        for nic in m.nics.iter().filter(|n| !n.irqs.is_empty()) {
-            for (&cpu, &n) in &net_rx {
-                netdevs.push(NetdevRow {
-                    device: nic.name.clone(),
-                    ifindex: 2,
+        s
+    }
+}
+
+fn synthetic_softirqs(
+    cpus: &[u32],
+    secs: u64,
+    irqs: &SyntheticIrqs,
+    busiest: Option<u32>,
+) -> Vec<SoftirqRow> {
+    let mut softirqs = Vec::new();
+    for &cpu in cpus {
+        let mut push =
+            |vector: Vector, count: u64, ksoft: u64, h: &[(u64, u64)], d: &[(u64, u64)]| {
+                if count == 0 {
+                    return;
+                }
+                let handler = synthetic_hist(count, h);
+                softirqs.push(SoftirqRow {
+                    vector,
                     cpu,
-                    polls: n,
-                    budget_exhausted: if Some(cpu) == busiest { n / 50 } else { 0 },
-                    packets: n * 8,
-                    bytes: n * 8 * 1400,
+                    count,
+                    time_ns: handler.sum_ns,
+                    raises: count + count / 10,
+                    ksoftirqd_runs: ksoft,
+                    handler,
+                    raise_delay: synthetic_hist(count, d),
                 });
-            }
-        }
-        let soft_cpu = busiest.unwrap_or(0);
-        let other = cpus
-            .iter()
-            .copied()
-            .find(|&c| c != soft_cpu)
-            .unwrap_or(soft_cpu);
-        let flow = |protocol: Protocol,
-                    local: &str,
-                    remote: &str,
-                    pid: u32,
-                    comm: &str,
-                    connected: bool,
-                    read_cpu: u32,
-                    reads: u64| {
-            let mismatched = if read_cpu == soft_cpu { 0 } else { reads };
-            FlowRow {
-                protocol,
-                local: local.into(),
-                remote: remote.into(),
-                pid,
-                comm: comm.into(),
-                connected,
-                deliveries_by_cpu: [(soft_cpu, reads * 2)].into(),
-                backlog_deliveries: 0,
-                reads_by_cpu: [(read_cpu, reads)].into(),
-                mismatched_reads: mismatched,
-                mismatch_ratio: mismatched as f64 / reads as f64,
-                read_bytes: reads * 1400,
-                // A cross-CPU read waits for a wake-up IPI; a same-CPU one for the softirq
-                // to finish its batch.
-                delivery_to_read: if mismatched > 0 {
-                    irq_user::model::profile::DeliveryToRead {
-                        same_cpu: Default::default(),
-                        cross_cpu: synthetic_hist(reads * 9 / 10, &[(28_000, 70), (95_000, 30)]),
-                        queued_reads: reads / 10,
-                        queued_wait_ns: reads / 10 * 6_000,
-                    }
-                } else {
-                    irq_user::model::profile::DeliveryToRead {
-                        same_cpu: synthetic_hist(reads * 9 / 10, &[(9_000, 90), (24_000, 10)]),
-                        cross_cpu: Default::default(),
-                        queued_reads: reads / 10,
-                        queued_wait_ns: reads / 10 * 6_000,
-                    }
-                },
-            }
-        };
-        let flows = vec![
-            flow(
-                Protocol::Tcp,
-                "10.0.0.10:443",
-                "10.0.3.7:51234",
-                4242,
-                "nginx",
-                true,
-                other,
-                9000 * secs,
-            ),
-            flow(
-                Protocol::Udp,
-                "0.0.0.0:53",
-                "0.0.0.0:0",
-                812,
-                "named",
-                false,
-                other,
-                3000 * secs,
-            ),
-            flow(
-                Protocol::Tcp,
-                "10.0.0.10:22",
-                "10.0.3.9:40022",
-                977,
-                "sshd",
-                true,
-                soft_cpu,
-                40 * secs,
-            ),
-        ];
-        let irq_rows = hardirqs
-            .iter()
-            .map(|r| ProcIrqRow {
-                id: r.irq.unwrap_or(0).to_string(),
-                name: r.name.clone(),
-                counts: cpus
-                    .iter()
-                    .map(|&c| if c == r.cpu { r.count } else { 0 })
-                    .collect(),
-            })
-            .collect();
-        let mut proc_softirqs = BTreeMap::new();
-        for v in Vector::ALL {
-            let counts = cpus
-                .iter()
-                .map(|&c| {
-                    softirqs
-                        .iter()
-                        .filter(|r| r.vector == v && r.cpu == c)
-                        .map(|r| r.count)
-                        .sum()
-                })
-                .collect();
-            proc_softirqs.insert(v.name().to_string(), counts);
-        }
-        let softnet = cpus
-            .iter()
-            .map(|&cpu| SoftnetRow {
+            };
+        push(
+            Vector::Timer,
+            250 * secs,
+            0,
+            &[(4000, 80), (12_000, 20)],
+            &[(2000, 90), (9000, 10)],
+        );
+        let b = irqs.block.get(&cpu).copied().unwrap_or(0);
+        push(
+            Vector::Block,
+            b,
+            0,
+            &[(5000, 90), (30_000, 10)],
+            &[(1200, 100)],
+        );
+        let n = irqs.net_rx.get(&cpu).copied().unwrap_or(0);
+        let ksoft = if Some(cpu) == busiest { n / 4 } else { 0 };
+        push(
+            Vector::NetRx,
+            n,
+            ksoft,
+            &[(18_000, 70), (60_000, 25), (900_000, 5)],
+            &[(3000, 60), (20_000, 30), (2_000_000, 10)],
+        );
+        push(Vector::Rcu, 40 * secs, 0, &[(1500, 100)], &[(12_000, 100)]);
+    }
+    softirqs
+}
+
+fn synthetic_netdevs(
+    m: &Machine,
+    net_rx: &BTreeMap<u32, u64>,
+    busiest: Option<u32>,
+) -> Vec<NetdevRow> {
+    let mut netdevs = Vec::new();
+    for nic in m.nics.iter().filter(|n| !n.irqs.is_empty()) {
+        for (&cpu, &n) in net_rx {
+            netdevs.push(NetdevRow {
+                device: nic.name.clone(),
+                ifindex: 2,
                 cpu,
-                processed: net_rx.get(&cpu).copied().unwrap_or(0) * 8,
-                dropped: 0,
-                time_squeeze: if Some(cpu) == busiest { 37 } else { 0 },
-                received_rps: 0,
-                flow_limit_count: 0,
-            })
-            .collect();
-        let probes = [
-            "irq:irq_handler_entry",
-            "irq:irq_handler_exit",
-            "irq:softirq_raise",
-            "irq:softirq_entry",
-            "irq:softirq_exit",
-            "napi:napi_poll",
-            "net:netif_receive_skb",
-            "sock:sk_data_ready",
-            "sock:sock_recv_length",
-        ]
+                polls: n,
+                work: n * 8,
+                budget_exhausted: if Some(cpu) == busiest { n / 50 } else { 0 },
+                packets: n * 8,
+                bytes: n * 8 * 1400,
+            });
+        }
+    }
+    netdevs
+}
+
+/// A flow whose softirq runs on `soft_cpu`, read `reads` times on `read_cpu`.
+#[allow(clippy::too_many_arguments)]
+fn synthetic_flow(
+    protocol: Protocol,
+    local: &str,
+    remote: &str,
+    pid: u32,
+    comm: &str,
+    connected: bool,
+    (soft_cpu, read_cpu): (u32, u32),
+    reads: u64,
+) -> FlowRow {
+    let mismatched = if read_cpu == soft_cpu { 0 } else { reads };
+    // A cross-CPU read waits for a wake-up IPI; a same-CPU one for the softirq to finish
+    // its batch.
+    let wakeups = if mismatched > 0 {
+        &[(28_000, 70), (95_000, 30)][..]
+    } else {
+        &[(9_000, 90), (24_000, 10)][..]
+    };
+    let hist = synthetic_hist(reads * 9 / 10, wakeups);
+    let (same_cpu, cross_cpu) = if mismatched > 0 {
+        (Hist::default(), hist)
+    } else {
+        (hist, Hist::default())
+    };
+    FlowRow {
+        protocol,
+        local: local.into(),
+        remote: remote.into(),
+        pid,
+        comm: comm.into(),
+        connected,
+        deliveries_by_cpu: [(soft_cpu, reads * 2)].into(),
+        backlog_deliveries: 0,
+        reads_by_cpu: [(read_cpu, reads)].into(),
+        mismatched_reads: mismatched,
+        mismatch_ratio: mismatched as f64 / reads as f64,
+        read_bytes: reads * 1400,
+        delivery_to_read: DeliveryToRead {
+            same_cpu,
+            cross_cpu,
+            queued_reads: reads / 10,
+            queued_wait_ns: reads / 10 * 6_000,
+        },
+    }
+}
+
+/// A TCP flow read on another CPU than its softirq, unconnected UDP read elsewhere, and a
+/// TCP flow read in place.
+fn synthetic_flows(cpus: &[u32], soft_cpu: u32, secs: u64) -> Vec<FlowRow> {
+    let other = cpus
         .iter()
-        .map(|t| ProbeRow {
-            tracepoint: (*t).into(),
-            attach: Attach::Btf,
-            via: None,
-            limits: None,
-            reason: None,
+        .copied()
+        .find(|&c| c != soft_cpu)
+        .unwrap_or(soft_cpu);
+    vec![
+        synthetic_flow(
+            Protocol::Tcp,
+            "10.0.0.10:443",
+            "10.0.3.7:51234",
+            4242,
+            "nginx",
+            true,
+            (soft_cpu, other),
+            9000 * secs,
+        ),
+        synthetic_flow(
+            Protocol::Udp,
+            "0.0.0.0:53",
+            "0.0.0.0:0",
+            812,
+            "named",
+            false,
+            (soft_cpu, other),
+            3000 * secs,
+        ),
+        synthetic_flow(
+            Protocol::Tcp,
+            "10.0.0.10:22",
+            "10.0.3.9:40022",
+            977,
+            "sshd",
+            true,
+            (soft_cpu, soft_cpu),
+            40 * secs,
+        ),
+    ]
+}
+
+/// What /proc would have said over the same window.
+fn synthetic_proc(
+    cpus: &[u32],
+    irqs: &SyntheticIrqs,
+    softirqs: &[SoftirqRow],
+    busiest: Option<u32>,
+) -> ProcCounts {
+    let interrupts = irqs
+        .rows
+        .iter()
+        .map(|r| ProcIrqRow {
+            id: r.irq.unwrap_or(0).to_string(),
+            name: r.name.clone(),
+            counts: cpus
+                .iter()
+                .map(|&c| if c == r.cpu { r.count } else { 0 })
+                .collect(),
         })
         .collect();
-        let mut p = Profile {
-            format: PROFILE_FORMAT.into(),
-            version: PROFILE_VERSION,
-            host: m.host.clone(),
-            session: SessionInfo {
-                start_unix_ms: 1_795_000_000_000,
-                duration_ns: secs * 1_000_000_000,
-                interrupted: false,
-                source: Source::Probes,
-                cpus: cpus.clone(),
-                probes,
-                flow_sample: 1,
-                irqtune_version: "fixture".into(),
-            },
-            hardirqs,
-            softirqs,
-            netdevs,
-            flow_totals: irq_user::model::profile::FlowTotals::of(&flows),
-            flows,
-            losses: irq_ebpf::Loss::ALL
-                .iter()
-                .map(|l| (l.name().to_string(), 0))
-                .collect(),
-            proc: ProcCounts {
-                cpus,
-                interrupts: irq_rows,
-                softirqs: proc_softirqs,
-                softnet,
-            },
-            context: Some(m),
-            findings: Vec::new(),
-        };
-        p.findings = irq_user::analysis::findings::find(&p);
-        p
+    let mut proc_softirqs = BTreeMap::new();
+    for v in Vector::ALL {
+        let counts = cpus
+            .iter()
+            .map(|&c| {
+                softirqs
+                    .iter()
+                    .filter(|r| r.vector == v && r.cpu == c)
+                    .map(|r| r.count)
+                    .sum()
+            })
+            .collect();
+        proc_softirqs.insert(v.name().to_string(), counts);
     }
+    let softnet = cpus
+        .iter()
+        .map(|&cpu| SoftnetRow {
+            cpu,
+            processed: irqs.net_rx.get(&cpu).copied().unwrap_or(0) * 8,
+            dropped: 0,
+            time_squeeze: if Some(cpu) == busiest { 37 } else { 0 },
+            received_rps: 0,
+            flow_limit_count: 0,
+        })
+        .collect();
+    ProcCounts {
+        cpus: cpus.to_vec(),
+        interrupts,
+        softirqs: proc_softirqs,
+        softnet,
+    }
+}
+
+fn synthetic_probes() -> Vec<ProbeRow> {
+    [
+        "irq:irq_handler_entry",
+        "irq:irq_handler_exit",
+        "irq:softirq_raise",
+        "irq:softirq_entry",
+        "irq:softirq_exit",
+        "napi:napi_poll",
+        "net:netif_receive_skb",
+        "sock:sk_data_ready",
+        "sock:sock_recv_length",
+    ]
+    .iter()
+    .map(|t| ProbeRow {
+        tracepoint: (*t).into(),
+        attach: Attach::Btf,
+        via: None,
+        limits: None,
+        reason: None,
+    })
+    .collect()
 }

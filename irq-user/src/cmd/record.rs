@@ -32,21 +32,41 @@ pub struct RecordArgs {
     /// Use classic tracepoints even where BTF tracepoints work.
     #[arg(long)]
     classic: bool,
-    /// Print the probes' own diagnostics (aya-log).
+    /// Percent of the time the probes are attached (a duty cycle: on for this share of every
+    /// 2 s). Counts /proc keeps exactly stay exact, the rest is extrapolated and the report
+    /// says so; 100 attaches them throughout.
+    #[arg(long, default_value_t = DEFAULT_DUTY, value_parser = clap::value_parser!(u32).range(1..=100))]
+    duty: u32,
+    /// Also the per-packet probe (netif_receive_skb): bytes per device and CPU, at a cost on
+    /// every packet received.
     #[arg(long)]
-    kernel_log: bool,
+    per_packet: bool,
     /// Also write the profile (JSON) here; `irqtune report` turns it into other formats.
     #[arg(short, long, value_name = "PROFILE.json")]
     output: Option<std::path::PathBuf>,
 }
 
-/// Records `secs` with the default probes, until done or stopped: the profile, and whether
-/// it was cut short (shared by `plan --duration`).
+/// `record`'s duty cycle by default, percent: see BENCHMARKS.md for what it costs a
+/// small-packet workload against attaching throughout.
+pub const DEFAULT_DUTY: u32 = 50;
+
+/// The period of `record`'s duty cycle: short enough that a 10 s recording samples five
+/// stretches of it, long enough that attaching and detaching (milliseconds) is negligible.
+pub const DUTY_PERIOD: Duration = Duration::from_secs(2);
+
+/// Records `secs` with the default probes attached throughout (a plan wants every event),
+/// until done or stopped: the profile, and whether it was cut short (`plan --duration`).
 pub async fn measure(
     secs: u64,
     stop: &Stop,
 ) -> anyhow::Result<(irq_user::model::profile::Profile, bool)> {
-    session::record(&ProbeOptions::default(), Duration::from_secs(secs), stop).await
+    session::record(
+        &ProbeOptions::default(),
+        None,
+        Duration::from_secs(secs),
+        stop,
+    )
+    .await
 }
 
 pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
@@ -59,23 +79,28 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<()> {
         skip,
         flow_sample: args.flow_sample,
         force_classic: args.classic,
-        kernel_log: args.kernel_log,
+        per_packet: args.per_packet,
     };
     let stop = Stop::on_signals().context("installing the signal handlers")?;
-    let (profile, stopped) =
-        session::record(&opts, Duration::from_secs(args.duration), &stop).await?;
+    let (profile, stopped) = session::record(
+        &opts,
+        session::Duty::percent(args.duty, DUTY_PERIOD),
+        Duration::from_secs(args.duration),
+        &stop,
+    )
+    .await?;
     if stopped {
-        eprintln!(
-            "stopped early; reporting the {:.1} s recorded",
+        super::err(&format!(
+            "stopped early; reporting the {:.1} s recorded\n",
             profile.duration_secs()
-        );
+        ));
     }
     if let Some(path) = &args.output {
-        files::write_atomically(path, profile.to_json().as_bytes())
+        files::write_output(path, profile.to_json().as_bytes())
             .with_context(|| format!("writing the profile to {}", path.display()))?;
-        eprintln!("profile written to {}", path.display());
+        super::err(&format!("profile written to {}\n", path.display()));
     }
-    print!("{}", render::text::render(&profile));
+    super::out(&render::text::render(&profile));
     let missing: Vec<&str> = profile
         .findings
         .iter()

@@ -4,7 +4,6 @@ use std::{io::Write as _, path::PathBuf};
 
 use anyhow::Context as _;
 use irq_user::{
-    model::profile::Profile,
     render::{self, Format},
     system::{files, session, sysroot::SysRoot},
 };
@@ -30,7 +29,7 @@ pub struct ReportArgs {
 
 pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
     let profile = match &args.profile {
-        Some(path) => Profile::load(path).map_err(|e| BadInput(e.into()))?,
+        Some(path) => files::load_profile(path).map_err(|e| BadInput(e.into()))?,
         None => session::since_boot(root)?,
     };
     if args.per_cpu_histograms && args.format != Format::Prometheus {
@@ -44,11 +43,12 @@ pub fn report(root: &SysRoot, args: ReportArgs) -> anyhow::Result<()> {
     };
     let data = render::render(&profile, args.format, opts);
     match &args.output {
-        Some(path) => files::write_atomically(path, &data)
+        Some(path) => files::write_output(path, &data)
             .with_context(|| format!("writing {}", path.display()))?,
-        None => std::io::stdout()
-            .write_all(&data)
-            .context("writing the report")?,
+        // A reader that went away (`| head`) has what it wanted.
+        None => {
+            let _ = std::io::stdout().lock().write_all(&data);
+        }
     }
     Ok(())
 }

@@ -4,10 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    analysis::plan::Plan,
     analysis::planner::{self, Load, PlanOptions},
     model::machine::Machine,
-    model::profile::Profile,
     render::show,
     system::applier::{self, ApplyOptions},
     system::files,
@@ -24,8 +22,8 @@ pub struct ShowArgs {
     #[arg(long)]
     json: bool,
     /// Seconds between the two readings of /proc/interrupts that give the rates (0: none;
-    /// always none with --root).
-    #[arg(long, default_value_t = 1.0)]
+    /// always none with --root; at most 3600).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_sample)]
     sample: f64,
 }
 
@@ -71,8 +69,19 @@ pub struct ApplyArgs {
 pub struct RevertArgs {
     /// The journal to restore [default: the newest one still applied].
     journal: Option<PathBuf>,
+    /// Revert even a journal made for another host, boot or --root tree.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     state: StateDir,
+}
+
+fn parse_sample(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        Ok(_) => Err("seconds from 0 to 3600".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--state-dir`, shared by the commands that write or read journals.
@@ -85,11 +94,18 @@ pub struct StateDir {
 
 impl StateDir {
     pub fn store(&self, root: &SysRoot) -> Store {
-        Store::new(
-            self.dir
-                .clone()
-                .unwrap_or_else(|| root.path("var/lib/irqtune")),
-        )
+        match &self.dir {
+            Some(d) => Store::new(d),
+            None => Store::in_root(root),
+        }
+    }
+
+    /// The arguments that name it again ("--state-dir DIR", or none for the default).
+    pub fn args(&self) -> Vec<String> {
+        match &self.dir {
+            Some(d) => vec!["--state-dir".into(), d.display().to_string()],
+            None => Vec::new(),
+        }
     }
 }
 
@@ -113,9 +129,9 @@ pub fn show(root: &SysRoot, args: ShowArgs) -> anyhow::Result<()> {
         rates,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        super::out(&(serde_json::to_string_pretty(&shown)? + "\n"));
     } else {
-        print!("{}", show::text(&shown));
+        super::out(&show::text(&shown));
     }
     Ok(())
 }
@@ -123,7 +139,7 @@ pub fn show(root: &SysRoot, args: ShowArgs) -> anyhow::Result<()> {
 pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
     let load = match (&args.from, args.duration) {
         (Some(path), _) => {
-            let p = Profile::load(path).map_err(|e| BadInput(e.into()))?;
+            let p = files::load_profile(path).map_err(|e| BadInput(e.into()))?;
             Some((
                 Load::from_profile(&p, &format!("profile {}", path.display())),
                 Some(p.host),
@@ -151,10 +167,10 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
     let machine = read_machine(root)?;
     if let Some((_, Some(host))) = &load {
         if host.hostname != machine.host.hostname || host.boot_id != machine.host.boot_id {
-            eprintln!(
-                "warning: the profile is from host {:?} boot {}, this is {:?} boot {}: IRQ numbers and devices may not match",
+            super::err(&format!(
+                "warning: the profile is from host {:?} boot {}, this is {:?} boot {}: IRQ numbers and devices may not match\n",
                 host.hostname, host.boot_id, machine.host.hostname, machine.host.boot_id
-            );
+            ));
         }
     }
     let load = load.map(|(l, _)| l).unwrap_or_else(|| {
@@ -176,23 +192,24 @@ pub async fn plan(root: &SysRoot, args: PlanArgs) -> anyhow::Result<()> {
         irq_user::model::snapshot::unix_ms() / 1000,
     )
     .map_err(|e| BadInput(e.into()))?;
-    print!("{}", plan.diff());
+    super::out(&plan.diff());
     if let Some(out) = args.output {
-        files::write_atomically(&out, plan.to_json().as_bytes())
+        files::write_output(&out, plan.to_json().as_bytes())
             .with_context(|| format!("writing the plan to {}", out.display()))?;
-        eprintln!(
-            "plan written to {}; check it with `irqtune apply --dry-run {}`",
+        super::err(&format!(
+            "plan written to {}; check it with `irqtune apply --dry-run {}`\n",
             out.display(),
             out.display()
-        );
+        ));
     }
     Ok(())
 }
 
-pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
+pub fn apply(root: &SysRoot, how: &super::Invocation, args: ApplyArgs) -> anyhow::Result<()> {
     let machine = read_machine(root)?;
     let t = &machine.topology;
-    let plan = Plan::load(&args.plan, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?;
+    let plan =
+        files::load_plan(&args.plan, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?;
     let stop = Stop::on_signals().context("installing the signal handlers")?;
     let opts = ApplyOptions {
         dry_run: args.dry_run,
@@ -212,23 +229,30 @@ pub fn apply(root: &SysRoot, args: ApplyArgs) -> anyhow::Result<()> {
         &mut std::io::stdout(),
     )?;
     if let Some(j) = done.journal {
-        println!(
-            "applied {} change(s); undo with `irqtune revert {}`",
+        let mut undo = vec!["revert".to_string()];
+        undo.extend(args.state.args());
+        undo.push(j.display().to_string());
+        let undo: Vec<&str> = undo.iter().map(String::as_str).collect();
+        super::out(&format!(
+            "applied {} change(s); undo with `{}`\n",
             done.written,
-            j.display()
-        );
+            how.command(&undo)
+        ));
     }
     Ok(())
 }
 
 pub fn revert(root: &SysRoot, args: RevertArgs) -> anyhow::Result<()> {
     let store = args.state.store(root);
+    let machine = read_machine(root)?;
     let path = applier::revert(
         root,
         &store,
         args.journal.as_deref(),
+        &machine.host,
+        args.force,
         &mut std::io::stdout(),
     )?;
-    println!("reverted {}", path.display());
+    super::out(&format!("reverted {}\n", path.display()));
     Ok(())
 }

@@ -4,9 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use irq_user::{
-    analysis::plan::Plan,
     analysis::policy,
     model::machine::Machine,
+    system::files,
     system::stop::Stop,
     system::sysroot::SysRoot,
     system::tuner::{self, TuneInputError, TuneOptions},
@@ -56,7 +56,7 @@ pub struct TuneArgs {
     pause_ms: u64,
 }
 
-pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
+pub async fn tune(root: &SysRoot, how: &super::Invocation, args: TuneArgs) -> anyhow::Result<()> {
     // Before anything is loaded or written: a signal stops at the next step boundary, and
     // the steps leave the machine in the before or the after state.
     let stop = Stop::on_signals().context("installing the signal handlers")?;
@@ -64,7 +64,7 @@ pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
         Some(path) => {
             let m = Machine::read(root).context("reading the machine's IRQs")?;
             let t = &m.topology;
-            Some(Plan::load(path, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?)
+            Some(files::load_plan(path, &t.possible, &t.online).map_err(|e| BadInput(e.into()))?)
         }
         None => None,
     };
@@ -79,6 +79,11 @@ pub async fn tune(root: &SysRoot, args: TuneArgs) -> anyhow::Result<()> {
         pause: Duration::from_millis(args.pause_ms),
         plan,
         max_trials: args.max_trials,
+        undo: {
+            let mut a = vec!["revert".to_string()];
+            a.extend(args.state.args());
+            how.command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        },
     };
     let store = args.state.store(root);
     match tuner::tune(

@@ -2,8 +2,15 @@
 //! and hex masks ("ff,ffffffff", comma-separated 32-bit groups, bitmap_parse and `%*pb`), as
 //! in smp_affinity, rps_cpus and xps_cpus.
 
+/// CPU numbers irqtune accepts: below 8192, the largest NR_CPUS a Linux kernel is built with
+/// (x86_64 CONFIG_MAXSMP). A larger number in a file or an argument is a mistake or an
+/// attack, and must not make irqtune allocate a set of billions of CPUs.
+pub const MAX_CPUS: u32 = 8192;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpuListError {
+    #[error("CPU {0} is beyond the {MAX_CPUS} CPUs any Linux machine has")]
+    TooLarge(u64),
     #[error("empty CPU list")]
     Empty,
     #[error("bad CPU list item {0:?}: expected N or N-M, e.g. 0-3,8")]
@@ -23,11 +30,17 @@ pub fn parse_mask(text: &str) -> Result<Vec<u32>, CpuListError> {
         return Err(bad());
     }
     let groups: Vec<&str> = text.split(',').collect();
+    if groups.len() > (MAX_CPUS / 32) as usize {
+        return Err(CpuListError::TooLarge(groups.len() as u64 * 32 - 1));
+    }
     let mut cpus = Vec::new();
     for (i, group) in groups.iter().rev().enumerate() {
-        // Only the first (most significant) group may be shorter or longer than 8 digits
-        // when the kernel prints it, but bitmap_parse takes any group of up to 8 digits.
-        if group.is_empty() || group.len() > 8 && groups.len() > 1 {
+        // bitmap_parse takes groups of up to 8 digits; a lone group may be longer (a mask
+        // of up to MAX_CPUS bits written without commas).
+        if group.is_empty()
+            || group.len() > 8 && groups.len() > 1
+            || group.len() > (MAX_CPUS / 4) as usize
+        {
             return Err(bad());
         }
         let digits = group.as_bytes();
@@ -48,11 +61,14 @@ pub fn parse_mask(text: &str) -> Result<Vec<u32>, CpuListError> {
 /// hex digits separated by commas, the most significant group only as wide as it needs to be
 /// ("3" for 2 CPUs, "ffffffff,ffffffff" for 64, "ff,ffffffff,ffffffff" for 72).
 pub fn format_mask(cpus: &[u32], nbits: u32) -> String {
+    // CPU numbers come from parsers that cap them at MAX_CPUS; the cap here keeps a caller
+    // that did not from allocating or overflowing.
+    let cpus: Vec<u32> = cpus.iter().copied().filter(|&c| c < MAX_CPUS).collect();
     let top = cpus.iter().copied().max().map_or(0, |c| c + 1);
-    let nbits = nbits.max(top).max(1);
+    let nbits = nbits.min(MAX_CPUS).max(top).max(1);
     let ngroups = nbits.div_ceil(32) as usize;
     let mut words = vec![0u32; ngroups];
-    for &c in cpus {
+    for &c in &cpus {
         words[(c / 32) as usize] |= 1 << (c % 32);
     }
     let first_width = match nbits % 32 {
@@ -77,9 +93,14 @@ pub fn parse(text: &str) -> Result<Vec<u32>, CpuListError> {
     for item in text.split(',') {
         let item = item.trim();
         let num = |s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| CpuListError::Item(item.to_string()))
+            let n = s
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| CpuListError::Item(item.to_string()))?;
+            if n >= MAX_CPUS as u64 {
+                return Err(CpuListError::TooLarge(n));
+            }
+            Ok(n as u32)
         };
         match item.split_once('-') {
             Some((a, b)) => {
@@ -167,5 +188,32 @@ mod tests {
         assert_eq!(parse("a"), Err(CpuListError::Item("a".into())));
         assert_eq!(parse("3-1"), Err(CpuListError::Reversed(3, 1)));
         assert!(parse("0-").is_err());
+    }
+
+    #[test]
+    fn huge_cpu_numbers_are_refused_not_allocated() {
+        // Each of these once panicked or asked for gigabytes.
+        assert_eq!(
+            parse("0-4294967295"),
+            Err(CpuListError::TooLarge(4294967295))
+        );
+        assert_eq!(parse("4294967295"), Err(CpuListError::TooLarge(4294967295)));
+        assert_eq!(parse("0-99999999"), Err(CpuListError::TooLarge(99999999)));
+        assert_eq!(
+            parse("99999999999999999999"),
+            Err(CpuListError::Item("99999999999999999999".into()))
+        );
+        assert_eq!(parse("8191").unwrap(), vec![8191]);
+        assert!(parse_mask(&"f".repeat(10_000)).is_err());
+        assert!(parse_mask(&vec!["ffffffff"; 300].join(",")).is_err());
+        assert_eq!(
+            parse_mask(&vec!["ffffffff"; 256].join(",")).unwrap().len(),
+            8192
+        );
+        assert_eq!(
+            format_mask(&[u32::MAX], u32::MAX).len(),
+            MAX_CPUS as usize / 32 * 9 - 1
+        );
+        assert_eq!(format_mask(&[u32::MAX, 1], 2), "2");
     }
 }

@@ -39,26 +39,30 @@ impl Hist {
     pub fn to_buckets(&self) -> [u64; hist::BUCKETS] {
         let mut b = [0u64; hist::BUCKETS];
         for [lo, _, n] in &self.buckets {
-            b[hist::bucket(*lo)] += n;
+            // Saturating: a profile's counts are input, and two entries may name one bucket.
+            let i = hist::bucket(*lo);
+            b[i] = b[i].saturating_add(*n);
         }
         b
     }
 
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b[2]).sum()
+        self.buckets
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(b[2]))
     }
 }
 
 /// Buckets of several histograms added together.
 pub fn merged<'a>(hists: impl IntoIterator<Item = &'a Hist>) -> ([u64; hist::BUCKETS], u64, u64) {
     let mut b = [0u64; hist::BUCKETS];
-    let (mut max, mut sum) = (0, 0);
+    let (mut max, mut sum) = (0u64, 0u64);
     for h in hists {
         for (i, n) in h.to_buckets().iter().enumerate() {
-            b[i] += n;
+            b[i] = b[i].saturating_add(*n);
         }
         max = max.max(h.summary.max_ns);
-        sum += h.sum_ns;
+        sum = sum.saturating_add(h.sum_ns);
     }
     (b, max, sum)
 }
@@ -87,10 +91,16 @@ pub struct Summary {
 /// buckets are at most 25% wide, so a percentile is within about 12% of the true value).
 pub fn to_hdr(buckets: &[u64; hist::BUCKETS]) -> Histogram<u64> {
     let mut h = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    // The HdrHistogram formats hold a total count up to i64::MAX: counts a recording cannot
+    // reach (a hostile profile's) are clamped there rather than made unserialisable.
+    let mut room = i64::MAX as u64;
     for (i, &n) in buckets.iter().enumerate() {
+        let n = n.min(room);
         if n > 0 {
             let (lo, hi) = hist::bucket_range(i);
-            let _ = h.record_n(lo + (hi - lo) / 2, n);
+            if h.record_n(lo + (hi - lo) / 2, n).is_ok() {
+                room -= n;
+            }
         }
     }
     h
@@ -112,7 +122,7 @@ pub fn summarize(buckets: &[u64; hist::BUCKETS], max_ns: u64) -> Summary {
 /// The median of bucketed values, placing a bucket's values evenly across it (the kernel's
 /// buckets are up to 25% wide; a midpoint would move in steps that large).
 pub fn interpolated_median(b: &[u64; hist::BUCKETS]) -> Option<f64> {
-    let total: u64 = b.iter().sum();
+    let total: u64 = b.iter().fold(0u64, |a, &n| a.saturating_add(n));
     if total == 0 {
         return None;
     }

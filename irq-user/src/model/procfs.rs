@@ -1,6 +1,7 @@
 //! Parsers for the /proc files irqtune reads. Each takes a reader, so tests feed them samples
 //! copied from real machines; the `read_*` functions open the live file under a root.
 
+use crate::model::tree::Tree;
 use std::{
     io::BufRead,
     path::{Path, PathBuf},
@@ -269,58 +270,44 @@ pub fn parse_softnet(reader: impl BufRead, path: &Path) -> Result<Vec<SoftnetRow
     Ok(rows)
 }
 
-/// Reads `<root>/proc/net/softnet_stat`.
-pub fn read_softnet(root: &Path) -> Result<Vec<SoftnetRow>, ProcError> {
-    let (r, path) = open(root, "proc/net/softnet_stat")?;
-    parse_softnet(r, &path)
+/// Reads `proc/net/softnet_stat` of the tree.
+pub fn read_softnet<T: Tree + ?Sized>(tree: &T) -> Result<Vec<SoftnetRow>, ProcError> {
+    let (text, path) = read(tree, "proc/net/softnet_stat")?;
+    parse_softnet(text.as_bytes(), &path)
 }
 
-fn open(root: &Path, rel: &str) -> Result<(std::io::BufReader<std::fs::File>, PathBuf), ProcError> {
-    let path = root.join(rel);
-    let file = std::fs::File::open(&path).map_err(|source| ProcError::Io {
-        path: path.clone(),
-        source,
+fn read<T: Tree + ?Sized>(tree: &T, rel: &str) -> Result<(String, PathBuf), ProcError> {
+    let text = tree.read(rel).map_err(|e| ProcError::Io {
+        path: e.path,
+        source: e.source,
     })?;
-    Ok((std::io::BufReader::new(file), path))
+    Ok((text, tree.root().join(rel)))
 }
 
-/// Reads `<root>/proc/interrupts`.
-pub fn read_interrupts(root: &Path) -> Result<Interrupts, ProcError> {
-    let (r, path) = open(root, "proc/interrupts")?;
-    parse_interrupts(r, &path)
+/// Reads `proc/interrupts` of the tree.
+pub fn read_interrupts<T: Tree + ?Sized>(tree: &T) -> Result<Interrupts, ProcError> {
+    let (text, path) = read(tree, "proc/interrupts")?;
+    parse_interrupts(text.as_bytes(), &path)
 }
 
-/// Reads `<root>/proc/softirqs`.
-pub fn read_softirqs(root: &Path) -> Result<Softirqs, ProcError> {
-    let (r, path) = open(root, "proc/softirqs")?;
-    parse_softirqs(r, &path)
+/// Reads `proc/softirqs` of the tree.
+pub fn read_softirqs<T: Tree + ?Sized>(tree: &T) -> Result<Softirqs, ProcError> {
+    let (text, path) = read(tree, "proc/softirqs")?;
+    parse_softirqs(text.as_bytes(), &path)
 }
 
-/// PID of each CPU's ksoftirqd thread, from `<root>/proc/*/comm`, indexed by CPU.
-pub fn ksoftirqd_pids(root: &Path) -> Vec<(u32, u32)> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir(root.join("proc")) else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        if let Some(cpu) = comm
-            .trim()
-            .strip_prefix("ksoftirqd/")
-            .and_then(|c| c.parse().ok())
-        {
-            found.push((cpu, pid));
-        }
-    }
+/// PID of each CPU's ksoftirqd thread, from the tree's `proc/*/comm`, indexed by CPU.
+pub fn ksoftirqd_pids<T: Tree + ?Sized>(tree: &T) -> Vec<(u32, u32)> {
+    let mut found: Vec<(u32, u32)> = tree
+        .list("proc")
+        .iter()
+        .filter_map(|name| {
+            let pid = name.parse::<u32>().ok()?;
+            let comm = tree.read_opt(&format!("proc/{pid}/comm"))?;
+            let cpu = comm.trim().strip_prefix("ksoftirqd/")?.parse().ok()?;
+            Some((cpu, pid))
+        })
+        .collect();
     found.sort();
     found
 }

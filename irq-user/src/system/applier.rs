@@ -11,7 +11,8 @@ use std::{
 use crate::{
     analysis::plan::{Knob, Plan, Value, ValueKind},
     system::journal::{
-        Entry, Journal, JournalError, Status, Store, JOURNAL_FORMAT, JOURNAL_VERSION,
+        canonical_root, Entry, Journal, JournalError, Lock, Status, Store, JOURNAL_FORMAT,
+        JOURNAL_VERSION,
     },
 };
 use crate::{
@@ -41,6 +42,9 @@ pub enum ApplyError {
         rollback_problems: String,
         journal: PathBuf,
     },
+    /// A journal irqtune did not write, or that was changed: nothing was written.
+    #[error("refusing to revert: the journal is not one irqtune writes: {0}")]
+    BadJournal(String),
     #[error("revert of {journal} left {count} value(s) wrong:\n{problems}")]
     RevertIncomplete {
         journal: PathBuf,
@@ -124,6 +128,20 @@ fn same_host(plan: &HostId, here: &HostId) -> Result<(), String> {
     }
 }
 
+/// Fault injection for the tests of crash safety: with `IRQTUNE_FAULT_KILL_AFTER_WRITE=N`
+/// the process kills itself (SIGKILL: no handler, no cleanup) right after the N-th write of
+/// an apply has been made and read back, as a power cut or an OOM kill would. The journal
+/// must then let `irqtune revert` restore everything.
+fn fault_point(written: usize) {
+    let at = std::env::var("IRQTUNE_FAULT_KILL_AFTER_WRITE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if at == Some(written) {
+        // SAFETY: raise has no preconditions.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
 /// Writes one value and checks it took.
 fn write_checked(
     root: &SysRoot,
@@ -134,7 +152,7 @@ fn write_checked(
     let path = knob.path();
     root.write(&path, value).map_err(|source| {
         let hint = match (knob, source.raw_os_error()) {
-            (Knob::IrqAffinity { .. }, Some(libc::EIO) | Some(libc::EPERM)) => {
+            (Knob::IrqAffinity { .. }, Some(libc::EIO | libc::EPERM)) => {
                 " (the kernel refuses: the IRQ is probably kernel-managed)"
             }
             _ => "",
@@ -192,7 +210,7 @@ fn preflight(
 ) -> Result<Vec<Entry>, ApplyError> {
     let mut refusals = Vec::new();
     if let Err(e) = same_host(&plan.host, &machine.host) {
-        refusals.push(e.to_string());
+        refusals.push(e.clone());
     }
     let ib = &machine.irqbalance;
     let moved: Vec<u32> = plan
@@ -268,20 +286,101 @@ pub fn apply(
     } else {
         Some(store.lock()?)
     };
+    apply_held(
+        root,
+        machine,
+        plan,
+        plan_name,
+        store,
+        lock.as_ref(),
+        opts,
+        out,
+    )
+}
+
+/// What a dry run would write, and what each value is now.
+fn dry_run(root: &SysRoot, entries: &[Entry], out: &mut dyn Write) {
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "would write {:?} to {}   (now {:?})",
+            e.new,
+            root.path(&e.path).display(),
+            e.old
+        );
+    }
+    if entries.is_empty() {
+        let _ = writeln!(out, "nothing to write");
+    }
+}
+
+/// Writes the journal's entries in order, each checked; on a failure or a stop, rolls back
+/// what was written and records the rollback.
+fn write_entries(
+    root: &SysRoot,
+    store: &Store,
+    path: &Path,
+    journal: &mut Journal,
+    online: &[u32],
+    opts: &ApplyOptions,
+    out: &mut dyn Write,
+) -> Result<(), ApplyError> {
+    for (i, e) in journal.entries.iter().enumerate() {
+        if opts.stop.requested() {
+            let (restored, problems) = roll_back(root, &journal.entries[..i], online);
+            journal.status = Status::RolledBack;
+            if problems.is_empty() {
+                store.save(path, journal)?;
+            }
+            return Err(ApplyError::Interrupted {
+                restored,
+                rollback_problems: problems_text(&problems),
+                journal: path.to_path_buf(),
+            });
+        }
+        if let Err(what) = write_checked(root, &e.knob, &e.new, online) {
+            // The failed write may have half-happened: put it back too (roll_back leaves a
+            // value that still reads as its old one alone). Count only the writes that took.
+            let (_, mut problems) = roll_back(root, &journal.entries[i..=i], online);
+            let (restored, earlier) = roll_back(root, &journal.entries[..i], online);
+            problems.extend(earlier);
+            let mut j = journal.clone();
+            j.status = Status::RolledBack;
+            if problems.is_empty() {
+                store.save(path, &j)?;
+            }
+            return Err(ApplyError::Failed {
+                what: format!("{} failed: {what}", e.knob),
+                restored,
+                rollback_problems: problems_text(&problems),
+                journal: path.to_path_buf(),
+            });
+        }
+        let _ = writeln!(out, "set {}: /{} = {}", e.knob, e.path, e.new);
+        fault_point(i + 1);
+        if !opts.pause.is_zero() && i + 1 < journal.entries.len() {
+            std::thread::sleep(opts.pause);
+        }
+    }
+    Ok(())
+}
+
+/// [`apply`] under a lock the caller holds (`tune`, which keeps it for its whole run so no
+/// other apply slips in between its trial's toggles); None only for a dry run.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_held(
+    root: &SysRoot,
+    machine: &Machine,
+    plan: &Plan,
+    plan_name: &str,
+    store: &Store,
+    _lock: Option<&Lock>,
+    opts: &ApplyOptions,
+    out: &mut dyn Write,
+) -> Result<Applied, ApplyError> {
     let entries = preflight(root, machine, plan, opts.force)?;
     if opts.dry_run {
-        for e in &entries {
-            let _ = writeln!(
-                out,
-                "would write {:?} to {}   (now {:?})",
-                e.new,
-                root.path(&e.path).display(),
-                e.old
-            );
-        }
-        if entries.is_empty() {
-            let _ = writeln!(out, "nothing to write");
-        }
+        dry_run(root, &entries, out);
         return Ok(Applied {
             journal: None,
             written: 0,
@@ -299,50 +398,22 @@ pub fn apply(
         version: JOURNAL_VERSION,
         host: machine.host.clone(),
         created_unix: plan.created_unix,
-        root: root.root().display().to_string(),
+        root: canonical_root(root),
         plan: plan_name.to_string(),
         status: Status::Applying,
         entries,
     };
     let path = store.create(&journal)?;
     let _ = writeln!(out, "journal: {}", path.display());
-    let online = &machine.topology.online;
-    for (i, e) in journal.entries.iter().enumerate() {
-        if opts.stop.requested() {
-            let (restored, problems) = roll_back(root, &journal.entries[..i], online);
-            journal.status = Status::RolledBack;
-            if problems.is_empty() {
-                store.save(&path, &journal)?;
-            }
-            return Err(ApplyError::Interrupted {
-                restored,
-                rollback_problems: problems_text(&problems),
-                journal: path,
-            });
-        }
-        if let Err(what) = write_checked(root, &e.knob, &e.new, online) {
-            // The failed write may have half-happened: put it back too (roll_back leaves a
-            // value that still reads as its old one alone). Count only the writes that took.
-            let (_, mut problems) = roll_back(root, &journal.entries[i..=i], online);
-            let (restored, earlier) = roll_back(root, &journal.entries[..i], online);
-            problems.extend(earlier);
-            let mut j = journal.clone();
-            j.status = Status::RolledBack;
-            if problems.is_empty() {
-                store.save(&path, &j)?;
-            }
-            return Err(ApplyError::Failed {
-                what: format!("{} failed: {what}", e.knob),
-                restored,
-                rollback_problems: problems_text(&problems),
-                journal: path,
-            });
-        }
-        let _ = writeln!(out, "set {}: /{} = {}", e.knob, e.path, e.new);
-        if !opts.pause.is_zero() && i + 1 < journal.entries.len() {
-            std::thread::sleep(opts.pause);
-        }
-    }
+    write_entries(
+        root,
+        store,
+        &path,
+        &mut journal,
+        &machine.topology.online,
+        opts,
+        out,
+    )?;
     if journal
         .entries
         .iter()
@@ -355,7 +426,6 @@ pub fn apply(
     }
     journal.status = Status::Applied;
     store.save(&path, &journal)?;
-    drop(lock);
     Ok(Applied {
         written: journal.entries.len(),
         journal: Some(path),
@@ -363,19 +433,70 @@ pub fn apply(
 }
 
 /// Restores a journal's old values (the newest active journal when `journal` is None) and
-/// checks each reads back exactly as it was.
+/// checks each reads back exactly as it was. Nothing is written when the journal is not for
+/// this root, host and boot (unless `force`), or when any entry names another file than its
+/// knob's or holds a value its knob cannot: each value goes to its knob's own file, never to
+/// a path the journal names.
 pub fn revert(
     root: &SysRoot,
     store: &Store,
     journal: Option<&Path>,
+    here: &HostId,
+    force: bool,
     out: &mut dyn Write,
 ) -> Result<PathBuf, ApplyError> {
-    let _lock = store.lock()?;
+    if let Some(path) = journal {
+        // A journal named on the command line is checked before the lock is taken, so a
+        // refused revert leaves no trace (not even a state directory) in the tree.
+        checked(root, store, path, here, force)?;
+    }
+    let lock = store.lock()?;
+    revert_held(root, store, &lock, journal, here, force, out)
+}
+
+/// Loads the journal at `path` and checks it belongs to `root` and this host; a journal
+/// for another tree is refused unless `force`, one that is invalid always.
+fn checked(
+    root: &SysRoot,
+    store: &Store,
+    path: &Path,
+    here: &HostId,
+    force: bool,
+) -> Result<Journal, ApplyError> {
+    let j = store.load_in(path)?;
+    let (mismatch, invalid) = j.check(root, here);
+    if !invalid.is_empty() {
+        return Err(ApplyError::BadJournal(format!(
+            "{}: {}",
+            path.display(),
+            invalid.join("; ")
+        )));
+    }
+    if !mismatch.is_empty() && !force {
+        return Err(ApplyError::Refused(format!(
+            "not reverting {}: {}\n  (--force reverts anyway)",
+            path.display(),
+            mismatch.join("; ")
+        )));
+    }
+    Ok(j)
+}
+
+/// [`revert`] under a lock the caller holds.
+pub fn revert_held(
+    root: &SysRoot,
+    store: &Store,
+    _lock: &Lock,
+    journal: Option<&Path>,
+    here: &HostId,
+    force: bool,
+    out: &mut dyn Write,
+) -> Result<PathBuf, ApplyError> {
     let path = match journal {
         Some(p) => p.to_path_buf(),
         None => store.latest_active()?,
     };
-    let mut j = Store::load(&path)?;
+    let mut j = checked(root, store, &path, here, force)?;
     if j.status == Status::Reverted {
         let _ = writeln!(
             out,
@@ -385,18 +506,19 @@ pub fn revert(
     }
     let mut problems = Vec::new();
     for e in j.entries.iter().rev() {
-        let now = root.read(&e.path).ok();
-        if let Err(err) = root.write(&e.path, &e.old) {
+        let file = e.knob.path();
+        let now = root.read(&file).ok();
+        if let Err(err) = root.write(&file, &e.old) {
             problems.push(format!("  {}: {err}", e.knob));
             continue;
         }
-        match root.read(&e.path) {
+        match root.read(&file) {
             Ok(back) if back == e.old => {
                 let _ = writeln!(
                     out,
                     "restored {}: /{} = {}{}",
                     e.knob,
-                    e.path,
+                    file,
                     e.old,
                     match &now {
                         Some(n) if n != &e.new && n != &e.old =>

@@ -1,4 +1,5 @@
-//! The one way irqtune stops early: SIGINT (Ctrl-C) and SIGTERM set a flag. Recording waits on
+//! The one way irqtune stops early: SIGINT (Ctrl-C), SIGTERM, SIGHUP (the SSH session that
+//! ran it dropped) and SIGQUIT set a flag. Recording waits on
 //! it (and still writes what it recorded), the applier checks it between writes (and rolls
 //! back), `tune` checks it between its steps (and leaves the before state).
 //!
@@ -21,10 +22,12 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct Stop(Arc<AtomicBool>);
 
 impl Stop {
-    /// A flag that SIGINT and SIGTERM set.
+    /// A flag that SIGINT, SIGTERM, SIGHUP and SIGQUIT set: each would otherwise end the
+    /// process between two writes of an apply, leaving it half made.
     pub fn on_signals() -> std::io::Result<Stop> {
         let stop = Stop::default();
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
             signal_hook::flag::register(sig, Arc::clone(&stop.0))?;
         }
         Ok(stop)

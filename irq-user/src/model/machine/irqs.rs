@@ -220,26 +220,7 @@ mod tests {
         assert_eq!(queue_of("mlx5_async0@pci:0000:3b:00.0", &[], true), None);
     }
 
-    /// A tree with no files: what is recognised here comes from the names alone.
-    struct NoFiles;
-
-    impl Tree for NoFiles {
-        fn root(&self) -> &std::path::Path {
-            std::path::Path::new("/nonexistent")
-        }
-        fn read_opt(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn list(&self, _: &str) -> Vec<String> {
-            Vec::new()
-        }
-        fn link_name(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn exists(&self, _: &str) -> bool {
-            false
-        }
-    }
+    use crate::model::tree::Empty as NoFiles;
 
     #[test]
     fn recognises_managed_block_vectors_by_name() {

@@ -66,7 +66,7 @@ impl Machine {
     /// Reads the machine. /proc/interrupts is required; everything else is best effort, since
     /// captured trees often lack parts of /sys.
     pub fn read(root: &impl Tree) -> Result<Machine, ProcError> {
-        let interrupts = procfs::read_interrupts(root.root())?;
+        let interrupts = procfs::read_interrupts(root)?;
         Ok(Machine::from_interrupts(root, &interrupts))
     }
 

@@ -89,64 +89,8 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
         }
         let mut prefixes = vec![name.clone()];
         prefixes.extend(device.clone());
-        let mut rx: Vec<RxQueue> = Vec::new();
-        let mut tx: Vec<TxQueue> = Vec::new();
-        for q in root.list(&format!("{base}/queues")) {
-            let qdir = format!("{base}/queues/{q}");
-            if let Some(index) = queue_index(&q, "rx-") {
-                rx.push(RxQueue {
-                    index,
-                    rps_cpus: root.read_opt(&format!("{qdir}/rps_cpus")),
-                    rps_flow_cnt: root.read_parsed(&format!("{qdir}/rps_flow_cnt")),
-                    irq: None,
-                });
-            } else if let Some(index) = queue_index(&q, "tx-") {
-                tx.push(TxQueue {
-                    index,
-                    xps_cpus: root.read_opt(&format!("{qdir}/xps_cpus")),
-                    irq: None,
-                });
-            }
-        }
-        let mut own = Vec::new();
-        for irq in irqs.iter_mut() {
-            let by_msi = msi.contains(&irq.irq);
-            let queue = queue_of(&irq.name, &prefixes, by_msi);
-            let by_name = prefixes.iter().any(|p| {
-                irq.name
-                    .split(|c: char| {
-                        !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '.')
-                    })
-                    .any(|tok| tok == p)
-                    || irq.name.starts_with(&format!("{p}-"))
-            });
-            if !(by_msi || queue.is_some() || by_name) {
-                continue;
-            }
-            own.push(irq.irq);
-            irq.usage = match queue {
-                Some((queue, dir)) => {
-                    if matches!(dir, QueueKind::Rx | QueueKind::Combined) {
-                        if let Some(q) = rx.iter_mut().find(|q| q.index == queue) {
-                            q.irq = Some(irq.irq);
-                        }
-                    }
-                    if matches!(dir, QueueKind::Tx | QueueKind::Combined) {
-                        if let Some(q) = tx.iter_mut().find(|q| q.index == queue) {
-                            q.irq = Some(irq.irq);
-                        }
-                    }
-                    IrqUse::NetQueue {
-                        iface: name.clone(),
-                        queue,
-                        dir,
-                    }
-                }
-                None => IrqUse::NetOther {
-                    iface: name.clone(),
-                },
-            };
-        }
+        let (mut rx, mut tx) = queues(root, &base);
+        let own = claim_irqs(irqs, &name, &prefixes, &msi, &mut rx, &mut tx);
         nics.push(Nic {
             name,
             driver,
@@ -158,4 +102,78 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
         });
     }
     nics
+}
+
+/// The device's rx and tx queues with their steering masks (IRQs filled in later).
+fn queues(root: &impl Tree, base: &str) -> (Vec<RxQueue>, Vec<TxQueue>) {
+    let mut rx: Vec<RxQueue> = Vec::new();
+    let mut tx: Vec<TxQueue> = Vec::new();
+    for q in root.list(&format!("{base}/queues")) {
+        let qdir = format!("{base}/queues/{q}");
+        if let Some(index) = queue_index(&q, "rx-") {
+            rx.push(RxQueue {
+                index,
+                rps_cpus: root.read_opt(&format!("{qdir}/rps_cpus")),
+                rps_flow_cnt: root.read_parsed(&format!("{qdir}/rps_flow_cnt")),
+                irq: None,
+            });
+        } else if let Some(index) = queue_index(&q, "tx-") {
+            tx.push(TxQueue {
+                index,
+                xps_cpus: root.read_opt(&format!("{qdir}/xps_cpus")),
+                irq: None,
+            });
+        }
+    }
+    (rx, tx)
+}
+
+/// Marks the IRQs that serve device `name` (by MSI vector, queue name or device name) and
+/// ties queue vectors to their queues. Returns the device's IRQs.
+fn claim_irqs(
+    irqs: &mut [Irq],
+    name: &str,
+    prefixes: &[String],
+    msi: &[u32],
+    rx: &mut [RxQueue],
+    tx: &mut [TxQueue],
+) -> Vec<u32> {
+    let mut own = Vec::new();
+    for irq in irqs.iter_mut() {
+        let by_msi = msi.contains(&irq.irq);
+        let queue = queue_of(&irq.name, prefixes, by_msi);
+        let by_name = prefixes.iter().any(|p| {
+            irq.name
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '.'))
+                .any(|tok| tok == p)
+                || irq.name.starts_with(&format!("{p}-"))
+        });
+        if !(by_msi || queue.is_some() || by_name) {
+            continue;
+        }
+        own.push(irq.irq);
+        irq.usage = match queue {
+            Some((queue, dir)) => {
+                if matches!(dir, QueueKind::Rx | QueueKind::Combined) {
+                    if let Some(q) = rx.iter_mut().find(|q| q.index == queue) {
+                        q.irq = Some(irq.irq);
+                    }
+                }
+                if matches!(dir, QueueKind::Tx | QueueKind::Combined) {
+                    if let Some(q) = tx.iter_mut().find(|q| q.index == queue) {
+                        q.irq = Some(irq.irq);
+                    }
+                }
+                IrqUse::NetQueue {
+                    iface: name.to_string(),
+                    queue,
+                    dir,
+                }
+            }
+            None => IrqUse::NetOther {
+                iface: name.to_string(),
+            },
+        };
+    }
+    own
 }
