@@ -26,31 +26,36 @@ pub const MAX_CPUS: usize = 1024;
 
 /// IRQ numbers below this map to a dense slot through [`maps::IRQ_SLOTS`].
 pub const MAX_IRQ_NR: u32 = 16384;
-/// Number of dense IRQ slots with full statistics. Slot 0 collects IRQs that had no slot
-/// assigned when the probes loaded (counted in [`Loss::IrqUnmapped`]).
-pub const MAX_IRQ_SLOTS: u32 = 512;
-/// Network devices tracked at the same time by the NET_RX probes.
-pub const MAX_NETDEVS: u32 = 256;
+/// Most dense IRQ slots the loader may size the IRQ maps to. It sizes them to the IRQs the
+/// machine has when the probes load, with headroom for IRQs that appear later; slot 0
+/// collects IRQs that had no slot then (counted in [`Loss::IrqUnmapped`]).
+pub const MAX_IRQ_SLOTS: u32 = 8192;
+/// (network device, CPU) pairs the NET_RX probes track at once (LRU: the least recent is
+/// evicted, counted in [`Loss::NetdevMapFull`]).
+pub const MAX_NETDEV_CPUS: u32 = 4096;
 /// Sockets tracked at the same time by the flow probes (LRU: the least recent is evicted).
 pub const MAX_FLOWS: u32 = 8192;
 /// (socket, CPU) pairs tracked at the same time (LRU).
-pub const MAX_FLOW_CPUS: u32 = 32768;
+pub const MAX_FLOW_CPUS: u32 = 16384;
 /// (socket, reader CPU) pairs with a delivery-to-read latency histogram (LRU: the busiest
 /// flows stay). Each entry is two histograms, about 2.3 KiB, so this is kept small.
 pub const MAX_FLOW_LATENCIES: u32 = 1024;
 
 /// Map names: used by `#[map(name = ...)]` in the probes and by `take_map` in user space.
 pub mod maps {
-    /// `Array<u32>`, key: IRQ number, value: slot + 1 in [`IRQ_STATS`] (0: no slot). Filled
-    /// by user space before attaching.
+    /// `Array<u32>`, key: IRQ number, value: slot + 1 in [`IRQ_CPU`] and [`IRQ_HIST`] (0: no
+    /// slot). Filled by user space before attaching.
     pub const IRQ_SLOTS: &str = "IRQ_SLOTS";
-    /// `PerCpuArray<IrqStats>`, key: IRQ slot.
-    pub const IRQ_STATS: &str = "IRQ_STATS";
+    /// `PerCpuArray<IrqCpu>`, key: IRQ slot: count and time per (IRQ, CPU). Sized at load.
+    pub const IRQ_CPU: &str = "IRQ_CPU";
+    /// `Array<IrqHist>`, key: IRQ slot: handler time histogram per IRQ, all CPUs together
+    /// (atomic adds; an IRQ runs on one CPU at a time). Sized at load.
+    pub const IRQ_HIST: &str = "IRQ_HIST";
     /// `PerCpuArray<SoftirqStats>`, key: softirq vector.
     pub const SOFTIRQ_STATS: &str = "SOFTIRQ_STATS";
     /// `PerCpuArray<CpuState>`, one entry: start timestamps of what runs on this CPU now.
     pub const CPU_STATE: &str = "CPU_STATE";
-    /// `PerCpuHashMap<u64, NetDevStats>`, key: `struct net_device *`.
+    /// `LruHashMap<NetDevKey, NetDevStats>`: per (device, CPU) where a device is polled.
     pub const NETDEV_STATS: &str = "NETDEV_STATS";
     /// `LruHashMap<FlowKey, FlowInfo>`.
     pub const FLOWS: &str = "FLOWS";
@@ -60,6 +65,20 @@ pub mod maps {
     pub const FLOW_LATENCY: &str = "FLOW_LATENCY";
     /// `PerCpuArray<u64>`, key: [`Loss`](super::Loss) as u32.
     pub const LOSSES: &str = "LOSSES";
+
+    /// Every map user space takes by name.
+    pub const ALL: [&str; 10] = [
+        IRQ_SLOTS,
+        IRQ_CPU,
+        IRQ_HIST,
+        SOFTIRQ_STATS,
+        CPU_STATE,
+        NETDEV_STATS,
+        FLOWS,
+        FLOW_CPUS,
+        FLOW_LATENCY,
+        LOSSES,
+    ];
 }
 
 /// Load-time globals (`EbpfLoader::set_global`): options of the probes, read-only once loaded.
@@ -74,6 +93,9 @@ pub mod globals {
     pub const FLOW_SAMPLE: &str = "FLOW_SAMPLE";
     /// `KernelOffsets`: offsets into kernel structs, read from the running kernel's BTF.
     pub const OFFSETS: &str = "OFFSETS";
+
+    /// Every global the loader sets.
+    pub const ALL: [&str; 5] = [CPU_FILTER_ON, CPU_FILTER, FLOWS_ON, FLOW_SAMPLE, OFFSETS];
 }
 
 /// Field offsets into kernel structures that the probes read with `bpf_probe_read_kernel`.
@@ -154,6 +176,18 @@ pub enum Loss {
     FlowLatencyMapFull = 8,
 }
 
+/// What a [`Loss`] counter counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Something that happened and was not recorded.
+    Lost,
+    /// An exit whose entry the probes did not see: the handler began before they attached
+    /// (at load, and at each slice of a duty cycle). Nothing was lost.
+    Unmatched,
+    /// Entries created in an LRU map (minus those present: its evictions).
+    Created,
+}
+
 impl Loss {
     pub const COUNT: u32 = 9;
     pub const ALL: [Loss; Self::COUNT as usize] = [
@@ -167,6 +201,14 @@ impl Loss {
         Loss::FlowCpusCreated,
         Loss::FlowLatencyMapFull,
     ];
+
+    pub const fn kind(self) -> LossKind {
+        match self {
+            Loss::IrqExitWithoutEntry | Loss::SoftirqExitWithoutEntry => LossKind::Unmatched,
+            Loss::FlowsCreated | Loss::FlowCpusCreated => LossKind::Created,
+            _ => LossKind::Lost,
+        }
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -193,8 +235,31 @@ pub struct Latency {
     pub hist: [u64; hist::BUCKETS],
 }
 
-/// Per (IRQ slot, CPU): hardirq handler time.
-pub type IrqStats = Latency;
+/// Per (IRQ slot, CPU): hardirq handler runs and time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IrqCpu {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Per IRQ slot, all CPUs: the handler time histogram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IrqHist {
+    pub hist: [u64; hist::BUCKETS],
+}
+
+/// Key of [`maps::NETDEV_STATS`]: the kernel's `struct net_device *` (0: the per-CPU backlog
+/// NAPI that RPS and netif_rx() feed, which belongs to no device) and the CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetDevKey {
+    pub dev: u64,
+    pub cpu: u32,
+    pub _pad: u32,
+}
 
 /// Per (softirq vector, CPU): handler time, raise-to-entry delay, and who ran it.
 #[repr(C)]
@@ -241,7 +306,7 @@ pub struct CpuState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct NetDevStats {
-    /// Device name; set on the CPU that saw the device first (others read zeros).
+    /// Device name, read when the entry was created.
     pub name: [u8; 16],
     pub ifindex: u32,
     pub _pad: u32,
@@ -250,7 +315,7 @@ pub struct NetDevStats {
     pub work: u64,
     /// Polls that used their whole budget (the device had more to give: softnet pressure).
     pub budget_exhausted: u64,
-    /// netif_receive_skb: packets and bytes.
+    /// netif_receive_skb (attached only for per-packet detail): packets and bytes.
     pub rx_packets: u64,
     pub rx_bytes: u64,
 }
@@ -372,6 +437,9 @@ macro_rules! assert_size {
 }
 assert_size!(KernelOffsets, 18 * 4);
 assert_size!(Latency, 3 * 8 + hist::BUCKETS * 8);
+assert_size!(IrqCpu, 3 * 8);
+assert_size!(IrqHist, hist::BUCKETS * 8);
+assert_size!(NetDevKey, 16);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
 assert_size!(CpuState, 24 + 2 * NR_SOFTIRQS * 8);
 assert_size!(NetDevStats, 16 + 8 + 5 * 8);
@@ -388,6 +456,9 @@ mod pod {
     // (the size asserts above would fail otherwise).
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Latency {}
+    unsafe impl aya::Pod for IrqCpu {}
+    unsafe impl aya::Pod for IrqHist {}
+    unsafe impl aya::Pod for NetDevKey {}
     unsafe impl aya::Pod for FlowLatency {}
     unsafe impl aya::Pod for SoftirqStats {}
     unsafe impl aya::Pod for CpuState {}
@@ -404,7 +475,8 @@ mod tests {
     fn abi_sizes() {
         use super::*;
         assert_eq!(hist::BUCKETS, 140);
-        assert_eq!(core::mem::size_of::<IrqStats>(), 1144);
+        assert_eq!(core::mem::size_of::<IrqCpu>(), 24);
+        assert_eq!(core::mem::size_of::<IrqHist>(), 1120);
         assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
         assert_eq!(core::mem::size_of::<FlowInfo>(), 80);
         assert_eq!(core::mem::size_of::<FlowLatency>(), 2304);

@@ -5,6 +5,15 @@
 #[cfg(target_arch = "bpf")]
 mod probes;
 
+/// The object's license, as the kernel reads it from the `license` section: GPL-compatible
+/// (kernel/bpf/core.c, license_is_gpl_compatible), which the helpers the probes call
+/// (bpf_probe_read_kernel, bpf_get_current_comm) require. The probes are dual licensed MIT or
+/// GPL-2.0 (LICENSE-MIT, LICENSE-GPL-2.0).
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

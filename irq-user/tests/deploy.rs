@@ -7,7 +7,10 @@ use std::{
     process::Command,
 };
 
-use irq_user::{render::Options, system::watch};
+use irq_user::{
+    render::{metrics, Options},
+    system::watch,
+};
 use irqtune_test_support::MachineSpec;
 
 fn deploy(file: &str) -> PathBuf {
@@ -40,7 +43,9 @@ fn served(opts: Options) -> Served {
     let t = tempfile::tempdir().unwrap();
     let spec = MachineSpec::two_socket_server();
     spec.write(t.path()).unwrap();
-    let p = spec.synthetic_profile(t.path(), 10);
+    let mut p = spec.synthetic_profile(t.path(), 10);
+    // A live watch knows its maps' memory.
+    p.session.bpf_map_bytes = Some(3 << 20);
     let text = watch::metrics_text(&p, &p.session.probes, 0, 1, opts);
     let families = text
         .lines()
@@ -128,6 +133,38 @@ fn dashboard_exprs() -> Vec<String> {
     exprs
 }
 
+/// /metrics serves the catalogue's families (all but the report's duration), each sample
+/// with the labels the catalogue gives its family, and nothing else.
+#[test]
+fn served_families_are_the_catalogue() {
+    for per_cpu in [false, true] {
+        let served = served(Options {
+            per_cpu_histograms: per_cpu,
+        });
+        let want: BTreeSet<String> = metrics::ALL
+            .iter()
+            .filter(|m| m.name != metrics::PROFILE_DURATION.name)
+            .map(|m| m.name.to_string())
+            .collect();
+        assert_eq!(served.families, want);
+        for m in metrics::ALL {
+            let mut allowed: BTreeSet<String> = m.labels.iter().map(|l| l.to_string()).collect();
+            if per_cpu && m.per_cpu_option {
+                allowed.insert("cpu".into());
+            }
+            for series in metrics::series_names(m) {
+                let mut allowed = allowed.clone();
+                if series.ends_with("_bucket") {
+                    allowed.insert("le".into());
+                }
+                if let Some(have) = served.labels.get(&series) {
+                    assert_eq!(have, &allowed, "{series} (per-CPU: {per_cpu})");
+                }
+            }
+        }
+    }
+}
+
 /// Every query of the dashboard reads a served metric by labels that metric has, in the
 /// default exposition and with --per-cpu-histograms alike.
 #[test]
@@ -161,8 +198,15 @@ fn dashboard_queries_only_served_metrics() {
                     "{opts:?}: the dashboard queries {name}, which /metrics does not serve (served: {:?})",
                     served.families
                 );
-                // A family without samples on the synthetic machine (losses) has no labels to check.
-                if let Some(have) = served.labels.get(&name) {
+                // A family without samples on the synthetic machine (losses): the labels the
+                // catalogue gives it.
+                let described = metrics::ALL.iter().find(|m| m.name == family).map(|m| {
+                    m.labels
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<BTreeSet<_>>()
+                });
+                if let Some(have) = served.labels.get(&name).or(described.as_ref()) {
                     let missing: Vec<_> = needed.difference(have).collect();
                     assert!(
                         missing.is_empty(),

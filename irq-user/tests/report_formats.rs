@@ -35,7 +35,8 @@ fn dir() -> PathBuf {
 }
 
 fn profiles() -> Vec<(&'static str, Profile)> {
-    let vm = Profile::load(&dir().join("fixtures/vm-profile.json")).expect("recorded VM profile");
+    let vm = irq_user::system::files::load_profile(&dir().join("fixtures/vm-profile.json"))
+        .expect("recorded VM profile");
     let synth = |spec: MachineSpec| {
         let t = tempfile::tempdir().unwrap();
         spec.write(t.path()).unwrap();
@@ -200,7 +201,7 @@ fn hdrlog_reads_back_with_the_hdrhistogram_reader() {
         }
         let d = &p.flow_totals.delivery_to_read;
         let d2r = [&d.same_cpu, &d.cross_cpu];
-        let want: u64 = p.hardirqs.iter().map(|r| r.handler.count()).sum::<u64>()
+        let want: u64 = p.irqs.iter().map(|r| r.handler.count()).sum::<u64>()
             + p.softirqs
                 .iter()
                 .map(|r| r.handler.count() + r.raise_delay.count())
@@ -230,7 +231,8 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
                 usize::from(d.same_cpu.count() > 0) + usize::from(d.cross_cpu.count() > 0)
             })
             .sum();
-        let want = p.hardirqs.len()
+        let want = p.irqs.len()
+            + p.hardirqs.len()
             + 2 * p.softirqs.len()
             + p.netdevs.len()
             + p.flows.len()

@@ -37,7 +37,13 @@ pub struct BenchArgs {
     /// Runs before and after `irqtune tune` in the effect benchmark.
     #[arg(long, default_value_t = 5)]
     effect_runs: usize,
-    /// Run only these parts (repeatable): probes, record, watch, effect.
+    /// Rounds of the workload benchmark (every mode once per round).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of each workload measurement (UDP rate, TCP round trips, TCP stream).
+    #[arg(long, default_value_t = 5)]
+    workload_seconds: u64,
+    /// Run only these parts (repeatable): probes, record, watch, effect, workload, scale.
     #[arg(long = "only", value_enum)]
     only: Vec<Part>,
 }
@@ -52,6 +58,13 @@ pub enum Part {
     Watch,
     /// What `tune` changes for throughput and latency on the mismatch scenario.
     Effect,
+    /// What irqtune costs a small-packet workload: sockperf and iperf3 with nothing, watch,
+    /// record, record --no-flows and the libbpf-tools pair loaded, interleaved (about 10
+    /// minutes).
+    Workload,
+    /// Kernel map memory, watch's RSS and CPU, profile size and report time in QEMU guests
+    /// with 2, 64 and 240 possible CPUs and a 32-queue NIC (about 20 minutes).
+    Scale,
 }
 
 /// (utime + stime in clock ticks, VmRSS in KiB) of a running process.
@@ -404,27 +417,15 @@ fn measure(tool: &Tool, seconds: u64) -> anyhow::Result<Costs> {
     Ok(costs)
 }
 
-pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    setup::setup(setup::Needs::Tests)?;
-    if !is_root() {
-        bail!("the benchmark loads eBPF and sets kernel.bpf_stats_enabled: run it as root");
-    }
-    let bin = build_irqtune()?.display().to_string();
-    if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
-        crate::run(Command::new("mount").args([
-            "-t",
-            "tracefs",
-            "tracefs",
-            "/sys/kernel/tracing",
-        ]))?;
-    }
-    let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
-    let long = (args.seconds + 30).to_string();
-    let tools = [
+/// The tools whose per-event cost is compared: irqtune's modes and the libbpf-tools pair,
+/// each left running longer than the load lasts.
+fn tools(bin: &str, seconds: u64) -> Vec<Tool> {
+    let long = (seconds + 30).to_string();
+    vec![
         Tool {
             label: "irqtune (tp_btf)",
             cmd: vec![
-                bin.clone(),
+                bin.to_string(),
                 "record".into(),
                 "--duration".into(),
                 long.clone(),
@@ -433,7 +434,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         Tool {
             label: "irqtune (classic)",
             cmd: vec![
-                bin.clone(),
+                bin.to_string(),
                 "record".into(),
                 "--classic".into(),
                 "--duration".into(),
@@ -443,7 +444,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         Tool {
             label: "irqtune watch",
             cmd: vec![
-                bin.clone(),
+                bin.to_string(),
                 "watch".into(),
                 "--listen".into(),
                 "127.0.0.1:19811".into(),
@@ -467,7 +468,43 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
                 "1".into(),
             ],
         },
-    ];
+    ]
+}
+
+/// Memory and CPU at many possible CPUs: the scale test in a QEMU guest.
+fn scale(bin: &str) -> anyhow::Result<()> {
+    crate::run(
+        crate::cargo()
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "irqtune-tests",
+                "--test",
+                "scale",
+                "--",
+            ])
+            .args(["--ignored", "--exact", "scale_bench", "--nocapture"])
+            .env("IRQTUNE_BIN", bin),
+    )
+}
+
+pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    setup::setup(setup::Needs::Tests)?;
+    if !is_root() {
+        bail!("the benchmark loads eBPF and sets kernel.bpf_stats_enabled: run it as root");
+    }
+    let bin = build_irqtune()?.display().to_string();
+    if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+        crate::run(Command::new("mount").args([
+            "-t",
+            "tracefs",
+            "tracefs",
+            "/sys/kernel/tracing",
+        ]))?;
+    }
+    let _stats = Sysctl::set("/proc/sys/kernel/bpf_stats_enabled", "1")?;
+    let tools = tools(&bin, args.seconds);
     let part = |p: Part| args.only.is_empty() || args.only.contains(&p);
     if part(Part::Probes) {
         probe_costs(&tools, args.seconds)?;
@@ -480,6 +517,18 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if part(Part::Effect) {
         crate::effect::effect(&bin, args.effect_runs)?;
+    }
+    if part(Part::Scale) {
+        scale(&bin)?;
+    }
+    if part(Part::Workload) {
+        crate::workload::workload(
+            std::path::Path::new(&bin),
+            &crate::workload::Args {
+                rounds: args.rounds,
+                seconds: args.workload_seconds,
+            },
+        )?;
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! the histogram update.
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
-    maps::PerCpuArray,
+    maps::{LruHashMap, PerCpuArray},
     Global,
 };
 use irq_ebpf::{hist, CpuState, KernelOffsets, Latency, Loss, MAX_CPUS};
@@ -152,4 +153,39 @@ pub fn record_latency(l: &mut Latency, ns: u64) {
         &mut l.hist,
         ns,
     );
+}
+
+/// `key`'s entry in an LRU map, made by `insert` when absent (true when it created one). A
+/// created entry is counted in `created` (when given); no entry afterwards (the kernel refused
+/// the insert) in `refused`. Another CPU may create the entry between the lookup and the
+/// insert: the insert then fails (BPF_NOEXIST) and the second lookup finds that entry.
+#[inline(always)]
+pub fn get_or_insert<K, V>(
+    map: &LruHashMap<K, V>,
+    key: &K,
+    insert: impl FnOnce() -> bool,
+    created: Option<Loss>,
+    refused: Loss,
+) -> Option<&'static mut V> {
+    if let Some(v) = map.get_ptr_mut(key) {
+        return Some(unsafe { &mut *v });
+    }
+    if insert() {
+        if let Some(c) = created {
+            count_loss(c);
+        }
+    }
+    match map.get_ptr_mut(key) {
+        Some(v) => Some(unsafe { &mut *v }),
+        None => {
+            count_loss(refused);
+            None
+        }
+    }
+}
+
+/// Inserts `value` under `key` unless an entry exists; true when it created one.
+#[inline(always)]
+pub fn insert_new<K, V>(map: &LruHashMap<K, V>, key: &K, value: &V) -> bool {
+    map.insert(key, value, BPF_NOEXIST as u64).is_ok()
 }

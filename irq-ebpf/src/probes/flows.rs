@@ -4,10 +4,9 @@
 //! Documentation/networking/scaling.rst).
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap},
     programs::{
         BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
         TracePointContext,
@@ -19,7 +18,9 @@ use irq_ebpf::{
     MAX_FLOW_CPUS, MAX_FLOW_LATENCIES, NO_CPU,
 };
 
-use super::common::{count_loss, cpu, cpu_state, now_ns, offset, read_at, record_latency};
+use super::common::{
+    count_loss, cpu, cpu_state, get_or_insert, insert_new, now_ns, offset, read_at, record_latency,
+};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -38,9 +39,9 @@ static FLOW_LATENCY: LruHashMap<FlowCpuKey, FlowLatency> =
     LruHashMap::with_max_entries(MAX_FLOW_LATENCIES, 0);
 
 /// Never written: the zeroed value a new FLOW_LATENCY entry starts from (2.3 KiB does not
-/// fit on the 512-byte BPF stack).
+/// fit on the 512-byte BPF stack). One copy, not one per possible CPU.
 #[map]
-static FLOW_LATENCY_ZERO: PerCpuArray<FlowLatency> = PerCpuArray::with_max_entries(1, 0);
+static FLOW_LATENCY_ZERO: Array<FlowLatency> = Array::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
 static FLOWS_ON: Global<u32> = Global::new(1);
@@ -88,70 +89,60 @@ fn key(sk: u64) -> FlowKey {
 /// The flow's entry, created with its addresses on first sight.
 #[inline(always)]
 fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowInfo> {
-    if let Some(f) = FLOWS.get_ptr_mut(key) {
-        return Some(unsafe { &mut *f });
-    }
-    let sk = key.sk;
-    let mut fresh = FlowInfo {
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
-        local_port: key.local_port,
-        remote_port: u16::from_be(key.remote_port_be),
-        family,
-        protocol,
-        tgid: 0,
-        last_delivery_cpu: NO_CPU,
-        comm: [0; 16],
-        pending_ns: 0,
-        pending_cpu: NO_CPU,
-        pending_waiter: 0,
-    };
-    if family == AF_INET6 {
-        fresh.local_addr = read_at(sk, offset!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
-        fresh.remote_addr = read_at(sk, offset!(skc_v6_daddr)).unwrap_or([0; 16]);
-    } else {
-        let local: [u8; 4] = read_at(sk, offset!(skc_rcv_saddr)).unwrap_or([0; 4]);
-        let remote: [u8; 4] = read_at(sk, offset!(skc_daddr)).unwrap_or([0; 4]);
-        fresh.local_addr[..4].copy_from_slice(&local);
-        fresh.remote_addr[..4].copy_from_slice(&remote);
-    }
-    // LRU maps evict instead of failing when full; an error here is a real refusal.
-    if FLOWS.insert(key, fresh, BPF_NOEXIST as u64).is_ok() {
-        count_loss(Loss::FlowsCreated);
-    }
-    match FLOWS.get_ptr_mut(key) {
-        Some(f) => Some(unsafe { &mut *f }),
-        None => {
-            count_loss(Loss::FlowMapFull);
-            None
+    let fresh = || {
+        let sk = key.sk;
+        let mut f = FlowInfo {
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+            local_port: key.local_port,
+            remote_port: u16::from_be(key.remote_port_be),
+            family,
+            protocol,
+            tgid: 0,
+            last_delivery_cpu: NO_CPU,
+            comm: [0; 16],
+            pending_ns: 0,
+            pending_cpu: NO_CPU,
+            pending_waiter: 0,
+        };
+        if family == AF_INET6 {
+            f.local_addr = read_at(sk, offset!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
+            f.remote_addr = read_at(sk, offset!(skc_v6_daddr)).unwrap_or([0; 16]);
+        } else {
+            let local: [u8; 4] = read_at(sk, offset!(skc_rcv_saddr)).unwrap_or([0; 4]);
+            let remote: [u8; 4] = read_at(sk, offset!(skc_daddr)).unwrap_or([0; 4]);
+            f.local_addr[..4].copy_from_slice(&local);
+            f.remote_addr[..4].copy_from_slice(&remote);
         }
-    }
+        f
+    };
+    get_or_insert(
+        &FLOWS,
+        key,
+        || insert_new(&FLOWS, key, &fresh()),
+        Some(Loss::FlowsCreated),
+        Loss::FlowMapFull,
+    )
 }
 
 /// This CPU's counts for the socket. Only this CPU writes them, so plain adds are exact.
 #[inline(always)]
 fn counts(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowCpuCounts> {
-    let key = flow.on_cpu(cpu);
-    if let Some(c) = FLOW_CPUS.get_ptr_mut(key) {
-        return Some(unsafe { &mut *c });
-    }
-    let zero = FlowCpuCounts {
+    let zero = || FlowCpuCounts {
         deliveries: 0,
         backlog_deliveries: 0,
         reads: 0,
         mismatched_reads: 0,
         read_bytes: 0,
     };
-    if FLOW_CPUS.insert(key, zero, BPF_NOEXIST as u64).is_ok() {
-        count_loss(Loss::FlowCpusCreated);
-    }
-    match FLOW_CPUS.get_ptr_mut(key) {
-        Some(c) => Some(unsafe { &mut *c }),
-        None => {
-            count_loss(Loss::FlowMapFull);
-            None
-        }
-    }
+    let key = flow.on_cpu(cpu);
+    get_or_insert(
+        &FLOW_CPUS,
+        &key,
+        || insert_new(&FLOW_CPUS, &key, &zero()),
+        Some(Loss::FlowCpusCreated),
+        Loss::FlowMapFull,
+    )
 }
 
 /// Whether a task waits on the socket now: a reader blocked in recv (or a poll/epoll entry)
@@ -170,22 +161,16 @@ fn has_waiter(sk: u64) -> bool {
     read_at::<u64>(head, 0).is_some_and(|next| next != 0 && next != head)
 }
 
-/// The reader CPU's latency entry for the socket, created zeroed on first use.
+/// The reader CPU's latency entry for the socket, created zeroed on first use. The value
+/// (2.3 KiB) does not fit on the 512-byte BPF stack: it is copied from a zeroed map entry.
 #[inline(always)]
 fn latency(flow: &FlowKey, cpu: u32) -> Option<&'static mut FlowLatency> {
     let key = flow.on_cpu(cpu);
-    if let Some(l) = FLOW_LATENCY.get_ptr_mut(key) {
-        return Some(unsafe { &mut *l });
-    }
-    let zero = FLOW_LATENCY_ZERO.get_ptr(0)?;
-    let _ = FLOW_LATENCY.insert(key, unsafe { &*zero }, BPF_NOEXIST as u64);
-    match FLOW_LATENCY.get_ptr_mut(key) {
-        Some(l) => Some(unsafe { &mut *l }),
-        None => {
-            count_loss(Loss::FlowLatencyMapFull);
-            None
-        }
-    }
+    let insert = || match FLOW_LATENCY_ZERO.get_ptr(0) {
+        Some(zero) => insert_new(&FLOW_LATENCY, &key, unsafe { &*zero }),
+        None => false,
+    };
+    get_or_insert(&FLOW_LATENCY, &key, insert, None, Loss::FlowLatencyMapFull)
 }
 
 #[inline(always)]

@@ -5,6 +5,7 @@
 //! layer implements).
 
 pub mod cpulist;
+pub mod extrapolate;
 pub mod finding;
 pub mod hist;
 pub mod jsonfile;

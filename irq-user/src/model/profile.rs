@@ -6,9 +6,9 @@
 //! one row per (IRQ or vector or flow) and CPU, with the field names below. Histograms are
 //! stored losslessly as their non-empty buckets `[low_ns, high_ns, count]` plus a summary.
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
-use irq_ebpf::{hist, Loss, NR_SOFTIRQS, SOFTIRQ_NAMES};
+use irq_ebpf::{hist, Loss, LossKind, NR_SOFTIRQS, SOFTIRQ_NAMES};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,12 @@ use crate::{
 };
 
 pub const PROFILE_FORMAT: &str = "irqtune-profile";
-pub const PROFILE_VERSION: u32 = 1;
+/// 2: handler time histograms per IRQ (`irqs`), counts and time per (IRQ, CPU) (`hardirqs`);
+/// the session says how much of it the probes observed (`session.sampling`).
+pub const PROFILE_VERSION: u32 = 2;
+/// Versions this irqtune reads. A version 1 profile's per-(IRQ, CPU) histograms are merged
+/// into per-IRQ ones on reading.
+pub const PROFILE_VERSIONS: [u32; 2] = [1, 2];
 
 /// A softirq vector, named as the kernel names it (kernel/softirq.c, softirq_to_name; the
 /// rows of /proc/softirqs).
@@ -129,6 +134,9 @@ pub enum Attach {
     Kprobe,
     /// Not attached; the reason says why.
     Disabled,
+    /// Not attached because it was not asked for (per-packet detail); the reason says how
+    /// to ask.
+    Off,
 }
 
 impl Attach {
@@ -139,6 +147,7 @@ impl Attach {
             Attach::Fentry => "fentry",
             Attach::Kprobe => "kprobe",
             Attach::Disabled => "disabled",
+            Attach::Off => "off",
         }
     }
 }
@@ -163,6 +172,23 @@ pub struct HardirqRow {
     pub count: u64,
     /// Handler time, ns.
     pub time_ns: u64,
+    /// Longest handler run on this CPU, ns.
+    #[serde(default)]
+    pub max_ns: u64,
+    /// Version 1 profiles only: this row's own histogram (merged into `irqs` on reading).
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub handler: Option<Hist>,
+}
+
+/// One IRQ on all CPUs: its handler time distribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IrqRow {
+    /// The IRQ number; null for IRQs that appeared after the probes were loaded.
+    pub irq: Option<u32>,
+    pub name: String,
+    pub count: u64,
+    pub time_ns: u64,
     pub handler: Hist,
 }
 
@@ -186,12 +212,18 @@ pub struct SoftirqRow {
 /// NET_RX work of one device on one CPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NetdevRow {
+    /// The device; "(backlog)" for the per-CPU backlog NAPI that RPS and netif_rx() feed.
     pub device: String,
     pub ifindex: u32,
     pub cpu: u32,
     pub polls: u64,
+    /// Packets those polls processed (napi_poll's work).
+    #[serde(default)]
+    pub work: u64,
     /// Polls that used their whole budget.
     pub budget_exhausted: u64,
+    /// Packets and bytes as the stack received them (netif_receive_skb, per-packet detail
+    /// only; 0 otherwise).
     pub packets: u64,
     pub bytes: u64,
 }
@@ -378,6 +410,23 @@ pub struct SessionInfo {
     /// One socket in N was tracked.
     pub flow_sample: u32,
     pub irqtune_version: String,
+    /// The probes were attached for part of the session only (a duty cycle): how much, and
+    /// how the figures were extrapolated. Absent: attached throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+    /// Kernel memory the probes' BPF maps took, bytes (the memlock the kernel charged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_map_bytes: Option<u64>,
+}
+
+/// What a duty-cycled recording observed, and how its figures stand for the whole session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Sampling {
+    /// Share of the session the probes were attached (0..1).
+    pub coverage: f64,
+    pub observed_ns: u64,
+    /// How counts, times and distributions were extrapolated to the whole session.
+    pub method: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -388,6 +437,9 @@ pub struct Profile {
     pub host: HostId,
     pub session: SessionInfo,
     pub hardirqs: Vec<HardirqRow>,
+    /// Per IRQ, all CPUs: the handler time distribution.
+    #[serde(default)]
+    pub irqs: Vec<IrqRow>,
     pub softirqs: Vec<SoftirqRow>,
     pub netdevs: Vec<NetdevRow>,
     pub flows: Vec<FlowRow>,
@@ -405,11 +457,28 @@ pub struct Profile {
 
 pub use crate::model::jsonfile::JsonFileError as ProfileError;
 
+/// The name of the loss entry for flows evicted from the kernel's LRU map (their counts are
+/// gone: a loss).
+pub const FLOW_EVICTIONS: &str = "flow_evictions";
+
+/// What an entry of a profile's `losses` counts, by its name (unknown names, from a newer
+/// irqtune, count as losses: the cautious reading).
+pub fn loss_kind(name: &str) -> LossKind {
+    Loss::ALL
+        .iter()
+        .find(|l| l.name() == name)
+        .map_or(LossKind::Lost, |l| l.kind())
+}
+
 /// What a session hands over to become a profile.
 pub struct Recorded<'a> {
     pub delta: &'a Snapshot,
     pub start_unix_ms: u64,
     pub duration_ns: u64,
+    /// How long the probes were attached within it (a duty cycle: less than the duration).
+    pub observed_ns: u64,
+    /// Kernel memory of the probes' maps.
+    pub bpf_map_bytes: Option<u64>,
     pub interrupted: bool,
     pub cpus: Vec<u32>,
     pub probes: Vec<ProbeRow>,
@@ -418,6 +487,45 @@ pub struct Recorded<'a> {
     pub softirqs: (&'a Softirqs, &'a Softirqs),
     pub softnet: (&'a [SoftnetRow], &'a [SoftnetRow]),
     pub machine: Option<Machine>,
+}
+
+/// The probes' IRQ series as rows: counts and time per (IRQ, CPU), the distribution per IRQ.
+fn hardirq_rows(d: &Snapshot) -> (Vec<HardirqRow>, Vec<IrqRow>) {
+    let (mut rows, mut irqs) = (Vec::new(), Vec::new());
+    for s in &d.irqs {
+        for (cpu, v) in s.per_cpu.iter().enumerate() {
+            if v.count > 0 {
+                rows.push(HardirqRow {
+                    irq: s.irq,
+                    name: s.name.clone(),
+                    cpu: cpu as u32,
+                    count: v.count,
+                    time_ns: v.total_ns,
+                    max_ns: v.max_ns,
+                    handler: None,
+                });
+            }
+        }
+        let count = s
+            .per_cpu
+            .iter()
+            .fold(0u64, |a, v| a.saturating_add(v.count));
+        if count > 0 {
+            let time_ns = s
+                .per_cpu
+                .iter()
+                .fold(0u64, |a, v| a.saturating_add(v.total_ns));
+            let max = s.per_cpu.iter().map(|v| v.max_ns).max().unwrap_or(0);
+            irqs.push(IrqRow {
+                irq: s.irq,
+                name: s.name.clone(),
+                count,
+                time_ns,
+                handler: Hist::from_buckets(&s.hist, max, time_ns),
+            });
+        }
+    }
+    (rows, irqs)
 }
 
 /// /proc/interrupts and /proc/softirqs differences, by row and CPU column.
@@ -479,103 +587,103 @@ pub fn proc_counts(
     }
 }
 
+/// One row per softirq vector and CPU that ran or was raised.
+fn softirq_rows(d: &Snapshot) -> Vec<SoftirqRow> {
+    let mut softirqs = Vec::new();
+    for (vec, per_cpu) in d.softirqs.iter().enumerate() {
+        for (cpu, s) in per_cpu.iter().enumerate() {
+            if s.count == 0 && s.raises == 0 {
+                continue;
+            }
+            softirqs.push(SoftirqRow {
+                vector: Vector::ALL[vec],
+                cpu: cpu as u32,
+                count: s.count,
+                time_ns: s.total_ns,
+                raises: s.raises,
+                ksoftirqd_runs: s.ksoftirqd_runs,
+                handler: Hist::from_buckets(&s.handler_hist, s.max_ns, s.total_ns),
+                raise_delay: Hist::from_buckets(&s.delay_hist, s.delay_max_ns, s.delay_total_ns),
+            });
+        }
+    }
+    softirqs
+}
+
+/// One row per device and CPU that polled or received.
+fn netdev_rows(d: &Snapshot) -> Vec<NetdevRow> {
+    let mut netdevs = Vec::new();
+    for s in &d.netdevs {
+        for (&cpu, v) in &s.per_cpu {
+            if v.polls + v.rx_packets == 0 {
+                continue;
+            }
+            netdevs.push(NetdevRow {
+                device: s.name.clone(),
+                ifindex: s.ifindex,
+                cpu,
+                polls: v.polls,
+                work: v.work,
+                budget_exhausted: v.budget_exhausted,
+                packets: v.rx_packets,
+                bytes: v.rx_bytes,
+            });
+        }
+    }
+    netdevs
+}
+
+/// The flows with traffic, most mismatched reads first.
+fn flow_rows(d: &Snapshot) -> Vec<FlowRow> {
+    let mut flows: Vec<FlowRow> = d
+        .flows
+        .iter()
+        .filter(|f| f.reads() + f.deliveries() > 0)
+        .map(|f| {
+            let protocol = f.protocol();
+            FlowRow {
+                protocol,
+                local: f.local().to_string(),
+                remote: f.remote().to_string(),
+                pid: f.info.tgid,
+                comm: f.comm(),
+                connected: protocol == Protocol::Tcp || f.info.remote_port != 0,
+                deliveries_by_cpu: f.deliveries_by_cpu(),
+                backlog_deliveries: f.backlog_deliveries(),
+                reads_by_cpu: f.reads_by_cpu(),
+                mismatched_reads: f.mismatched_reads(),
+                mismatch_ratio: f.mismatch_ratio(),
+                read_bytes: f.per_cpu.values().map(|c| c.read_bytes).sum(),
+                delivery_to_read: DeliveryToRead::from_latency(&f.latency),
+            }
+        })
+        .collect();
+    flows.sort_by(|a, b| {
+        b.mismatched_reads
+            .cmp(&a.mismatched_reads)
+            .then(b.reads().cmp(&a.reads()))
+    });
+    flows
+}
+
 impl Profile {
     pub fn from_recording(r: Recorded) -> Profile {
         let d = r.delta;
-        let mut hardirqs = Vec::new();
-        for s in &d.irqs {
-            for (cpu, v) in s.per_cpu.iter().enumerate() {
-                if v.count == 0 {
-                    continue;
-                }
-                hardirqs.push(HardirqRow {
-                    irq: s.irq,
-                    name: s.name.clone(),
-                    cpu: cpu as u32,
-                    count: v.count,
-                    time_ns: v.total_ns,
-                    handler: Hist::from_buckets(&v.hist, v.max_ns, v.total_ns),
-                });
-            }
-        }
-        let mut softirqs = Vec::new();
-        for (vec, per_cpu) in d.softirqs.iter().enumerate() {
-            for (cpu, s) in per_cpu.iter().enumerate() {
-                if s.count == 0 && s.raises == 0 {
-                    continue;
-                }
-                softirqs.push(SoftirqRow {
-                    vector: Vector::ALL[vec],
-                    cpu: cpu as u32,
-                    count: s.count,
-                    time_ns: s.total_ns,
-                    raises: s.raises,
-                    ksoftirqd_runs: s.ksoftirqd_runs,
-                    handler: Hist::from_buckets(&s.handler_hist, s.max_ns, s.total_ns),
-                    raise_delay: Hist::from_buckets(
-                        &s.delay_hist,
-                        s.delay_max_ns,
-                        s.delay_total_ns,
-                    ),
-                });
-            }
-        }
-        let mut netdevs = Vec::new();
-        for s in &d.netdevs {
-            for (cpu, v) in s.per_cpu.iter().enumerate() {
-                if v.polls + v.rx_packets == 0 {
-                    continue;
-                }
-                netdevs.push(NetdevRow {
-                    device: s.name.clone(),
-                    ifindex: s.ifindex,
-                    cpu: cpu as u32,
-                    polls: v.polls,
-                    budget_exhausted: v.budget_exhausted,
-                    packets: v.rx_packets,
-                    bytes: v.rx_bytes,
-                });
-            }
-        }
-        let mut flows: Vec<FlowRow> = d
-            .flows
-            .iter()
-            .filter(|f| f.reads() + f.deliveries() > 0)
-            .map(|f| {
-                let protocol = f.protocol();
-                FlowRow {
-                    protocol,
-                    local: f.local().to_string(),
-                    remote: f.remote().to_string(),
-                    pid: f.info.tgid,
-                    comm: f.comm(),
-                    connected: protocol == Protocol::Tcp || f.info.remote_port != 0,
-                    deliveries_by_cpu: f.deliveries_by_cpu(),
-                    backlog_deliveries: f.backlog_deliveries(),
-                    reads_by_cpu: f.reads_by_cpu(),
-                    mismatched_reads: f.mismatched_reads(),
-                    mismatch_ratio: f.mismatch_ratio(),
-                    read_bytes: f.per_cpu.values().map(|c| c.read_bytes).sum(),
-                    delivery_to_read: DeliveryToRead::from_latency(&f.latency),
-                }
-            })
-            .collect();
-        flows.sort_by(|a, b| {
-            b.mismatched_reads
-                .cmp(&a.mismatched_reads)
-                .then(b.reads().cmp(&a.reads()))
-        });
+        let (hardirqs, irqs) = hardirq_rows(d);
+        let softirqs = softirq_rows(d);
+        let netdevs = netdev_rows(d);
+        let flows = flow_rows(d);
         let mut losses: BTreeMap<String, u64> = Loss::ALL
             .iter()
             .map(|&l| (l.name().to_string(), d.loss(l)))
             .collect();
-        losses.insert("flow_evictions".into(), d.flow_evictions());
+        losses.insert(FLOW_EVICTIONS.into(), d.flow_evictions());
         let host = r
             .machine
             .as_ref()
             .map(|m| m.host.clone())
             .unwrap_or_default();
-        Profile {
+        let mut p = Profile {
             format: PROFILE_FORMAT.into(),
             version: PROFILE_VERSION,
             host,
@@ -588,8 +696,11 @@ impl Profile {
                 probes: r.probes,
                 flow_sample: r.flow_sample,
                 irqtune_version: env!("CARGO_PKG_VERSION").into(),
+                sampling: None,
+                bpf_map_bytes: r.bpf_map_bytes,
             },
             hardirqs,
+            irqs,
             softirqs,
             netdevs,
             flow_totals: FlowTotals::of(&flows),
@@ -598,7 +709,9 @@ impl Profile {
             proc: proc_counts(r.interrupts, r.softirqs, r.softnet),
             context: r.machine,
             findings: Vec::new(),
-        }
+        };
+        crate::model::extrapolate::extrapolate(&mut p, r.observed_ns);
+        p
     }
 
     /// A profile from /proc alone (counts since boot): what `report` shows for a captured
@@ -628,8 +741,11 @@ impl Profile {
                 probes: Vec::new(),
                 flow_sample: 0,
                 irqtune_version: env!("CARGO_PKG_VERSION").into(),
+                sampling: None,
+                bpf_map_bytes: None,
             },
             hardirqs: Vec::new(),
+            irqs: Vec::new(),
             softirqs: Vec::new(),
             netdevs: Vec::new(),
             flows: Vec::new(),
@@ -646,22 +762,49 @@ impl Profile {
     }
 
     pub fn parse(text: &str, name: &str) -> Result<Profile, ProfileError> {
-        let p: Profile = crate::model::jsonfile::parse(text, name, "irqtune profile")?;
-        if p.format != PROFILE_FORMAT || p.version != PROFILE_VERSION {
+        let mut p: Profile = crate::model::jsonfile::parse(text, name, "irqtune profile")?;
+        if p.format != PROFILE_FORMAT || !PROFILE_VERSIONS.contains(&p.version) {
             return Err(ProfileError::Invalid {
                 path: name.to_string(),
                 msg: format!(
-                    "format {:?} version {}: this irqtune reads {PROFILE_FORMAT:?} version {PROFILE_VERSION}",
+                    "format {:?} version {}: this irqtune reads {PROFILE_FORMAT:?} versions {PROFILE_VERSIONS:?}",
                     p.format, p.version
                 ),
             });
         }
+        p.upgrade();
         Ok(p)
     }
 
-    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let text = crate::model::jsonfile::read(path, "profile")?;
-        Profile::parse(&text, &path.display().to_string())
+    /// A version 1 profile in version 2's shape: its per-(IRQ, CPU) histograms merged per IRQ.
+    fn upgrade(&mut self) {
+        if self.version >= 2 {
+            return;
+        }
+        let mut by_irq: BTreeMap<(Option<u32>, String), Vec<&HardirqRow>> = BTreeMap::new();
+        for r in &self.hardirqs {
+            by_irq.entry((r.irq, r.name.clone())).or_default().push(r);
+        }
+        let irqs: Vec<IrqRow> = by_irq
+            .into_iter()
+            .map(|((irq, name), rows)| {
+                let (b, max, sum) =
+                    crate::model::hist::merged(rows.iter().filter_map(|r| r.handler.as_ref()));
+                IrqRow {
+                    irq,
+                    name,
+                    count: rows.iter().fold(0u64, |a, r| a.saturating_add(r.count)),
+                    time_ns: rows.iter().fold(0u64, |a, r| a.saturating_add(r.time_ns)),
+                    handler: Hist::from_buckets(&b, max, sum),
+                }
+            })
+            .collect();
+        for r in &mut self.hardirqs {
+            r.max_ns = r.handler.as_ref().map_or(0, |h| h.summary.max_ns);
+            r.handler = None;
+        }
+        self.irqs = irqs;
+        self.version = PROFILE_VERSION;
     }
 
     /// The JSON Schema of the profile file.
@@ -690,6 +833,24 @@ impl Profile {
         c.sort_unstable();
         c.dedup();
         c
+    }
+
+    /// Packets the network stack received on `cpu`: counted per packet when the per-packet
+    /// probe ran, else /proc/net/softnet_stat's exact count (`processed`).
+    pub fn net_rx_packets(&self, cpu: u32) -> u64 {
+        let per_packet: u64 = self
+            .netdevs
+            .iter()
+            .filter(|r| r.cpu == cpu)
+            .fold(0u64, |a, r| a.saturating_add(r.packets));
+        if per_packet > 0 {
+            return per_packet;
+        }
+        self.proc
+            .softnet
+            .iter()
+            .find(|r| r.cpu == cpu)
+            .map_or(0, |r| r.processed)
     }
 
     /// NET_RX runs on `cpu`: from the probes, or /proc/softirqs for a /proc-only profile.

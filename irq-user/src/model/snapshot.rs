@@ -6,7 +6,7 @@ use std::{
 };
 
 use irq_ebpf::{
-    hist, FlowCpuCounts, FlowInfo, FlowKey, FlowLatency, IrqStats, Latency, Loss, NetDevStats,
+    hist, FlowCpuCounts, FlowInfo, FlowKey, FlowLatency, IrqCpu, Latency, Loss, NetDevStats,
     SoftirqStats, NR_SOFTIRQS,
 };
 
@@ -35,26 +35,34 @@ pub struct IrqSeries {
     /// None for slot 0, which collects IRQs that had no slot.
     pub irq: Option<u32>,
     pub name: String,
-    /// Indexed by CPU number.
-    pub per_cpu: Vec<IrqStats>,
+    /// Runs and time, indexed by CPU number.
+    pub per_cpu: Vec<IrqCpu>,
+    /// Handler time histogram, all CPUs together.
+    pub hist: [u64; hist::BUCKETS],
 }
 
 #[derive(Clone, Debug)]
 pub struct NetDevSeries {
-    /// The kernel's `struct net_device *`: unique even across network namespaces.
+    /// The kernel's `struct net_device *`: unique even across network namespaces; 0 for
+    /// the per-CPU backlog NAPI (RPS and netif_rx), which has no device.
     pub dev: u64,
     pub name: String,
     pub ifindex: u32,
-    pub per_cpu: Vec<NetDevStats>,
+    /// The CPUs that polled it.
+    pub per_cpu: BTreeMap<u32, NetDevStats>,
 }
 
+/// The name the backlog NAPI is reported under.
+pub const BACKLOG_DEVICE: &str = "(backlog)";
+
 impl NetDevSeries {
-    pub fn new(dev: u64, per_cpu: Vec<NetDevStats>) -> Self {
-        // Only the CPU that created the entry wrote the name (see irq_ebpf::NetDevStats).
-        let named = per_cpu.iter().find(|s| s.name[0] != 0);
-        let name = named
-            .map(|s| c_str(&s.name))
-            .unwrap_or_else(|| format!("dev@{dev:x}"));
+    pub fn new(dev: u64, per_cpu: BTreeMap<u32, NetDevStats>) -> Self {
+        let named = per_cpu.values().find(|s| s.name[0] != 0);
+        let name = match named {
+            _ if dev == 0 => BACKLOG_DEVICE.to_string(),
+            Some(s) => c_str(&s.name),
+            None => format!("dev@{dev:x}"),
+        };
         let ifindex = named.map(|s| s.ifindex).unwrap_or(0);
         Self {
             dev,
@@ -197,6 +205,9 @@ pub fn c_str(bytes: &[u8]) -> String {
 pub struct Snapshot {
     /// CLOCK_MONOTONIC when it was read.
     pub taken_ns: u64,
+    /// Time the probes have been attached since they were loaded (all of it, but for a
+    /// duty cycle): what the counts cover.
+    pub observed_ns: u64,
     pub irqs: Vec<IrqSeries>,
     /// `softirqs[vector][cpu]`.
     pub softirqs: Vec<Vec<SoftirqStats>>,
@@ -219,9 +230,19 @@ fn hist_minus(a: &[u64; hist::BUCKETS], b: &[u64; hist::BUCKETS]) -> [u64; hist:
     std::array::from_fn(|i| a[i].saturating_sub(b[i]))
 }
 
+impl Counters for IrqCpu {
+    fn minus(&self, e: &Self) -> Self {
+        IrqCpu {
+            count: self.count.saturating_sub(e.count),
+            total_ns: self.total_ns.saturating_sub(e.total_ns),
+            max_ns: self.max_ns,
+        }
+    }
+}
+
 impl Counters for Latency {
     fn minus(&self, e: &Self) -> Self {
-        IrqStats {
+        Latency {
             count: self.count.saturating_sub(e.count),
             total_ns: self.total_ns.saturating_sub(e.total_ns),
             max_ns: self.max_ns,
@@ -320,13 +341,13 @@ impl Snapshot {
             .irqs
             .iter()
             .map(|s| {
-                let e = earlier
-                    .irqs
-                    .iter()
-                    .find(|e| e.irq == s.irq)
-                    .map(|e| e.per_cpu.as_slice());
+                let e = earlier.irqs.iter().find(|e| e.irq == s.irq);
                 IrqSeries {
-                    per_cpu: per_cpu_minus(&s.per_cpu, e),
+                    per_cpu: per_cpu_minus(&s.per_cpu, e.map(|e| e.per_cpu.as_slice())),
+                    hist: match e {
+                        Some(e) => hist_minus(&s.hist, &e.hist),
+                        None => s.hist,
+                    },
                     ..s.clone()
                 }
             })
@@ -343,13 +364,9 @@ impl Snapshot {
             .netdevs
             .iter()
             .map(|s| {
-                let e = earlier
-                    .netdevs
-                    .iter()
-                    .find(|e| e.dev == s.dev)
-                    .map(|e| e.per_cpu.as_slice());
+                let e = earlier.netdevs.iter().find(|e| e.dev == s.dev);
                 NetDevSeries {
-                    per_cpu: per_cpu_minus(&s.per_cpu, e),
+                    per_cpu: keyed_minus(&s.per_cpu, e.map(|e| &e.per_cpu)),
                     ..s.clone()
                 }
             })
@@ -368,6 +385,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             taken_ns: self.taken_ns,
+            observed_ns: self.observed_ns.saturating_sub(earlier.observed_ns),
             irqs,
             softirqs,
             netdevs,
@@ -411,29 +429,27 @@ const _: () = assert!(NR_SOFTIRQS == irq_ebpf::SOFTIRQ_NAMES.len());
 mod tests {
     use super::*;
 
-    fn irq_stats(count: u64, total: u64, bucket: usize) -> IrqStats {
-        let mut hist = [0; hist::BUCKETS];
-        hist[bucket] = count;
-        IrqStats {
+    fn irq_cpu(count: u64, total: u64) -> IrqCpu {
+        IrqCpu {
             count,
             total_ns: total,
             max_ns: total,
-            hist,
         }
     }
 
     fn snapshot(irq_count: u64, flows: Vec<FlowSeries>, created: u64) -> Snapshot {
         let mut losses = [0; Loss::COUNT as usize];
         losses[Loss::FlowsCreated as usize] = created;
+        let mut hist = [0; hist::BUCKETS];
+        hist[40] = irq_count;
         Snapshot {
             taken_ns: irq_count,
+            observed_ns: irq_count,
             irqs: vec![IrqSeries {
                 irq: Some(36),
                 name: "virtio1-req.0".into(),
-                per_cpu: vec![
-                    irq_stats(0, 0, 0),
-                    irq_stats(irq_count, irq_count * 1000, 40),
-                ],
+                per_cpu: vec![irq_cpu(0, 0), irq_cpu(irq_count, irq_count * 1000)],
+                hist,
             }],
             softirqs: vec![vec![]; NR_SOFTIRQS],
             netdevs: vec![],
@@ -501,7 +517,8 @@ mod tests {
         let irq = d.irq(36).unwrap();
         assert_eq!(irq.per_cpu[1].count, 150);
         assert_eq!(irq.per_cpu[1].total_ns, 150_000);
-        assert_eq!(irq.per_cpu[1].hist[40], 150);
+        assert_eq!(irq.hist[40], 150);
+        assert_eq!(d.observed_ns, 150);
         assert_eq!(irq.per_cpu[0].count, 0);
         let f1 = d.flows.iter().find(|f| f.key.sk == 1).unwrap();
         assert_eq!(

@@ -1,6 +1,8 @@
-//! CSV: one row per kind, key and CPU, with percentiles (ns). Kinds: hardirq,
-//! softirq_handler, softirq_raise_delay, netdev, flow (cpu empty), flow_delivery_to_read
-//! (name: same_cpu or cross_cpu; cpu empty), proc_softnet.
+//! CSV: one row per kind, key and CPU, with percentiles (ns). Kinds: hardirq (per IRQ, all
+//! CPUs, cpu empty), hardirq_cpu (count and time per IRQ and CPU; extra: max_ns),
+//! softirq_handler, softirq_raise_delay, netdev (count: packets polled; extra: per-packet
+//! bytes), flow (cpu empty), flow_delivery_to_read (name: same_cpu or cross_cpu; cpu empty),
+//! proc_softnet.
 
 use crate::model::{hist::Hist, profile::Profile};
 
@@ -70,16 +72,24 @@ fn plain_row(
 pub fn render(p: &Profile) -> Vec<u8> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for r in &p.hardirqs {
+    for r in &p.irqs {
         let key = r.irq.map_or("-".into(), |i| i.to_string());
         rows.push(hist_row(
-            "hardirq",
+            "hardirq", &key, &r.name, None, r.count, &r.handler,
+        ));
+    }
+    for r in &p.hardirqs {
+        let key = r.irq.map_or("-".into(), |i| i.to_string());
+        let mut row = plain_row(
+            "hardirq_cpu",
             &key,
             &r.name,
             Some(r.cpu),
             r.count,
-            &r.handler,
-        ));
+            ("max_ns", r.max_ns.to_string()),
+        );
+        row[5] = r.time_ns.to_string();
+        rows.push(row);
     }
     for r in &p.softirqs {
         rows.push(hist_row(
@@ -105,7 +115,7 @@ pub fn render(p: &Profile) -> Vec<u8> {
             &r.ifindex.to_string(),
             &r.device,
             Some(r.cpu),
-            r.packets,
+            r.work,
             ("bytes", r.bytes.to_string()),
         ));
     }

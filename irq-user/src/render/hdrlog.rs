@@ -1,5 +1,5 @@
 //! HdrHistogram interval log (the hdrhistogram crate's V2 + deflate format), one histogram
-//! per series, tagged `hardirq.IRQ.cpuN`, `softirq.VECTOR.handler.cpuN`,
+//! per series, tagged `hardirq.IRQ` (all CPUs), `softirq.VECTOR.handler.cpuN`,
 //! `softirq.VECTOR.raise_delay.cpuN`, `delivery_to_read.same_cpu|cross_cpu` (all flows).
 //! Values in ns; readers such as HistogramLogAnalyzer
 //! or `hdrhistogram::serialization::interval_log::IntervalLogIterator` read it.
@@ -28,9 +28,9 @@ pub fn render(p: &Profile) -> Vec<u8> {
     let start = UNIX_EPOCH + Duration::from_millis(p.session.start_unix_ms);
     let duration = Duration::from_nanos(p.session.duration_ns);
     let mut series: Vec<(String, &Hist)> = Vec::new();
-    for r in &p.hardirqs {
+    for r in &p.irqs {
         let irq = r.irq.map_or("unmapped".to_string(), |i| i.to_string());
-        series.push((tag(&format!("hardirq.{irq}.cpu{}", r.cpu)), &r.handler));
+        series.push((tag(&format!("hardirq.{irq}")), &r.handler));
     }
     for r in &p.softirqs {
         series.push((

@@ -182,7 +182,7 @@ fn flow_matrix(p: &Profile, o: &mut String) {
     let mut cpus: Vec<u32> = cells.keys().flat_map(|(d, r)| [*d, *r]).collect();
     cpus.sort_unstable();
     cpus.dedup();
-    let max = cells.values().cloned().fold(0.0, f64::max).max(1.0);
+    let max = cells.values().copied().fold(0.0, f64::max).max(1.0);
     let c = 36;
     let size = cpus.len() * c + 90;
     let _ = writeln!(
@@ -229,8 +229,8 @@ fn flow_matrix(p: &Profile, o: &mut String) {
     );
 }
 
-pub fn render(p: &Profile) -> String {
-    let mut o = String::new();
+/// The page's head, style and title line.
+fn head(p: &Profile, o: &mut String) {
     let title = format!("irqtune profile of {}", p.host.hostname);
     let _ = writeln!(
         o,
@@ -260,6 +260,10 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             ""
         }
     );
+}
+
+/// The findings, most severe first as the analysis ordered them.
+fn findings_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "<h2>Findings</h2>");
     if p.findings.is_empty() {
         let _ = writeln!(o, "<p>No interrupt or softirq problem stands out.</p>");
@@ -274,16 +278,17 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             esc(&f.fix)
         );
     }
-    let _ = writeln!(o, "<h2>Interrupt and softirq time per CPU</h2>");
-    cpu_chart(p, &mut o);
+}
 
+/// Softirq distributions per vector and percentiles per vector and CPU.
+fn softirq_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "<h2>Latency distributions per vector (all CPUs)</h2>");
     for v in Vector::ALL {
         let rows: Vec<_> = p.softirqs.iter().filter(|r| r.vector == v).collect();
         let (h, _, _) = merged(rows.iter().map(|r| &r.handler));
-        dist_chart(&format!("{v} handler time"), &h, &mut o);
+        dist_chart(&format!("{v} handler time"), &h, o);
         let (d, _, _) = merged(rows.iter().map(|r| &r.raise_delay));
-        dist_chart(&format!("{v} raise-to-entry delay"), &d, &mut o);
+        dist_chart(&format!("{v} raise-to-entry delay"), &d, o);
     }
     let _ = writeln!(o, "<h2>Softirq percentiles per vector and CPU</h2><table><tr><th>vector</th><th>CPU</th><th>runs</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th><th>delay p50</th><th>delay p99</th><th>ksoftirqd</th></tr>");
     for r in p.softirqs.iter().filter(|r| r.count > 0) {
@@ -295,9 +300,12 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
         );
     }
     let _ = writeln!(o, "</table>");
+}
 
+/// Flow placement: the matrix, the flows, and what a mismatch costs.
+fn flow_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "<h2>Flow placement: softirq CPU x reader CPU</h2>");
-    flow_matrix(p, &mut o);
+    flow_matrix(p, o);
     let _ = writeln!(o, "<table><tr><th>proto</th><th>local</th><th>remote</th><th>pid</th><th>comm</th><th>reads</th><th>mismatch</th><th>MB/s</th><th>same-CPU p50</th><th>same-CPU p99</th><th>cross-CPU p50</th><th>cross-CPU p99</th></tr>");
     let secs = p.duration_secs().max(1e-9);
     for f in p.flows.iter().filter(|f| f.reads() > 0).take(20) {
@@ -320,23 +328,42 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             "<h2>Delivery to read: what a mismatch costs the reader</h2>"
         );
         let _ = writeln!(o, "<p class=\"note\">Time from the softirq's delivery of data to a socket to the application's read of it, all flows.</p>");
-        dist_chart(
-            "read on the delivering CPU",
-            &d.same_cpu.to_buckets(),
-            &mut o,
-        );
-        dist_chart("read on another CPU", &d.cross_cpu.to_buckets(), &mut o);
+        dist_chart("read on the delivering CPU", &d.same_cpu.to_buckets(), o);
+        dist_chart("read on another CPU", &d.cross_cpu.to_buckets(), o);
     }
-    let _ = writeln!(o, "<h2>Top IRQs</h2><table><tr><th>IRQ</th><th>name</th><th>CPU</th><th>count</th><th>time</th><th>p99</th></tr>");
-    let mut irqs: Vec<_> = p.hardirqs.iter().collect();
+}
+
+/// The IRQs with the most handler time.
+fn irq_section(p: &Profile, o: &mut String) {
+    let _ = writeln!(o, "<h2>Top IRQs</h2><table><tr><th>IRQ</th><th>name</th><th>count</th><th>time</th><th>p50</th><th>p99</th><th>max</th><th>per CPU</th></tr>");
+    let mut irqs: Vec<_> = p.irqs.iter().collect();
     irqs.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
     for r in irqs.iter().take(20) {
+        let h = &r.handler.summary;
+        let per_cpu: Vec<String> = p
+            .hardirqs
+            .iter()
+            .filter(|x| x.irq == r.irq && x.name == r.name)
+            .map(|x| format!("{}:{}", x.cpu, x.count))
+            .collect();
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.irq.map_or("-".into(), |i| i.to_string()), esc(&r.name), r.cpu, r.count, fmt_ns(r.time_ns), fmt_ns(r.handler.summary.p99_ns)
+            "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            r.irq.map_or("-".into(), |i| i.to_string()), esc(&r.name), r.count, fmt_ns(r.time_ns), fmt_ns(h.p50_ns), fmt_ns(h.p99_ns), fmt_ns(h.max_ns), per_cpu.join(" ")
         );
     }
-    let _ = writeln!(o, "</table></body></html>");
+    let _ = writeln!(o, "</table>");
+}
+
+pub fn render(p: &Profile) -> String {
+    let mut o = String::new();
+    head(p, &mut o);
+    findings_section(p, &mut o);
+    let _ = writeln!(o, "<h2>Interrupt and softirq time per CPU</h2>");
+    cpu_chart(p, &mut o);
+    softirq_section(p, &mut o);
+    flow_section(p, &mut o);
+    irq_section(p, &mut o);
+    let _ = writeln!(o, "</body></html>");
     o
 }

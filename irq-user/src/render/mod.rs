@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod hdrlog;
 pub mod html;
+pub mod metrics;
 pub mod prometheus;
 pub mod show;
 pub mod text;

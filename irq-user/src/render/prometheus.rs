@@ -6,12 +6,13 @@ use std::fmt::Write as _;
 
 use std::collections::BTreeMap;
 
-use irq_ebpf::hist::BUCKETS;
+use irq_ebpf::{hist::BUCKETS, LossKind};
 
+use super::metrics::{self as m, Kind, Metric};
 use crate::model::{
     hist::{self, Hist},
     procfs::SoftnetRow,
-    profile::{Family, Profile, Vector},
+    profile::{loss_kind, Family, Profile, Vector},
 };
 
 /// Histogram bucket bounds: 2^8 ns (256 ns) .. 2^30 ns (1.07 s). Powers of two are bucket
@@ -39,7 +40,7 @@ pub fn labels(pairs: &[(&str, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// Writes `# HELP` and `# TYPE` once per family.
+/// Writes families of the catalogue ([`metrics`]): `# HELP` and `# TYPE`, then samples.
 pub struct Writer {
     pub out: String,
 }
@@ -49,39 +50,50 @@ impl Writer {
         Writer { out: String::new() }
     }
 
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    pub fn family(&mut self, m: &Metric) {
+        let _ = writeln!(self.out, "# HELP {} {}", m.name, m.help);
+        let _ = writeln!(self.out, "# TYPE {} {}", m.name, m.kind.name());
     }
 
-    pub fn sample(&mut self, name: &str, labels_: &[(&str, String)], value: f64) {
-        let _ = writeln!(self.out, "{name}{} {}", labels(labels_), fmt_value(value));
+    pub fn sample(&mut self, m: &Metric, labels_: &[(&str, String)], value: f64) {
+        debug_assert!(m.kind != Kind::Histogram, "{}: use histogram()", m.name);
+        self.line(m.name, "", labels_, value);
+    }
+
+    fn line(&mut self, name: &str, suffix: &str, labels_: &[(&str, String)], value: f64) {
+        let _ = writeln!(
+            self.out,
+            "{name}{suffix}{} {}",
+            labels(labels_),
+            fmt_value(value)
+        );
     }
 
     /// One histogram series from a profile histogram.
-    pub fn histogram(&mut self, name: &str, labels_: &[(&str, String)], h: &Hist) {
-        self.buckets(name, labels_, &h.to_buckets(), h.sum_ns);
+    pub fn histogram(&mut self, m: &Metric, labels_: &[(&str, String)], h: &Hist) {
+        self.buckets(m, labels_, &h.to_buckets(), h.sum_ns);
     }
 
     /// One histogram series: the sum of several profile histograms.
     pub fn histogram_of<'a>(
         &mut self,
-        name: &str,
+        m: &Metric,
         labels_: &[(&str, String)],
         hists: impl IntoIterator<Item = &'a Hist>,
     ) {
         let (buckets, _max, sum_ns) = hist::merged(hists);
-        self.buckets(name, labels_, &buckets, sum_ns);
+        self.buckets(m, labels_, &buckets, sum_ns);
     }
 
     /// One histogram series from the kernel's buckets.
     fn buckets(
         &mut self,
-        name: &str,
+        m: &Metric,
         labels_: &[(&str, String)],
         buckets: &[u64; BUCKETS],
         sum_ns: u64,
     ) {
+        debug_assert!(m.kind == Kind::Histogram, "{}: not a histogram", m.name);
         let mut cum = 0u64;
         let mut idx = 0usize;
         for pow in LE_POW2 {
@@ -92,14 +104,14 @@ impl Writer {
             }
             let mut l = labels_.to_vec();
             l.push(("le", fmt_value(le as f64 / 1e9)));
-            self.sample(&format!("{name}_bucket"), &l, cum as f64);
+            self.line(m.name, "_bucket", &l, cum as f64);
         }
         let total: u64 = buckets.iter().sum();
         let mut l = labels_.to_vec();
         l.push(("le", "+Inf".into()));
-        self.sample(&format!("{name}_bucket"), &l, total as f64);
-        self.sample(&format!("{name}_sum"), labels_, sum_ns as f64 / 1e9);
-        self.sample(&format!("{name}_count"), labels_, total as f64);
+        self.line(m.name, "_bucket", &l, total as f64);
+        self.line(m.name, "_sum", labels_, sum_ns as f64 / 1e9);
+        self.line(m.name, "_count", labels_, total as f64);
     }
 }
 
@@ -154,11 +166,11 @@ fn with_cpu(
     pairs
 }
 
-/// A per-CPU counter family: name, help, whether its probes measured it, its value.
-type CpuCounter = (&'static str, &'static str, bool, fn(&CpuTotals) -> f64);
+/// A per-CPU counter family: whether its probes measured it, and its value.
+type CpuCounter = (&'static Metric, bool, fn(&CpuTotals) -> f64);
 
-/// A per-CPU counter family of /proc/net/softnet_stat: name, help, its column.
-type SoftnetCounter = (&'static str, &'static str, fn(&SoftnetRow) -> u64);
+/// A per-CPU counter family of /proc/net/softnet_stat and its column.
+type SoftnetCounter = (&'static Metric, fn(&SoftnetRow) -> u64);
 
 /// What the per-CPU counters show, summed over a profile's rows in one pass.
 #[derive(Default)]
@@ -191,8 +203,8 @@ impl CpuTotals {
                 t.net_rx_ksoftirqd_runs += r.ksoftirqd_runs;
             }
         }
-        for r in &p.netdevs {
-            out.entry(r.cpu).or_default().net_rx_packets += r.packets;
+        for (cpu, t) in out.iter_mut() {
+            t.net_rx_packets = p.net_rx_packets(*cpu);
         }
         out
     }
@@ -205,67 +217,80 @@ impl CpuTotals {
 /// series grow as O(CPUs + IRQs). `opts.per_cpu_histograms` adds the cpu label to the keyed
 /// families; a query that sums over `cpu` reads both forms alike.
 pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
-    let per_cpu = opts.per_cpu_histograms;
-    w.family(
-        "irqtune_hardirq_handler_seconds",
-        "histogram",
-        "Hardirq handler time per IRQ (and CPU with --per-cpu-histograms).",
-    );
-    let by_irq = grouped(&p.hardirqs, per_cpu, |r| (r.irq, r.name.clone()), |r| r.cpu);
-    for (((irq, name), cpu), rows) in &by_irq {
-        let l = vec![
-            ("irq", irq.map_or("unmapped".into(), |i| i.to_string())),
-            ("name", name.clone()),
+    sampling(w, p);
+    handlers(w, p, opts.per_cpu_histograms);
+    per_cpu_counters(w, p);
+    devices_and_softnet(w, p, opts.per_cpu_histograms);
+    flows(w, p);
+    losses(w, p);
+    w.family(&m::FINDING);
+    for f in &p.findings {
+        let l = [
+            ("id", f.id.name().to_string()),
+            ("severity", f.severity.name().to_string()),
         ];
-        w.histogram_of(
-            "irqtune_hardirq_handler_seconds",
-            &with_cpu(l, *cpu),
-            rows.iter().map(|r| &r.handler),
-        );
+        w.sample(&m::FINDING, &l, 1.0);
+    }
+}
+
+/// How much of the time the probes saw, and what their maps cost.
+fn sampling(w: &mut Writer, p: &Profile) {
+    w.family(&m::COVERAGE);
+    w.sample(
+        &m::COVERAGE,
+        &[],
+        p.session.sampling.as_ref().map_or(1.0, |s| s.coverage),
+    );
+    if let Some(bytes) = p.session.bpf_map_bytes {
+        w.family(&m::MAP_MEMORY);
+        w.sample(&m::MAP_MEMORY, &[], bytes as f64);
+    }
+}
+
+/// The handler histograms: per IRQ, and per softirq vector (and CPU with `per_cpu`).
+fn handlers(w: &mut Writer, p: &Profile, per_cpu: bool) {
+    w.family(&m::HARDIRQ_HANDLER);
+    for r in &p.irqs {
+        let l = vec![
+            ("irq", r.irq.map_or("unmapped".into(), |i| i.to_string())),
+            ("name", r.name.clone()),
+        ];
+        w.histogram_of(&m::HARDIRQ_HANDLER, &l, [&r.handler]);
     }
     let by_vector = grouped(&p.softirqs, per_cpu, |r| r.vector, |r| r.cpu);
     let vector_labels =
         |v: Vector, cpu: Option<u32>| with_cpu(vec![("vector", v.name().to_string())], cpu);
-    w.family(
-        "irqtune_softirq_handler_seconds",
-        "histogram",
-        "Softirq handler time per vector (and CPU with --per-cpu-histograms).",
-    );
+    w.family(&m::SOFTIRQ_HANDLER);
     for ((v, cpu), rows) in &by_vector {
         w.histogram_of(
-            "irqtune_softirq_handler_seconds",
+            &m::SOFTIRQ_HANDLER,
             &vector_labels(*v, *cpu),
             rows.iter().map(|r| &r.handler),
         );
     }
-    w.family(
-        "irqtune_softirq_raise_delay_seconds",
-        "histogram",
-        "Time from softirq raise to handler entry per vector (and CPU with --per-cpu-histograms).",
-    );
+    w.family(&m::SOFTIRQ_RAISE_DELAY);
     for ((v, cpu), rows) in &by_vector {
         w.histogram_of(
-            "irqtune_softirq_raise_delay_seconds",
+            &m::SOFTIRQ_RAISE_DELAY,
             &vector_labels(*v, *cpu),
             rows.iter().map(|r| &r.raise_delay),
         );
     }
-    w.family(
-        "irqtune_softirq_ksoftirqd_runs_total",
-        "counter",
-        "Softirq runs in ksoftirqd per vector (and CPU with --per-cpu-histograms).",
-    );
+    w.family(&m::SOFTIRQ_KSOFTIRQD_RUNS);
     for ((v, cpu), rows) in &by_vector {
         let n: u64 = rows.iter().map(|r| r.ksoftirqd_runs).sum();
         w.sample(
-            "irqtune_softirq_ksoftirqd_runs_total",
+            &m::SOFTIRQ_KSOFTIRQD_RUNS,
             &vector_labels(*v, *cpu),
             n as f64,
         );
     }
-    // Per CPU, always: what a dashboard needs to see one CPU drowning. Only what the probes
-    // measured: a family that could not attach has no samples (irqtune_finding and
-    // irqtune_probe_attached say why), never zeros that read as an idle CPU.
+}
+
+/// Per CPU, always: what a dashboard needs to see one CPU drowning. Only what the probes
+/// measured: a family that could not attach has no samples (irqtune_finding and
+/// irqtune_probe_attached say why), never zeros that read as an idle CPU.
+fn per_cpu_counters(w: &mut Writer, p: &Profile) {
     let cpus = p.cpus();
     let totals = CpuTotals::of(p);
     let zero = CpuTotals::default();
@@ -275,128 +300,64 @@ pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
         p.measured(Family::NetRx),
     );
     let counters: [CpuCounter; 8] = [
-        (
-            "irqtune_cpu_hardirq_seconds_total",
-            "Time in hardirq handlers per CPU; its rate() is the CPU's share of time in hardirqs.",
-            hard,
-            |t| t.hardirq_ns as f64 / 1e9,
-        ),
-        (
-            "irqtune_cpu_hardirqs_total",
-            "Hardirq handler runs per CPU.",
-            hard,
-            |t| t.hardirqs as f64,
-        ),
-        (
-            "irqtune_cpu_softirq_seconds_total",
-            "Time in softirq handlers (all vectors) per CPU; its rate() is the CPU's share of time in softirqs.",
-            soft,
-            |t| t.softirq_ns as f64 / 1e9,
-        ),
-        (
-            "irqtune_cpu_softirqs_total",
-            "Softirq handler runs (all vectors) per CPU.",
-            soft,
-            |t| t.softirqs as f64,
-        ),
-        (
-            "irqtune_cpu_net_rx_seconds_total",
-            "Time in the NET_RX softirq handler per CPU.",
-            soft,
-            |t| t.net_rx_ns as f64 / 1e9,
-        ),
-        (
-            "irqtune_cpu_net_rx_runs_total",
-            "NET_RX softirq handler runs per CPU.",
-            soft,
-            |t| t.net_rx_runs as f64,
-        ),
-        (
-            "irqtune_cpu_net_rx_ksoftirqd_runs_total",
-            "NET_RX softirq runs in ksoftirqd per CPU (the load outgrew interrupt exit).",
-            soft,
-            |t| t.net_rx_ksoftirqd_runs as f64,
-        ),
-        (
-            "irqtune_net_rx_packets_total",
-            "Packets received by NET_RX per CPU (all devices).",
-            net,
-            |t| t.net_rx_packets as f64,
-        ),
+        (&m::CPU_HARDIRQ_SECONDS, hard, |t| t.hardirq_ns as f64 / 1e9),
+        (&m::CPU_HARDIRQS, hard, |t| t.hardirqs as f64),
+        (&m::CPU_SOFTIRQ_SECONDS, soft, |t| t.softirq_ns as f64 / 1e9),
+        (&m::CPU_SOFTIRQS, soft, |t| t.softirqs as f64),
+        (&m::CPU_NET_RX_SECONDS, soft, |t| t.net_rx_ns as f64 / 1e9),
+        (&m::CPU_NET_RX_RUNS, soft, |t| t.net_rx_runs as f64),
+        (&m::CPU_NET_RX_KSOFTIRQD_RUNS, soft, |t| {
+            t.net_rx_ksoftirqd_runs as f64
+        }),
+        (&m::NET_RX_PACKETS, net, |t| t.net_rx_packets as f64),
     ];
-    for (name, help, measured, value) in counters {
-        w.family(name, "counter", help);
+    for (metric, measured, value) in counters {
+        w.family(metric);
         if measured {
             for &cpu in &cpus {
                 let t = totals.get(&cpu).unwrap_or(&zero);
-                w.sample(name, &[("cpu", cpu.to_string())], value(t));
+                w.sample(metric, &[("cpu", cpu.to_string())], value(t));
             }
         }
     }
-    w.family(
-        "irqtune_net_rx_device_packets_total",
-        "counter",
-        "Packets received by NET_RX per device (and CPU with --per-cpu-histograms).",
-    );
+}
+
+/// Packets per device, and the backlog's drops and squeezes (softnet_stat) per CPU.
+fn devices_and_softnet(w: &mut Writer, p: &Profile, per_cpu: bool) {
+    w.family(&m::NET_RX_DEVICE_PACKETS);
     for ((device, cpu), rows) in &grouped(&p.netdevs, per_cpu, |r| r.device.clone(), |r| r.cpu) {
         let n: u64 = rows.iter().map(|r| r.packets).sum();
         w.sample(
-            "irqtune_net_rx_device_packets_total",
+            &m::NET_RX_DEVICE_PACKETS,
             &with_cpu(vec![("device", device.clone())], *cpu),
             n as f64,
         );
     }
     let softnet: [SoftnetCounter; 2] = [
-        (
-            "irqtune_softnet_dropped_total",
-            "Packets dropped with a full backlog (softnet_stat) per CPU.",
-            |s| s.dropped,
-        ),
-        (
-            "irqtune_softnet_time_squeeze_total",
-            "NET_RX runs that ran out of budget with work left (softnet_stat) per CPU.",
-            |s| s.time_squeeze,
-        ),
+        (&m::SOFTNET_DROPPED, |s| s.dropped),
+        (&m::SOFTNET_TIME_SQUEEZE, |s| s.time_squeeze),
     ];
-    for (name, help, value) in softnet {
-        w.family(name, "counter", help);
+    for (metric, value) in softnet {
+        w.family(metric);
         for s in &p.proc.softnet {
-            w.sample(name, &[("cpu", s.cpu.to_string())], value(s) as f64);
+            w.sample(metric, &[("cpu", s.cpu.to_string())], value(s) as f64);
         }
     }
-    w.family(
-        "irqtune_flow_read_bytes_total",
-        "counter",
-        "Bytes the applications read from the tracked flows (the workload's throughput).",
-    );
-    w.sample(
-        "irqtune_flow_read_bytes_total",
-        &[],
-        p.flow_totals.read_bytes as f64,
-    );
-    w.family(
-        "irqtune_delivery_to_read_seconds",
-        "histogram",
-        "Time from a softirq's delivery of data to a socket to the application's read of it, by whether the read ran on the delivering CPU.",
-    );
-    let d = &p.flow_totals.delivery_to_read;
-    for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
-        w.histogram(
-            "irqtune_delivery_to_read_seconds",
-            &[("placement", placement.to_string())],
-            h,
-        );
-    }
-    // Bounded cardinality: the owners (comm) with the most reads.
-    #[derive(Default)]
-    struct Owner {
-        reads: u64,
-        mismatched: u64,
-        bytes: u64,
-        waits: u64,
-        wait_ns: u64,
-    }
-    let mut owners: std::collections::BTreeMap<&str, Owner> = std::collections::BTreeMap::new();
+}
+
+/// What one reading process (comm) did over its flows.
+#[derive(Default)]
+struct Owner {
+    reads: u64,
+    mismatched: u64,
+    bytes: u64,
+    waits: u64,
+    wait_ns: u64,
+}
+
+/// The owners (comm) with the most reads, at most [`TOP_FLOW_OWNERS`]: bounded cardinality.
+fn top_owners(p: &Profile) -> Vec<(&str, Owner)> {
+    let mut owners: BTreeMap<&str, Owner> = BTreeMap::new();
     for f in &p.flows {
         let e = owners.entry(f.comm.as_str()).or_default();
         e.reads += f.reads();
@@ -409,76 +370,62 @@ pub fn write_profile(w: &mut Writer, p: &Profile, opts: Options) {
     let mut owners: Vec<_> = owners.into_iter().filter(|(_, o)| o.reads > 0).collect();
     owners.sort_by(|a, b| b.1.reads.cmp(&a.1.reads).then(a.0.cmp(b.0)));
     owners.truncate(TOP_FLOW_OWNERS);
-    w.family(
-        "irqtune_flow_mismatch_ratio",
-        "gauge",
-        "Share of reads on another CPU than the flow's softirq, per reading process name (top 10 by reads).",
-    );
-    for (comm, o) in &owners {
+    owners
+}
+
+/// The workload's throughput and its delivery-to-read latency, in all and per owner.
+fn flows(w: &mut Writer, p: &Profile) {
+    w.family(&m::FLOW_READ_BYTES);
+    w.sample(&m::FLOW_READ_BYTES, &[], p.flow_totals.read_bytes as f64);
+    w.family(&m::DELIVERY_TO_READ);
+    let d = &p.flow_totals.delivery_to_read;
+    for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
+        w.histogram(
+            &m::DELIVERY_TO_READ,
+            &[("placement", placement.to_string())],
+            h,
+        );
+    }
+    let owners = top_owners(p);
+    let comm = |c: &str| [("comm", c.to_string())];
+    w.family(&m::FLOW_MISMATCH_RATIO);
+    for (c, o) in &owners {
         w.sample(
-            "irqtune_flow_mismatch_ratio",
-            &[("comm", comm.to_string())],
+            &m::FLOW_MISMATCH_RATIO,
+            &comm(c),
             o.mismatched as f64 / o.reads as f64,
         );
     }
-    w.family(
-        "irqtune_flow_read_bytes_per_second",
-        "gauge",
-        "Bytes read per second, per reading process name (top 10 by reads).",
-    );
-    for (comm, o) in &owners {
-        w.sample(
-            "irqtune_flow_read_bytes_per_second",
-            &[("comm", comm.to_string())],
-            o.bytes as f64 / p.duration_secs().max(1e-9),
-        );
+    w.family(&m::FLOW_READ_BYTES_PER_SECOND);
+    for (c, o) in &owners {
+        let rate = o.bytes as f64 / p.duration_secs().max(1e-9);
+        w.sample(&m::FLOW_READ_BYTES_PER_SECOND, &comm(c), rate);
     }
-    w.family(
-        "irqtune_flow_delivery_to_read_mean_seconds",
-        "gauge",
-        "Mean delivery-to-read latency per reading process name (top 10 by reads).",
-    );
-    for (comm, o) in owners.iter().filter(|(_, o)| o.waits > 0) {
-        w.sample(
-            "irqtune_flow_delivery_to_read_mean_seconds",
-            &[("comm", comm.to_string())],
-            o.wait_ns as f64 / o.waits as f64 / 1e9,
-        );
+    w.family(&m::FLOW_DELIVERY_TO_READ_MEAN);
+    for (c, o) in owners.iter().filter(|(_, o)| o.waits > 0) {
+        let mean = o.wait_ns as f64 / o.waits as f64 / 1e9;
+        w.sample(&m::FLOW_DELIVERY_TO_READ_MEAN, &comm(c), mean);
     }
-    w.family(
-        "irqtune_probe_losses_total",
-        "counter",
-        "Events the probes could not record, by kind.",
-    );
-    for (k, v) in &p.losses {
-        w.sample(
-            "irqtune_probe_losses_total",
-            &[("kind", k.clone())],
-            *v as f64,
-        );
-    }
-    w.family(
-        "irqtune_finding",
-        "gauge",
-        "1 for each finding that holds (see the report for evidence and fix).",
-    );
-    for f in &p.findings {
-        let l = [
-            ("id", f.id.name().to_string()),
-            ("severity", f.severity.name().to_string()),
-        ];
-        w.sample("irqtune_finding", &l, 1.0);
+}
+
+/// The probes' counters by what they mean: losses, unmatched exits, created entries.
+fn losses(w: &mut Writer, p: &Profile) {
+    for (metric, kind) in [
+        (&m::PROBE_LOSSES, LossKind::Lost),
+        (&m::PROBE_UNMATCHED_EXITS, LossKind::Unmatched),
+        (&m::PROBE_MAP_ENTRIES_CREATED, LossKind::Created),
+    ] {
+        w.family(metric);
+        for (k, v) in p.losses.iter().filter(|(k, _)| loss_kind(k) == kind) {
+            w.sample(metric, &[("kind", k.clone())], *v as f64);
+        }
     }
 }
 
 pub fn render(p: &Profile, opts: Options) -> String {
     let mut w = Writer::new();
-    w.family(
-        "irqtune_profile_duration_seconds",
-        "gauge",
-        "Length of the recorded profile.",
-    );
-    w.sample("irqtune_profile_duration_seconds", &[], p.duration_secs());
+    w.family(&m::PROFILE_DURATION);
+    w.sample(&m::PROFILE_DURATION, &[], p.duration_secs());
     write_profile(&mut w, p, opts);
     w.out
 }

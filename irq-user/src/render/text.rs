@@ -4,10 +4,11 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{ascii_distribution, truncate};
-use crate::model::hist::{merged, summarize};
+use crate::model::hist::merged;
 use crate::model::profile::Profile;
-use crate::model::profile::{Attach, Source, Vector};
+use crate::model::profile::{loss_kind, Attach, Source, Vector, FLOW_EVICTIONS};
 use crate::model::units::{fmt_ns, pct};
+use irq_ebpf::LossKind;
 
 fn header(p: &Profile, o: &mut String) {
     let cpus = p.cpus();
@@ -31,11 +32,40 @@ fn header(p: &Profile, o: &mut String) {
         );
         return;
     }
+    probes(p, o);
+    if let Some(s) = &p.session.sampling {
+        let _ = writeln!(
+            o,
+            "sampled: probes attached {:.0}% of the time ({:.1} s of {:.1} s, a duty cycle); figures extrapolated: {}",
+            s.coverage * 100.0,
+            s.observed_ns as f64 / 1e9,
+            p.duration_secs(),
+            s.method
+        );
+    }
+    if let Some(bytes) = p.session.bpf_map_bytes {
+        let _ = writeln!(
+            o,
+            "kernel memory of the probes' maps: {:.1} MiB",
+            bytes as f64 / (1u64 << 20) as f64
+        );
+    }
+}
+
+/// Which probes attached and how, which are off, which were disabled and why.
+fn probes(p: &Profile, o: &mut String) {
     let attached: Vec<_> = p
         .session
         .probes
         .iter()
-        .filter(|r| r.attach != Attach::Disabled)
+        .filter(|r| !matches!(r.attach, Attach::Disabled | Attach::Off))
+        .collect();
+    let off: Vec<_> = p
+        .session
+        .probes
+        .iter()
+        .filter(|r| r.attach == Attach::Off)
+        .map(|r| r.tracepoint.as_str())
         .collect();
     let disabled: Vec<_> = p
         .session
@@ -70,6 +100,13 @@ fn header(p: &Profile, o: &mut String) {
             format!(", {} disabled", disabled.len())
         }
     );
+    if !off.is_empty() {
+        let _ = writeln!(
+            o,
+            "  off (not asked for): {} (--per-packet attaches it)",
+            off.join(", ")
+        );
+    }
     for a in attached
         .iter()
         .filter(|r| r.via.is_some() || r.limits.is_some())
@@ -147,12 +184,7 @@ fn per_cpu(p: &Profile, o: &mut String) {
         let soft: u64 = rows.iter().map(|r| r.time_ns).sum();
         let runs: u64 = rows.iter().map(|r| r.count).sum();
         let ksoft: u64 = rows.iter().map(|r| r.ksoftirqd_runs).sum();
-        let pkts: u64 = p
-            .netdevs
-            .iter()
-            .filter(|r| r.cpu == cpu)
-            .map(|r| r.packets)
-            .sum();
+        let pkts = p.net_rx_packets(cpu);
         let sn = p.proc.softnet.iter().find(|r| r.cpu == cpu);
         let mut line = format!(
             "  {:>4} {:>8.2}% {:>8.2}%",
@@ -190,33 +222,29 @@ fn per_cpu(p: &Profile, o: &mut String) {
 }
 
 fn top_irqs(p: &Profile, o: &mut String) {
-    let mut by_irq: BTreeMap<(Option<u32>, String), Vec<&crate::model::profile::HardirqRow>> =
-        BTreeMap::new();
-    for r in &p.hardirqs {
-        by_irq.entry((r.irq, r.name.clone())).or_default().push(r);
-    }
-    let mut irqs: Vec<_> = by_irq.into_iter().collect();
-    irqs.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.iter().map(|r| r.time_ns).sum::<u64>()));
+    let mut irqs: Vec<_> = p.irqs.iter().collect();
+    irqs.sort_by_key(|r| std::cmp::Reverse(r.time_ns));
     let _ = writeln!(o, "\nTop IRQs by handler time:");
     let _ = writeln!(
         o,
         "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  per CPU",
         "IRQ", "name", "count", "time", "p50", "p99", "max"
     );
-    for ((irq, name), rows) in irqs.iter().take(10) {
-        let (b, max, _) = merged(rows.iter().map(|r| &r.handler));
-        let s = summarize(&b, max);
-        let per_cpu: Vec<String> = rows
+    for r in irqs.iter().take(10) {
+        let s = &r.handler.summary;
+        let per_cpu: Vec<String> = p
+            .hardirqs
             .iter()
-            .map(|r| format!("{}:{}", r.cpu, r.count))
+            .filter(|h| h.irq == r.irq && h.name == r.name)
+            .map(|h| format!("{}:{}", h.cpu, h.count))
             .collect();
         let _ = writeln!(
             o,
             "  {:>5} {:<24} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
-            irq.map_or("-".into(), |n| n.to_string()),
-            truncate(name, 24),
-            rows.iter().map(|r| r.count).sum::<u64>(),
-            fmt_ns(rows.iter().map(|r| r.time_ns).sum()),
+            r.irq.map_or("-".into(), |n| n.to_string()),
+            truncate(&r.name, 24),
+            r.count,
+            fmt_ns(r.time_ns),
             fmt_ns(s.p50_ns),
             fmt_ns(s.p99_ns),
             fmt_ns(s.max_ns),
@@ -288,16 +316,40 @@ fn netdevs(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "\nNET_RX per device and CPU:");
     let _ = writeln!(
         o,
-        "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
-        "device", "CPU", "polls", "exhausted", "packets", "bytes"
+        "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12} {:>12}",
+        "device", "CPU", "polls", "exhausted", "polled pkts", "rx packets", "rx bytes"
     );
     let mut rows: Vec<_> = p.netdevs.iter().collect();
-    rows.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.device.cmp(&b.device)));
+    // Busiest first: packets polled, or received where only per-packet detail counted them.
+    rows.sort_by(|a, b| {
+        (b.work.max(b.packets))
+            .cmp(&a.work.max(a.packets))
+            .then(a.device.cmp(&b.device))
+    });
     for r in &rows {
+        let per_packet = |n: u64| {
+            if r.packets > 0 {
+                n.to_string()
+            } else {
+                "-".into()
+            }
+        };
         let _ = writeln!(
             o,
-            "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12}",
-            r.device, r.cpu, r.polls, r.budget_exhausted, r.packets, r.bytes
+            "  {:<16} {:>4} {:>9} {:>10} {:>12} {:>12} {:>12}",
+            r.device,
+            r.cpu,
+            r.polls,
+            r.budget_exhausted,
+            // No polls seen: napi_poll counted nothing here (a version 1 profile, or packets
+            // only seen per packet), so the polled packets are unknown, not zero.
+            if r.polls > 0 {
+                r.work.to_string()
+            } else {
+                "-".into()
+            },
+            per_packet(r.packets),
+            per_packet(r.bytes)
         );
     }
     if rows.is_empty() {
@@ -398,13 +450,7 @@ fn losses(p: &Profile, o: &mut String) {
     let lost: Vec<String> = p
         .losses
         .iter()
-        .filter(|(k, v)| {
-            **v > 0
-                && !matches!(
-                    k.as_str(),
-                    "flows_created" | "flow_cpus_created" | "flow_evictions"
-                )
-        })
+        .filter(|(k, v)| **v > 0 && loss_kind(k) == LossKind::Lost && k.as_str() != FLOW_EVICTIONS)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(
@@ -415,7 +461,7 @@ fn losses(p: &Profile, o: &mut String) {
         } else {
             lost.join(", ")
         },
-        p.losses.get("flow_evictions").copied().unwrap_or(0)
+        p.losses.get(FLOW_EVICTIONS).copied().unwrap_or(0)
     );
 }
 

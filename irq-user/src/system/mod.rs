@@ -2,7 +2,7 @@
 //! ([`probes`], [`btf`], [`preflight`]), recording windows ([`session`]), reading and writing
 //! /proc and /sys below a root ([`sysroot`], [`netns`]), applying and reverting plans
 //! ([`applier`], [`journal`]), tune's closed loop ([`tuner`]), the exporter ([`watch`]) and
-//! signals ([`stop`]). It may import every layer below: analysis, rendering, model.
+//! signals ([`stop`]), and dropping privileges once loaded ([`privileges`]). It may import every layer below: analysis, rendering, model.
 
 pub mod applier;
 pub mod btf;
@@ -10,6 +10,7 @@ pub mod files;
 pub mod journal;
 pub mod netns;
 pub mod preflight;
+pub mod privileges;
 pub mod probes;
 pub mod session;
 pub mod stop;

@@ -2,7 +2,7 @@
 //! one moment; the window between two marks becomes a profile. `record` takes one window,
 //! `tune` several before and after its change, `watch` one per interval.
 
-use std::{io::IsTerminal, path::Path, time::Duration};
+use std::{io::IsTerminal, time::Duration};
 
 use anyhow::Context as _;
 
@@ -33,7 +33,7 @@ pub struct Mark {
 
 impl Mark {
     pub fn take(probes: &Probes) -> anyhow::Result<Mark> {
-        let root = Path::new("/");
+        let root = &SysRoot::default();
         let unix_ms = unix_ms();
         // /proc right before the maps, whose snapshot reads the IRQ and softirq statistics
         // first (flows last): each /proc count and its probe count are read moments apart.
@@ -56,7 +56,8 @@ impl Mark {
     }
 }
 
-/// The probes as a profile lists them: attached (BTF or classic) and disabled with why.
+/// The probes as a profile lists them: attached (BTF or classic), disabled with why, and
+/// off by choice.
 pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = probes
         .attached
@@ -71,7 +72,11 @@ pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
         .collect();
     rows.extend(probes.disabled.iter().map(|d| ProbeRow {
         tracepoint: format!("{}:{}", d.probe.category, d.probe.name),
-        attach: Attach::Disabled,
+        attach: if d.by_choice {
+            Attach::Off
+        } else {
+            Attach::Disabled
+        },
         via: None,
         limits: None,
         reason: Some(d.reason.clone()),
@@ -79,11 +84,30 @@ pub fn probe_rows(probes: &Probes) -> Vec<ProbeRow> {
     rows
 }
 
+/// How much of the time the probes are attached: `on` out of every `period`. Counts that
+/// /proc keeps exactly stay exact; the rest is extrapolated and the profile says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duty {
+    pub on: Duration,
+    pub period: Duration,
+}
+
+impl Duty {
+    /// `percent` of each `period` (100: always attached, None).
+    pub fn percent(percent: u32, period: Duration) -> Option<Duty> {
+        (percent < 100).then(|| Duty {
+            on: period.mul_f64(f64::from(percent.max(1)) / 100.0),
+            period,
+        })
+    }
+}
+
 /// Loaded probes, ready to take marks.
 pub struct Recorder {
     pub probes: Probes,
     pub opts: ProbeOptions,
     rows: Vec<ProbeRow>,
+    duty: Option<Duty>,
 }
 
 /// How a wait ended.
@@ -94,15 +118,34 @@ pub enum Waited {
 }
 
 impl Recorder {
-    /// Checks the machine and loads the probes.
+    /// Checks the machine and loads the probes, attached throughout.
     pub fn start(opts: &ProbeOptions) -> anyhow::Result<Recorder> {
+        Recorder::with_duty(opts, None)
+    }
+
+    /// Checks the machine and loads the probes; with a duty cycle they are attached `on` out
+    /// of every `period` while [`wait`](Self::wait) runs.
+    pub fn with_duty(opts: &ProbeOptions, duty: Option<Duty>) -> anyhow::Result<Recorder> {
         let env = preflight::check()?;
         let probes = Probes::load(&env, opts).context("loading the probes")?;
         Ok(Recorder {
             rows: probe_rows(&probes),
             probes,
             opts: opts.clone(),
+            duty,
         })
+    }
+
+    /// Attaches or detaches the probes as the duty cycle wants them `elapsed` into a wait.
+    fn cycle(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        let Some(d) = self.duty else { return Ok(()) };
+        let into = Duration::from_nanos((elapsed.as_nanos() % d.period.as_nanos().max(1)) as u64);
+        if into < d.on {
+            self.probes.resume().context("attaching the probes again")?;
+        } else {
+            self.probes.pause();
+        }
+        Ok(())
     }
 
     pub fn mark(&self) -> anyhow::Result<Mark> {
@@ -132,20 +175,31 @@ impl Recorder {
         }
         let start = tokio::time::Instant::now();
         let deadline = start + duration;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Fine enough for the progress bar and for a duty cycle's slices (a slice of a 10 s
+        // interval at 10% is 1 s; 50 ms is 5% of it).
+        let step = self.duty.map_or(Duration::from_millis(250), |d| {
+            (d.on / 20).clamp(Duration::from_millis(5), Duration::from_millis(250))
+        });
+        let mut tick = tokio::time::interval(step);
         let waited = loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break Waited::Full,
                 _ = stop.wait() => break Waited::Stopped,
                 _ = tick.tick() => {
-                    self.probes.flush_log();
+                    if let Err(e) = self.cycle(start.elapsed()) {
+                        log::warn!("{e:#}");
+                    }
                     if let Some(bar) = &bar {
                         bar.set_position(start.elapsed().as_secs());
                     }
                 }
             }
         };
-        self.probes.flush_log();
+        // Marks are read with the programs detached (a consistent snapshot); the next wait
+        // starts a new cycle.
+        if self.duty.is_some() {
+            self.probes.pause();
+        }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -170,6 +224,8 @@ impl Recorder {
             delta: &delta,
             start_unix_ms: from.unix_ms,
             duration_ns: to.probes.taken_ns.saturating_sub(from.probes.taken_ns),
+            observed_ns: delta.observed_ns,
+            bpf_map_bytes: crate::system::probes::map_memory(),
             interrupted,
             cpus,
             probes: self.rows.clone(),
@@ -188,10 +244,11 @@ impl Recorder {
 /// of that window with the machine at its end. The second value is whether it was stopped.
 pub async fn record(
     opts: &ProbeOptions,
+    duty: Option<Duty>,
     duration: Duration,
     stop: &Stop,
 ) -> anyhow::Result<(Profile, bool)> {
-    let mut rec = Recorder::start(opts)?;
+    let mut rec = Recorder::with_duty(opts, duty)?;
     let from = rec.mark()?;
     let waited = rec.wait(duration, stop, true).await;
     let to = rec.mark()?;
@@ -204,9 +261,9 @@ pub async fn record(
 /// `report` shows without a recording, also for a tree captured on another machine.
 pub fn since_boot(root: &SysRoot) -> anyhow::Result<Profile> {
     let machine = Machine::read(root).context("reading /proc/interrupts")?;
-    let interrupts = procfs::read_interrupts(root.root())?;
-    let softirqs = procfs::read_softirqs(root.root())?;
-    let softnet = procfs::read_softnet(root.root()).unwrap_or_default();
+    let interrupts = procfs::read_interrupts(root)?;
+    let softirqs = procfs::read_softirqs(root)?;
+    let softnet = procfs::read_softnet(root).unwrap_or_default();
     let uptime_ns = root
         .read_opt("proc/uptime")
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())

@@ -17,8 +17,8 @@ use crate::{
     model::procfs::SoftnetRow,
     model::profile::{FlowTotals, ProbeRow, Profile},
     model::snapshot::unix_ms,
-    render::prometheus,
-    system::session::{Mark, Recorder},
+    render::{metrics, prometheus},
+    system::session::{Mark, Recorder, Waited},
 };
 
 /// One interval, as a JSON line: summaries, not buckets.
@@ -50,10 +50,12 @@ pub struct SoftirqSummary {
 pub struct HardirqSummary {
     pub irq: Option<u32>,
     pub name: String,
-    pub cpu: u32,
     pub count: u64,
     pub time_ns: u64,
+    /// Handler time, all CPUs.
     pub handler: Summary,
+    /// Runs per CPU.
+    pub per_cpu: BTreeMap<u32, u64>,
 }
 
 #[derive(Serialize)]
@@ -95,10 +97,18 @@ impl Watcher {
         })
     }
 
+    /// Waits an interval (cycling the probes if they have a duty cycle) or until stopped.
+    pub async fn wait(
+        &mut self,
+        interval: std::time::Duration,
+        stop: &crate::system::stop::Stop,
+    ) -> Waited {
+        self.recorder.wait(interval, stop, false).await
+    }
+
     /// Reads the maps and /proc once: the metrics text (totals since start; flows and
     /// findings of the last interval) and the interval's record.
     pub fn tick(&mut self) -> anyhow::Result<(String, IntervalRecord)> {
-        self.recorder.probes.flush_log();
         let now = self.recorder.mark()?;
         let interval = self
             .recorder
@@ -131,45 +141,18 @@ pub fn metrics_text(
     opts: prometheus::Options,
 ) -> String {
     let mut w = prometheus::Writer::new();
-    w.family(
-        "irqtune_watch_start_time_seconds",
-        "gauge",
-        "When this irqtune watch started (Unix time).",
-    );
-    w.sample(
-        "irqtune_watch_start_time_seconds",
-        &[],
-        start_unix_ms as f64 / 1e3,
-    );
-    w.family(
-        "irqtune_watch_last_update_time_seconds",
-        "gauge",
-        "When the metrics were last read from the probes (Unix time).",
-    );
-    w.sample(
-        "irqtune_watch_last_update_time_seconds",
-        &[],
-        now_unix_ms as f64 / 1e3,
-    );
-    w.family(
-        "irqtune_probe_attached",
-        "gauge",
-        "1 if the tracepoint's probe is attached, 0 if it was disabled (see the log for why).",
-    );
+    w.family(&metrics::WATCH_START);
+    w.sample(&metrics::WATCH_START, &[], start_unix_ms as f64 / 1e3);
+    w.family(&metrics::WATCH_LAST_UPDATE);
+    w.sample(&metrics::WATCH_LAST_UPDATE, &[], now_unix_ms as f64 / 1e3);
+    w.family(&metrics::PROBE_ATTACHED);
     for r in probes {
         let l = [
             ("tracepoint", r.tracepoint.clone()),
             ("attach", r.attach.name().to_string()),
         ];
-        w.sample(
-            "irqtune_probe_attached",
-            &l,
-            if r.attach == Attach::Disabled {
-                0.0
-            } else {
-                1.0
-            },
-        );
+        let attached = !matches!(r.attach, Attach::Disabled | Attach::Off);
+        w.sample(&metrics::PROBE_ATTACHED, &l, f64::from(u8::from(attached)));
     }
     prometheus::write_profile(&mut w, total, opts);
     w.out
@@ -177,10 +160,11 @@ pub fn metrics_text(
 
 /// The JSON line of an interval that ended at `unix_ms`.
 fn record(p: &Profile, unix_ms: u64) -> IntervalRecord {
-    let mut net_rx_packets_by_cpu = BTreeMap::new();
-    for r in &p.netdevs {
-        *net_rx_packets_by_cpu.entry(r.cpu).or_default() += r.packets;
-    }
+    let net_rx_packets_by_cpu: BTreeMap<u32, u64> = p
+        .cpus()
+        .into_iter()
+        .map(|c| (c, p.net_rx_packets(c)))
+        .collect();
     let mut flows: Vec<FlowSummary> = p
         .flows
         .iter()
@@ -217,15 +201,20 @@ fn record(p: &Profile, unix_ms: u64) -> IntervalRecord {
             })
             .collect(),
         hardirqs: p
-            .hardirqs
+            .irqs
             .iter()
             .map(|r| HardirqSummary {
                 irq: r.irq,
                 name: r.name.clone(),
-                cpu: r.cpu,
                 count: r.count,
                 time_ns: r.time_ns,
                 handler: r.handler.summary,
+                per_cpu: p
+                    .hardirqs
+                    .iter()
+                    .filter(|h| h.irq == r.irq && h.name == r.name)
+                    .map(|h| (h.cpu, h.count))
+                    .collect(),
             })
             .collect(),
         net_rx_packets_by_cpu,

@@ -1,0 +1,175 @@
+//! A duty-cycled recording observed only part of its session; this turns what it observed
+//! into figures for the whole session, and says how (`session.sampling`).
+//!
+//! Where the kernel counts the same events exactly, the observed rows are scaled to those
+//! counts: each (IRQ, CPU) row to its /proc/interrupts count, each (vector, CPU) row to its
+//! /proc/softirqs count (a ratio estimator: the observed mean handler time times the exact
+//! number of runs). Everything else (NET_RX polls per device, flows) is scaled by the
+//! inverse of the coverage. Distributions keep their shape (every bucket scaled alike), so
+//! percentiles are the observed ones. Ratios (mismatch) are the observed ones.
+
+use std::collections::BTreeMap;
+
+use crate::model::{
+    hist::Hist,
+    profile::{FlowTotals, Profile, Sampling, Vector},
+};
+
+/// Scales a count, rounding; a nonzero count scaled up stays nonzero.
+fn scale(n: u64, k: f64) -> u64 {
+    if n == 0 || !k.is_finite() || k <= 0.0 {
+        return n;
+    }
+    ((n as f64 * k).round() as u64).max(1)
+}
+
+/// A histogram with every bucket (and the sum) scaled by `k`; the maximum stays.
+pub fn scaled(h: &Hist, k: f64) -> Hist {
+    let b = h.to_buckets().map(|n| scale(n, k));
+    Hist::from_buckets(&b, h.summary.max_ns, scale(h.sum_ns, k))
+}
+
+/// `exact / observed`, or `fallback` when there is no exact count or nothing observed.
+fn ratio(exact: Option<u64>, observed: u64, fallback: f64) -> f64 {
+    match exact {
+        Some(e) if observed > 0 && e > 0 => e as f64 / observed as f64,
+        _ => fallback,
+    }
+}
+
+/// /proc's counts over the session: per (IRQ, CPU) and per (vector name, CPU).
+struct Exact {
+    irqs: BTreeMap<(u32, u32), u64>,
+    softirqs: BTreeMap<(String, u32), u64>,
+}
+
+impl Exact {
+    fn of(p: &Profile) -> Exact {
+        let mut e = Exact {
+            irqs: BTreeMap::new(),
+            softirqs: BTreeMap::new(),
+        };
+        for row in &p.proc.interrupts {
+            let Ok(irq) = row.id.parse::<u32>() else {
+                continue;
+            };
+            for (col, &n) in row.counts.iter().enumerate() {
+                if let Some(&cpu) = p.proc.cpus.get(col) {
+                    e.irqs.insert((irq, cpu), n);
+                }
+            }
+        }
+        for (name, counts) in &p.proc.softirqs {
+            for (col, &n) in counts.iter().enumerate() {
+                if let Some(&cpu) = p.proc.cpus.get(col) {
+                    e.softirqs.insert((name.clone(), cpu), n);
+                }
+            }
+        }
+        e
+    }
+}
+
+/// Turns a profile whose probes were attached for `observed_ns` of its duration into
+/// figures for the whole duration. Nothing happens when they were attached throughout.
+pub fn extrapolate(p: &mut Profile, observed_ns: u64) {
+    let duration = p.session.duration_ns;
+    if observed_ns == 0 || observed_ns >= duration {
+        return;
+    }
+    let coverage = observed_ns as f64 / duration as f64;
+    let inverse = 1.0 / coverage;
+    let exact = Exact::of(p);
+    for r in &mut p.hardirqs {
+        let k = ratio(
+            r.irq.and_then(|i| exact.irqs.get(&(i, r.cpu)).copied()),
+            r.count,
+            inverse,
+        );
+        r.count = scale(r.count, k);
+        r.time_ns = scale(r.time_ns, k);
+    }
+    for r in &mut p.irqs {
+        let exact_total: Option<u64> = r.irq.map(|i| {
+            exact
+                .irqs
+                .iter()
+                .filter(|((irq, _), _)| *irq == i)
+                .fold(0u64, |a, (_, &n)| a.saturating_add(n))
+        });
+        let k = ratio(exact_total, r.count, inverse);
+        r.count = scale(r.count, k);
+        r.time_ns = scale(r.time_ns, k);
+        r.handler = scaled(&r.handler, k);
+    }
+    for r in &mut p.softirqs {
+        let name = Vector::name(r.vector).to_string();
+        let k = ratio(
+            exact.softirqs.get(&(name, r.cpu)).copied(),
+            r.count,
+            inverse,
+        );
+        r.count = scale(r.count, k);
+        r.time_ns = scale(r.time_ns, k);
+        r.raises = scale(r.raises, k);
+        r.ksoftirqd_runs = scale(r.ksoftirqd_runs, k);
+        r.handler = scaled(&r.handler, k);
+        r.raise_delay = scaled(&r.raise_delay, k);
+    }
+    for r in &mut p.netdevs {
+        r.polls = scale(r.polls, inverse);
+        r.work = scale(r.work, inverse);
+        r.budget_exhausted = scale(r.budget_exhausted, inverse);
+        r.packets = scale(r.packets, inverse);
+        r.bytes = scale(r.bytes, inverse);
+    }
+    for f in &mut p.flows {
+        for n in f
+            .deliveries_by_cpu
+            .values_mut()
+            .chain(f.reads_by_cpu.values_mut())
+        {
+            *n = scale(*n, inverse);
+        }
+        f.backlog_deliveries = scale(f.backlog_deliveries, inverse);
+        f.mismatched_reads = scale(f.mismatched_reads, inverse);
+        f.read_bytes = scale(f.read_bytes, inverse);
+        let d = &mut f.delivery_to_read;
+        d.same_cpu = scaled(&d.same_cpu, inverse);
+        d.cross_cpu = scaled(&d.cross_cpu, inverse);
+        d.queued_reads = scale(d.queued_reads, inverse);
+        d.queued_wait_ns = scale(d.queued_wait_ns, inverse);
+    }
+    p.flow_totals = FlowTotals::of(&p.flows);
+    p.session.sampling = Some(Sampling {
+        coverage,
+        observed_ns,
+        method: format!(
+            "probes attached {:.1}% of the session (a duty cycle); handler runs and time per (IRQ, CPU) and per (softirq vector, CPU) scaled to the exact counts of /proc/interrupts and /proc/softirqs, NET_RX polls per device and flow counts scaled by {inverse:.2}; distributions and mismatch ratios as observed",
+            coverage * 100.0
+        ),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_keeps_the_shape_and_nonzero_counts() {
+        let mut b = [0u64; irq_ebpf::hist::BUCKETS];
+        b[40] = 10;
+        b[60] = 1;
+        let h = Hist::from_buckets(&b, 5000, 12345);
+        let s = scaled(&h, 10.0);
+        let sb = s.to_buckets();
+        assert_eq!((sb[40], sb[60]), (100, 10));
+        assert_eq!(s.summary.p50_ns, h.summary.p50_ns);
+        assert_eq!(s.summary.max_ns, 5000);
+        assert_eq!(scale(1, 0.4), 1, "an observed event stays observed");
+        assert_eq!(scale(0, 10.0), 0);
+        assert_eq!(ratio(Some(50), 10, 3.0), 5.0);
+        assert_eq!(ratio(None, 10, 3.0), 3.0);
+        assert_eq!(ratio(Some(50), 0, 3.0), 3.0);
+    }
+}

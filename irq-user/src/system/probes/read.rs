@@ -1,0 +1,172 @@
+//! Reading the maps into a [`Snapshot`].
+
+use std::collections::BTreeMap;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use irq_ebpf::{
+    maps, FlowCpuCounts, FlowCpuKey, FlowInfo, FlowKey, FlowLatency, IrqCpu, IrqHist, Loss,
+    NetDevKey, NetDevStats, SoftirqStats, NR_SOFTIRQS,
+};
+
+use super::{LoadError, Probes};
+use crate::model::snapshot::{FlowSeries, IrqSeries, NetDevSeries, Snapshot};
+
+fn err(name: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
+}
+
+impl Probes {
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, LoadError> {
+        self.ebpf
+            .as_ref()
+            .and_then(|e| e.map(name))
+            .ok_or(LoadError::MissingMap(name))
+    }
+
+    fn read_irqs(&self) -> Result<Vec<IrqSeries>, LoadError> {
+        let per_cpu: PerCpuArray<&MapData, IrqCpu> =
+            PerCpuArray::try_from(self.map(maps::IRQ_CPU)?).map_err(err(maps::IRQ_CPU))?;
+        let hists: Array<&MapData, IrqHist> =
+            Array::try_from(self.map(maps::IRQ_HIST)?).map_err(err(maps::IRQ_HIST))?;
+        let mut irqs = Vec::with_capacity(self.slot_irqs.len());
+        for (slot, irq) in self.slot_irqs.iter().enumerate() {
+            let slot = slot as u32;
+            let name = match irq {
+                Some(n) => self.irq_names.get(n).cloned().unwrap_or_default(),
+                None => "(IRQs without a slot)".to_string(),
+            };
+            irqs.push(IrqSeries {
+                irq: *irq,
+                name,
+                per_cpu: per_cpu.get(&slot, 0).map_err(err(maps::IRQ_CPU))?.to_vec(),
+                hist: hists.get(&slot, 0).map_err(err(maps::IRQ_HIST))?.hist,
+            });
+        }
+        Ok(irqs)
+    }
+
+    fn read_softirqs(&self) -> Result<Vec<Vec<SoftirqStats>>, LoadError> {
+        let stats: PerCpuArray<&MapData, SoftirqStats> =
+            PerCpuArray::try_from(self.map(maps::SOFTIRQ_STATS)?)
+                .map_err(err(maps::SOFTIRQ_STATS))?;
+        (0..NR_SOFTIRQS as u32)
+            .map(|vec| {
+                stats
+                    .get(&vec, 0)
+                    .map(|v| v.to_vec())
+                    .map_err(err(maps::SOFTIRQ_STATS))
+            })
+            .collect()
+    }
+
+    fn read_netdevs(&self) -> Result<Vec<NetDevSeries>, LoadError> {
+        let stats: HashMap<&MapData, NetDevKey, NetDevStats> =
+            HashMap::try_from(self.map(maps::NETDEV_STATS)?).map_err(err(maps::NETDEV_STATS))?;
+        let mut by_dev: BTreeMap<u64, BTreeMap<u32, NetDevStats>> = BTreeMap::new();
+        for item in stats.iter() {
+            let (key, s) = item.map_err(err(maps::NETDEV_STATS))?;
+            by_dev.entry(key.dev).or_default().insert(key.cpu, s);
+        }
+        Ok(by_dev
+            .into_iter()
+            .map(|(dev, per_cpu)| NetDevSeries::new(dev, per_cpu))
+            .collect())
+    }
+
+    fn read_flows(&self) -> Result<(Vec<FlowSeries>, u64), LoadError> {
+        let info: HashMap<&MapData, FlowKey, FlowInfo> =
+            HashMap::try_from(self.map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
+        let mut flows: BTreeMap<FlowKey, FlowSeries> = BTreeMap::new();
+        for item in info.iter() {
+            let (key, info) = item.map_err(err(maps::FLOWS))?;
+            flows.insert(
+                key,
+                FlowSeries {
+                    key,
+                    info,
+                    per_cpu: BTreeMap::new(),
+                    latency: BTreeMap::new(),
+                },
+            );
+        }
+        let cpus: HashMap<&MapData, FlowCpuKey, FlowCpuCounts> =
+            HashMap::try_from(self.map(maps::FLOW_CPUS)?).map_err(err(maps::FLOW_CPUS))?;
+        let mut entries = 0u64;
+        for item in cpus.iter() {
+            let (key, counts) = item.map_err(err(maps::FLOW_CPUS))?;
+            entries += 1;
+            // Counts of a socket whose FLOWS entry was evicted have no addresses: left out,
+            // and visible in the eviction count.
+            if let Some(f) = flows.get_mut(&key.flow()) {
+                f.per_cpu.insert(key.cpu, counts);
+            }
+        }
+        let latency: HashMap<&MapData, FlowCpuKey, FlowLatency> =
+            HashMap::try_from(self.map(maps::FLOW_LATENCY)?).map_err(err(maps::FLOW_LATENCY))?;
+        for item in latency.iter() {
+            let (key, l) = item.map_err(err(maps::FLOW_LATENCY))?;
+            if let Some(f) = flows.get_mut(&key.flow()) {
+                f.latency.insert(key.cpu, l);
+            }
+        }
+        Ok((flows.into_values().collect(), entries))
+    }
+
+    fn read_losses(&self) -> Result<[u64; Loss::COUNT as usize], LoadError> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(maps::LOSSES)?).map_err(err(maps::LOSSES))?;
+        let mut losses = [0u64; Loss::COUNT as usize];
+        for loss in Loss::ALL {
+            losses[loss as usize] = map
+                .get(&(loss as u32), 0)
+                .map_err(err(maps::LOSSES))?
+                .iter()
+                .fold(0u64, |a, &n| a.saturating_add(n));
+        }
+        Ok(losses)
+    }
+
+    /// Reads every map. Per-CPU values are kept per CPU.
+    pub fn snapshot(&self) -> Result<Snapshot, LoadError> {
+        let taken_ns = crate::model::snapshot::monotonic_ns();
+        let observed_ns = self.observed_ns();
+        let irqs = self.read_irqs()?;
+        let softirqs = self.read_softirqs()?;
+        let netdevs = self.read_netdevs()?;
+        let (flows, flow_cpu_entries) = self.read_flows()?;
+        Ok(Snapshot {
+            taken_ns,
+            observed_ns,
+            irqs,
+            softirqs,
+            netdevs,
+            flow_entries: flows.len() as u64,
+            flow_cpu_entries,
+            flows,
+            losses: self.read_losses()?,
+        })
+    }
+}
+
+/// Kernel memory of the BPF maps this process holds, bytes: the `memlock` the kernel charges
+/// for each map (/proc/self/fdinfo; since 5.11 charged to the memory cgroup). None when
+/// /proc/self/fdinfo cannot be read.
+pub fn map_memory() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fdinfo").ok()?;
+    let mut total = 0u64;
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if !text.lines().any(|l| l.starts_with("map_type:")) {
+            continue;
+        }
+        let memlock = text
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        total = total.saturating_add(memlock);
+    }
+    Some(total)
+}
