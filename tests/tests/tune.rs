@@ -17,7 +17,8 @@ use std::{
 };
 
 use irqtune_tests::{
-    irqtune_bin, pin_to_cpu, require_root, Limit, NetnsPair, Pace, Proto, Restore, Streams,
+    irqtune_bin, kernel_test, pin_to_cpu, require_root, Limit, NetnsPair, Pace, Proto, Restore,
+    Streams,
 };
 
 const RX: &str = "/sys/class/net/vb/queues/rx-0";
@@ -190,6 +191,9 @@ fn run(mut cmd: Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Fix trials of this run of the file that ended inconclusive (see [`tune_fixes`]).
+static INCONCLUSIVE_FIXES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Tune finds the mismatch, plans the fix, measures the outcome on both sides, keeps it with
 /// the mismatch gone; revert restores the scenario byte for byte.
 fn tune_fixes(case: Case) {
@@ -242,6 +246,22 @@ fn tune_fixes(case: Case) {
         .lines()
         .find(|l| l.starts_with("Verdict:"))
         .unwrap_or_else(|| panic!("{case:?}: no verdict:\n{out}"));
+    if verdict.starts_with("Verdict: INCONCLUSIVE") {
+        // The rule may fail to show a fix is no worse when the workload drifts during the
+        // trial (10 runs of this file: 1 such verdict in 130 fix trials, BENCHMARKS.md); it
+        // then rolls back. One in a run of this file is that; two is a regression.
+        let n = INCONCLUSIVE_FIXES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        assert!(
+            n <= 1 && verdict.contains("rolled back"),
+            "{case:?}: {n} fix(es) inconclusive in this run: {verdict}"
+        );
+        assert_eq!(
+            s.values(),
+            original,
+            "{case:?}: rolled back means the before state"
+        );
+        return;
+    }
     assert!(
         verdict.contains("; kept.") && !verdict.starts_with("Verdict: WORSE"),
         "{case:?}: the fix is kept: {verdict}"
@@ -297,153 +317,147 @@ cases! {
     udp8_r0_s1: Udp, flows 8, reader 0, sender Some(1), Pace::Rate(1_500_000);
 }
 
-/// A TCP sender on the reader's CPU: after RFS that CPU runs the receive softirq inline in the
-/// sender's write, and the reader waits for the sender to yield it. Over 5 runs of 2 such
-/// arrangements the median wake-up moved by +1% to +44% (UDP's shorter receive path: -12% to
-/// -42%), a real cost near the 50% margin: tune may keep the fix or roll it back. Whichever it
-/// decides, the machine must be in the state it says.
-#[test]
-fn tcp_sender_on_the_readers_cpu_is_judged_and_left_as_the_verdict_says() {
-    if !require_root("tcp_sender_on_the_readers_cpu_is_judged_and_left_as_the_verdict_says") {
-        return;
-    }
-    for reader in [1, 0] {
-        let case = Case {
-            tag: if reader == 1 {
-                "tcp_r1_s1"
+kernel_test! {
+    /// A TCP sender on the reader's CPU: after RFS that CPU runs the receive softirq inline in the
+    /// sender's write, and the reader waits for the sender to yield it. Over 5 runs of 2 such
+    /// arrangements the median wake-up moved by +1% to +44% (UDP's shorter receive path: -12% to
+    /// -42%), a real cost near the 50% margin: tune may keep the fix or roll it back. Whichever it
+    /// decides, the machine must be in the state it says.
+    fn tcp_sender_on_the_readers_cpu_is_judged_and_left_as_the_verdict_says() {
+        for reader in [1, 0] {
+            let case = Case {
+                tag: if reader == 1 {
+                    "tcp_r1_s1"
+                } else {
+                    "tcp_r0_s0"
+                },
+                proto: Proto::Tcp,
+                flows: 1,
+                reader_cpu: reader,
+                sender_cpu: Some(reader),
+                pace: Pace::Rate(12_000_000),
+            };
+            let s = Scenario::of(&case);
+            let original = s.values();
+            let (ok, out) = run(s.tune(&["--duration", "4"]));
+            assert!(ok, "{case:?}: tune failed:\n{out}");
+            let (before, _) = mismatch_row(&out);
+            assert!(before >= 0.9, "{case:?}: mismatch before {before}:\n{out}");
+            let verdict = out
+                .lines()
+                .find(|l| l.starts_with("Verdict:"))
+                .unwrap_or_else(|| panic!("{case:?}: no verdict:\n{out}"));
+            if verdict.contains("; kept.") {
+                assert_ne!(s.values(), original, "{case:?}: kept means in place");
+                assert!(s.revert().status.success());
             } else {
-                "tcp_r0_s0"
-            },
+                assert!(
+                    verdict.starts_with("Verdict: WORSE") && verdict.contains("delivery-to-read"),
+                    "{case:?}: rolled back only on the readers' wait: {verdict}"
+                );
+            }
+            assert_eq!(
+                s.values(),
+                original,
+                "{case:?}: the before state at the end"
+            );
+        }
+    }
+}
+
+kernel_test! {
+    /// The same fix on eight times the load, all eight readers on one CPU, the senders at a fixed
+    /// rate: RFS moves every flow's receive processing onto that CPU, the readers queue behind it
+    /// and wait several times longer for their data at the same throughput. The mismatch goes,
+    /// the workload suffers: tune judges the workload and rolls it back. (Senders that pace
+    /// themselves instead gain about 40% throughput from the CPU RFS frees, and tune keeps that
+    /// as a tradeoff: the same fix, another workload, another verdict.)
+    fn tune_rolls_back_rfs_that_overloads_the_readers_cpu() {
+        let case = Case {
+            tag: "tcp8heavy",
             proto: Proto::Tcp,
-            flows: 1,
-            reader_cpu: reader,
-            sender_cpu: Some(reader),
-            pace: Pace::Rate(12_000_000),
+            flows: 8,
+            reader_cpu: 1,
+            sender_cpu: Some(0),
+            pace: Pace::Rate(8_000_000),
         };
         let s = Scenario::of(&case);
         let original = s.values();
         let (ok, out) = run(s.tune(&["--duration", "4"]));
-        assert!(ok, "{case:?}: tune failed:\n{out}");
-        let (before, _) = mismatch_row(&out);
-        assert!(before >= 0.9, "{case:?}: mismatch before {before}:\n{out}");
+        assert!(ok, "tune failed:\n{out}");
+        let (before, after) = mismatch_row(&out);
+        assert!(before >= 0.9 && after <= 0.05, "RFS did its part:\n{out}");
         let verdict = out
             .lines()
             .find(|l| l.starts_with("Verdict:"))
-            .unwrap_or_else(|| panic!("{case:?}: no verdict:\n{out}"));
-        if verdict.contains("; kept.") {
-            assert_ne!(s.values(), original, "{case:?}: kept means in place");
-            assert!(s.revert().status.success());
-        } else {
-            assert!(
-                verdict.starts_with("Verdict: WORSE") && verdict.contains("delivery-to-read"),
-                "{case:?}: rolled back only on the readers' wait: {verdict}"
-            );
-        }
-        assert_eq!(
-            s.values(),
-            original,
-            "{case:?}: the before state at the end"
+            .unwrap_or_else(|| panic!("no verdict:\n{out}"));
+        assert!(
+            verdict.starts_with("Verdict: WORSE")
+                && verdict.contains("delivery-to-read")
+                && verdict.contains("rolled back"),
+            "judged by the readers' wait, not the mismatch: {verdict}"
         );
+        assert_eq!(s.values(), original, "the before state is back");
     }
 }
 
-/// The same fix on eight times the load, all eight readers on one CPU, the senders at a fixed
-/// rate: RFS moves every flow's receive processing onto that CPU, the readers queue behind it
-/// and wait several times longer for their data at the same throughput. The mismatch goes,
-/// the workload suffers: tune judges the workload and rolls it back. (Senders that pace
-/// themselves instead gain about 40% throughput from the CPU RFS frees, and tune keeps that
-/// as a tradeoff: the same fix, another workload, another verdict.)
-#[test]
-fn tune_rolls_back_rfs_that_overloads_the_readers_cpu() {
-    if !require_root("tune_rolls_back_rfs_that_overloads_the_readers_cpu") {
-        return;
+kernel_test! {
+    /// A plan that sends the receive processing away from the reader, onto the CPU a busy loop
+    /// and the sender already saturate: the workload gets slower, tune measures it so and puts
+    /// the before state back.
+    fn tune_rolls_back_a_harmful_change() {
+        let mut streams = Streams::new(
+            Proto::Tcp,
+            5790,
+            "irqt-harm",
+            1,
+            Limit {
+                chunks: 0,
+                time: Duration::ZERO,
+                stop: None,
+            },
+        );
+        streams.pace = Pace::Unpaced;
+        // Receive processing on the reader's CPU: nothing wrong to begin with.
+        let mut s = Scenario::new("harm", 1, streams);
+        s.busy_loop(0);
+        let original = s.values();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("base.json");
+        let (ok, out) = run({
+            let mut c = s.irqtune();
+            c.args(["plan", "--iface", "vb", "--output"]).arg(&base);
+            c
+        });
+        assert!(ok, "plan: {out}");
+        // The plan file of this host and boot, its changes replaced by the harmful one.
+        let mut plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&base).expect("plan")).expect("plan JSON");
+        plan["changes"] = serde_json::json!([{
+            "kind": "rps_cpus",
+            "iface": "vb",
+            "queue": 0,
+            "path": format!("{RX}/rps_cpus"),
+            "current": original.0,
+            "proposed": "1",
+            "reason": "test: receive processing onto the busy CPU, away from the reader",
+            "evidence": "forced by the test"
+        }]);
+        let harm = dir.path().join("harm.json");
+        std::fs::write(&harm, plan.to_string()).expect("write plan");
+        let harm = harm.to_string_lossy().to_string();
+        let (ok, out) = run(s.tune(&["--duration", "4", "--plan", &harm]));
+        assert!(ok, "tune failed:\n{out}");
+        let verdict = out
+            .lines()
+            .find(|l| l.starts_with("Verdict:"))
+            .unwrap_or_else(|| panic!("no verdict:\n{out}"));
+        assert!(
+            verdict.contains("WORSE") && verdict.contains("rolled back"),
+            "the harmful change is measured worse and undone: {verdict}\n{out}"
+        );
+        assert_eq!(s.values(), original, "the before state is back");
     }
-    let case = Case {
-        tag: "tcp8heavy",
-        proto: Proto::Tcp,
-        flows: 8,
-        reader_cpu: 1,
-        sender_cpu: Some(0),
-        pace: Pace::Rate(8_000_000),
-    };
-    let s = Scenario::of(&case);
-    let original = s.values();
-    let (ok, out) = run(s.tune(&["--duration", "4"]));
-    assert!(ok, "tune failed:\n{out}");
-    let (before, after) = mismatch_row(&out);
-    assert!(before >= 0.9 && after <= 0.05, "RFS did its part:\n{out}");
-    let verdict = out
-        .lines()
-        .find(|l| l.starts_with("Verdict:"))
-        .unwrap_or_else(|| panic!("no verdict:\n{out}"));
-    assert!(
-        verdict.starts_with("Verdict: WORSE")
-            && verdict.contains("delivery-to-read")
-            && verdict.contains("rolled back"),
-        "judged by the readers' wait, not the mismatch: {verdict}"
-    );
-    assert_eq!(s.values(), original, "the before state is back");
-}
-
-/// A plan that sends the receive processing away from the reader, onto the CPU a busy loop
-/// and the sender already saturate: the workload gets slower, tune measures it so and puts
-/// the before state back.
-#[test]
-fn tune_rolls_back_a_harmful_change() {
-    if !require_root("tune_rolls_back_a_harmful_change") {
-        return;
-    }
-    let mut streams = Streams::new(
-        Proto::Tcp,
-        5790,
-        "irqt-harm",
-        1,
-        Limit {
-            chunks: 0,
-            time: Duration::ZERO,
-            stop: None,
-        },
-    );
-    streams.pace = Pace::Unpaced;
-    // Receive processing on the reader's CPU: nothing wrong to begin with.
-    let mut s = Scenario::new("harm", 1, streams);
-    s.busy_loop(0);
-    let original = s.values();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().join("base.json");
-    let (ok, out) = run({
-        let mut c = s.irqtune();
-        c.args(["plan", "--iface", "vb", "--output"]).arg(&base);
-        c
-    });
-    assert!(ok, "plan: {out}");
-    // The plan file of this host and boot, its changes replaced by the harmful one.
-    let mut plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&base).expect("plan")).expect("plan JSON");
-    plan["changes"] = serde_json::json!([{
-        "kind": "rps_cpus",
-        "iface": "vb",
-        "queue": 0,
-        "path": format!("{RX}/rps_cpus"),
-        "current": original.0,
-        "proposed": "1",
-        "reason": "test: receive processing onto the busy CPU, away from the reader",
-        "evidence": "forced by the test"
-    }]);
-    let harm = dir.path().join("harm.json");
-    std::fs::write(&harm, plan.to_string()).expect("write plan");
-    let harm = harm.to_string_lossy().to_string();
-    let (ok, out) = run(s.tune(&["--duration", "4", "--plan", &harm]));
-    assert!(ok, "tune failed:\n{out}");
-    let verdict = out
-        .lines()
-        .find(|l| l.starts_with("Verdict:"))
-        .unwrap_or_else(|| panic!("no verdict:\n{out}"));
-    assert!(
-        verdict.contains("WORSE") && verdict.contains("rolled back"),
-        "the harmful change is measured worse and undone: {verdict}\n{out}"
-    );
-    assert_eq!(s.values(), original, "the before state is back");
 }
 
 /// Starts tune and returns once its stderr shows `phase`.
@@ -477,156 +491,152 @@ fn signal(child: &std::process::Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-#[test]
-fn interrupted_tune_leaves_the_before_state_or_revert_restores_it() {
-    if !require_root("interrupted_tune_leaves_the_before_state_or_revert_restores_it") {
-        return;
-    }
-    let s = Scenario::of(&Case {
-        tag: "tuneint",
-        proto: Proto::Tcp,
-        flows: 1,
-        reader_cpu: 1,
-        sender_cpu: Some(0),
-        pace: Pace::Sleeps,
-    });
-    let original = s.values();
-    for (sig, phase, pause) in [
-        (libc::SIGINT, "tune 3/5", "400"),
-        (libc::SIGINT, "tune 4/5", "0"),
-        (libc::SIGKILL, "tune 3/5", "400"),
-        (libc::SIGKILL, "tune 4/5", "0"),
-    ] {
-        let mut child = tune_until(&s, &["--duration", "3", "--pause-ms", pause], phase);
-        if phase == "tune 3/5" {
-            // Between writes: after the first one.
-            std::thread::sleep(Duration::from_millis(600));
-        } else {
-            std::thread::sleep(Duration::from_millis(1000));
-        }
-        signal(&child, sig);
-        let status = child.wait().expect("tune ends");
-        let what = format!("signal {sig} during {phase:?}");
-        assert!(!status.success(), "{what}: tune reports it did not finish");
-        if sig == libc::SIGINT {
-            assert_eq!(
-                s.values(),
-                original,
-                "{what}: tune itself restored the before state"
-            );
-        } else {
-            // Killed mid-apply, the change is half made; killed during the trial, the machine
-            // is in the before state or the after one (the trial alternates them).
+kernel_test! {
+    fn interrupted_tune_leaves_the_before_state_or_revert_restores_it() {
+        let s = Scenario::of(&Case {
+            tag: "tuneint",
+            proto: Proto::Tcp,
+            flows: 1,
+            reader_cpu: 1,
+            sender_cpu: Some(0),
+            pace: Pace::Sleeps,
+        });
+        let original = s.values();
+        for (sig, phase, pause) in [
+            (libc::SIGINT, "tune 3/5", "400"),
+            (libc::SIGINT, "tune 4/5", "0"),
+            (libc::SIGKILL, "tune 3/5", "400"),
+            (libc::SIGKILL, "tune 4/5", "0"),
+        ] {
+            let mut child = tune_until(&s, &["--duration", "3", "--pause-ms", pause], phase);
             if phase == "tune 3/5" {
-                assert_ne!(
+                // Between writes: after the first one.
+                std::thread::sleep(Duration::from_millis(600));
+            } else {
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+            signal(&child, sig);
+            let status = child.wait().expect("tune ends");
+            let what = format!("signal {sig} during {phase:?}");
+            assert!(!status.success(), "{what}: tune reports it did not finish");
+            if sig == libc::SIGINT {
+                assert_eq!(
                     s.values(),
                     original,
-                    "{what}: killed with changes in place (the test hit the window)"
+                    "{what}: tune itself restored the before state"
                 );
-            } else if s.values() == original {
-                continue;
+            } else {
+                // Killed mid-apply, the change is half made; killed during the trial, the machine
+                // is in the before state or the after one (the trial alternates them).
+                if phase == "tune 3/5" {
+                    assert_ne!(
+                        s.values(),
+                        original,
+                        "{what}: killed with changes in place (the test hit the window)"
+                    );
+                } else if s.values() == original {
+                    continue;
+                }
+                let rev = s.revert();
+                assert!(
+                    rev.status.success(),
+                    "{what}: {}",
+                    String::from_utf8_lossy(&rev.stderr)
+                );
+                assert_eq!(
+                    s.values(),
+                    original,
+                    "{what}: revert restored the before state"
+                );
             }
-            let rev = s.revert();
-            assert!(
-                rev.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&rev.stderr)
-            );
-            assert_eq!(
-                s.values(),
-                original,
-                "{what}: revert restored the before state"
-            );
         }
     }
 }
 
-/// Two plans for one problem. Sixteen busy fixed-rate flows, all read on CPU 1, their receive
-/// processing spread over both CPUs by RPS (each flow's hash picks one): about half of them
-/// are read away from their softirq. The planner's first choice, RFS, moves every flow's
-/// processing onto the readers' CPU, where the readers then wait behind it: rolled back.
-/// Its next, keeping the processing off the readers' CPU, relieves them: kept. The record
-/// of the run names both plans and their verdicts.
-#[test]
-fn tune_keeps_the_second_plan_when_the_first_hurts() {
-    if !require_root("tune_keeps_the_second_plan_when_the_first_hurts") {
-        return;
+kernel_test! {
+    /// Two plans for one problem. Sixteen busy fixed-rate flows, all read on CPU 1, their receive
+    /// processing spread over both CPUs by RPS (each flow's hash picks one): about half of them
+    /// are read away from their softirq. The planner's first choice, RFS, moves every flow's
+    /// processing onto the readers' CPU, where the readers then wait behind it: rolled back.
+    /// Its next, keeping the processing off the readers' CPU, relieves them: kept. The record
+    /// of the run names both plans and their verdicts.
+    fn tune_keeps_the_second_plan_when_the_first_hurts() {
+        let mut streams = Streams::new(
+            Proto::Tcp,
+            5800,
+            "irqt-two",
+            1,
+            Limit {
+                chunks: 0,
+                time: Duration::ZERO,
+                stop: None,
+            },
+        );
+        // Sixteen flows, so that the hash leaves all of them on one CPU once in 2^15 boots.
+        streams.flows = 16;
+        streams.pace = Pace::Rate(4_000_000);
+        let s = Scenario::with_rps("two", "3", streams);
+        let original = s.values();
+        let (ok, out) = run(s.tune(&["--duration", "4", "--max-trials", "2"]));
+        assert!(ok, "tune failed:\n{out}");
+        let verdicts: Vec<&str> = out.lines().filter(|l| l.starts_with("Verdict:")).collect();
+        assert_eq!(verdicts.len(), 2, "two trials:\n{out}");
+        assert!(
+            verdicts[0].starts_with("Verdict: WORSE") && verdicts[0].contains("rolled back"),
+            "RFS onto the readers' CPU hurts them: {}",
+            verdicts[0]
+        );
+        assert!(
+            verdicts[1].contains("; kept."),
+            "keeping the processing off the readers' CPU is kept: {}",
+            verdicts[1]
+        );
+        let tried: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Tried (2)"))
+            .skip(1)
+            .take(2)
+            .collect();
+        assert!(
+            tried.len() == 2
+                && tried[0].contains("follows the readers")
+                && tried[0].ends_with("rolled back")
+                && tried[1].contains("other CPUs than the readers'")
+                && tried[1].ends_with("kept"),
+            "the summary ranks both: {tried:?}\n{out}"
+        );
+        // In place: RPS on CPU 0 only, RFS as it was.
+        let now = s.values();
+        assert_eq!(
+            (now.0.trim_start_matches('0'), &now.1, &now.2),
+            ("1", &original.1, &original.2),
+            "the second plan's state: {now:?}"
+        );
+        // The record names both plans and their verdicts.
+        let record = std::fs::read_dir(s.state.path())
+            .expect("state dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("tune-"))
+            })
+            .expect("a tune record in the state dir");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&record).expect("read record"))
+                .expect("record JSON");
+        let tried = r["tried"].as_array().expect("tried");
+        assert_eq!(tried.len(), 2, "{r}");
+        assert_eq!(tried[0]["kept"], false);
+        assert_eq!(tried[0]["verdict"]["conclusion"], "worse");
+        assert_eq!(tried[1]["kept"], true);
+        assert_eq!(tried[1]["plan"]["strategy"], "away_from_readers");
+        let rev = s.revert();
+        assert!(
+            rev.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rev.stderr)
+        );
+        assert_eq!(s.values(), original, "revert restores the spread");
     }
-    let mut streams = Streams::new(
-        Proto::Tcp,
-        5800,
-        "irqt-two",
-        1,
-        Limit {
-            chunks: 0,
-            time: Duration::ZERO,
-            stop: None,
-        },
-    );
-    // Sixteen flows, so that the hash leaves all of them on one CPU once in 2^15 boots.
-    streams.flows = 16;
-    streams.pace = Pace::Rate(4_000_000);
-    let s = Scenario::with_rps("two", "3", streams);
-    let original = s.values();
-    let (ok, out) = run(s.tune(&["--duration", "4", "--max-trials", "2"]));
-    assert!(ok, "tune failed:\n{out}");
-    let verdicts: Vec<&str> = out.lines().filter(|l| l.starts_with("Verdict:")).collect();
-    assert_eq!(verdicts.len(), 2, "two trials:\n{out}");
-    assert!(
-        verdicts[0].starts_with("Verdict: WORSE") && verdicts[0].contains("rolled back"),
-        "RFS onto the readers' CPU hurts them: {}",
-        verdicts[0]
-    );
-    assert!(
-        verdicts[1].contains("; kept."),
-        "keeping the processing off the readers' CPU is kept: {}",
-        verdicts[1]
-    );
-    let tried: Vec<&str> = out
-        .lines()
-        .skip_while(|l| !l.starts_with("Tried (2)"))
-        .skip(1)
-        .take(2)
-        .collect();
-    assert!(
-        tried.len() == 2
-            && tried[0].contains("follows the readers")
-            && tried[0].ends_with("rolled back")
-            && tried[1].contains("other CPUs than the readers'")
-            && tried[1].ends_with("kept"),
-        "the summary ranks both: {tried:?}\n{out}"
-    );
-    // In place: RPS on CPU 0 only, RFS as it was.
-    let now = s.values();
-    assert_eq!(
-        (now.0.trim_start_matches('0'), &now.1, &now.2),
-        ("1", &original.1, &original.2),
-        "the second plan's state: {now:?}"
-    );
-    // The record names both plans and their verdicts.
-    let record = std::fs::read_dir(s.state.path())
-        .expect("state dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("tune-"))
-        })
-        .expect("a tune record in the state dir");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).expect("read record"))
-            .expect("record JSON");
-    let tried = r["tried"].as_array().expect("tried");
-    assert_eq!(tried.len(), 2, "{r}");
-    assert_eq!(tried[0]["kept"], false);
-    assert_eq!(tried[0]["verdict"]["conclusion"], "worse");
-    assert_eq!(tried[1]["kept"], true);
-    assert_eq!(tried[1]["plan"]["strategy"], "away_from_readers");
-    let rev = s.revert();
-    assert!(
-        rev.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rev.stderr)
-    );
-    assert_eq!(s.values(), original, "revert restores the spread");
 }

@@ -53,9 +53,20 @@ pub fn dist() -> anyhow::Result<PathBuf> {
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
 
+    man_pages(&bin, &stage)?;
+    completions(&bin, &stage)?;
+    systemd_unit(&root, &stage)?;
+    let deb = package(&root)?;
+    check(&deb)?;
+    println!("dist: {}", deb.display());
+    Ok(deb)
+}
+
+/// The man pages, from the binary's own clap definitions, gzipped reproducibly.
+fn man_pages(bin: &Path, stage: &Path) -> anyhow::Result<()> {
     println!("dist: man pages");
     let man = stage.join("man");
-    run(Command::new(&bin).arg("manpages").arg(&man))?;
+    run(Command::new(bin).arg("manpages").arg(&man))?;
     let mut pages = 0;
     for entry in fs::read_dir(&man)? {
         let path = entry?.path();
@@ -70,11 +81,16 @@ pub fn dist() -> anyhow::Result<PathBuf> {
         );
     }
 
+    Ok(())
+}
+
+/// The shell completions, from the binary.
+fn completions(bin: &Path, stage: &Path) -> anyhow::Result<()> {
     println!("dist: completions");
     let comp = stage.join("completions");
     fs::create_dir_all(&comp)?;
     for (shell, file, _) in COMPLETIONS {
-        let out = Command::new(&bin)
+        let out = Command::new(bin)
             .args(["completions", shell])
             .output()
             .with_context(|| format!("running {} completions {shell}", bin.display()))?;
@@ -87,6 +103,11 @@ pub fn dist() -> anyhow::Result<PathBuf> {
         fs::write(comp.join(file), &out.stdout)?;
     }
 
+    Ok(())
+}
+
+/// The watch service, pointed at the packaged binary.
+fn systemd_unit(root: &Path, stage: &Path) -> anyhow::Result<()> {
     println!("dist: systemd unit");
     let unit = fs::read_to_string(root.join("deploy/irqtune-watch.service"))?;
     if !unit.contains("ExecStart=/usr/local/bin/irqtune ") {
@@ -103,6 +124,11 @@ pub fn dist() -> anyhow::Result<PathBuf> {
     // started) to the scripts of this directory, and needs it to exist even when empty.
     fs::create_dir_all(stage.join("debian"))?;
 
+    Ok(())
+}
+
+/// The Debian package (cargo-deb); returns its path.
+fn package(root: &Path) -> anyhow::Result<PathBuf> {
     println!("dist: Debian package");
     let out_dir = root.join("target/dist");
     fs::create_dir_all(&out_dir)?;
@@ -134,8 +160,6 @@ pub fn dist() -> anyhow::Result<PathBuf> {
         .rfind(|l| l.ends_with(".deb"))
         .map(PathBuf::from)
         .context("cargo deb did not say where it wrote the package")?;
-    check(&deb)?;
-    println!("dist: {}", deb.display());
     Ok(deb)
 }
 

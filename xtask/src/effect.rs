@@ -262,6 +262,24 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
 
     // Tune measures what is going on: keep one stream running while it works.
     let state = std::env::temp_dir().join(format!("irqtune-effect-{}", std::process::id()));
+    let tune_text = run_tune(bin, &state)?;
+    let after = measure(bin, runs)?;
+    let _ = Command::new(bin)
+        .args(["--netns", NS_B, "revert", "--state-dir"])
+        .arg(&state)
+        .output();
+    let _ = fs::remove_dir_all(&state);
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+
+    println!("\ntune's own account (plans, tables, verdicts):\n```\n{tune_text}```\n");
+    print_effect(runs, &before, &after);
+    Ok(())
+}
+
+/// Runs `irqtune tune` with one stream running (tune measures what is going on) and
+/// returns its account from the first plan on.
+fn run_tune(bin: &str, state: &std::path::Path) -> anyhow::Result<String> {
     let traffic_stop = Arc::new(AtomicBool::new(false));
     let ts = traffic_stop.clone();
     let traffic = std::thread::spawn(move || stream(120.0, Some(ts)));
@@ -277,7 +295,7 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
             "5",
             "--state-dir",
         ])
-        .arg(&state)
+        .arg(state)
         .output()
         .context("run irqtune tune")?;
     traffic_stop.store(true, Ordering::Relaxed);
@@ -289,30 +307,16 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let verdict = text
+    let from_plans: String = text
         .lines()
-        .find(|l| l.starts_with("Verdict"))
-        .unwrap_or("")
-        .to_string();
-    let table: Vec<String> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("Before and after"))
-        .take_while(|l| !l.starts_with("Verdict"))
-        .map(str::to_string)
+        .skip_while(|l| !l.starts_with("Plan "))
+        .map(|l| format!("{l}\n"))
         .collect();
-    let after = measure(bin, runs)?;
-    let _ = Command::new(bin)
-        .args(["--netns", NS_B, "revert", "--state-dir"])
-        .arg(&state)
-        .output();
-    let _ = fs::remove_dir_all(&state);
-    stop.store(true, Ordering::Relaxed);
-    let _ = server.join();
+    Ok(from_plans)
+}
 
-    println!(
-        "\ntune's own table and verdict:\n```\n{}\n{verdict}\n```\n",
-        table.join("\n")
-    );
+/// The before and after table of the runs, and every run's numbers.
+fn print_effect(runs: usize, before: &Runs, after: &Runs) {
     println!("| medians of {runs} runs | before tune | after tune | after / before |");
     println!("|---|---|---|---|");
     let row = |name: &str, b: f64, a: f64, unit: &str| {
@@ -371,5 +375,4 @@ pub fn effect(bin: &str, runs: usize) -> anyhow::Result<()> {
         fmt(&before.p99),
         fmt(&after.p99)
     );
-    Ok(())
 }

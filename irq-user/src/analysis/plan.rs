@@ -1,7 +1,7 @@
 //! The plan file: versioned JSON naming, for one host and boot, each knob with its current
 //! and proposed value and why. `irqtune plan` writes it, `irqtune apply` checks and applies it.
 
-use std::{fmt, path::Path};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +59,8 @@ impl Knob {
         }
     }
 
-    /// Interface names come from plan files: they must be one path component.
-    fn check_iface(&self) -> Result<(), ValueError> {
+    /// Interface names come from plan and journal files: they must be one path component.
+    pub fn check(&self) -> Result<(), ValueError> {
         match self {
             Knob::RpsCpus { iface, .. }
             | Knob::RpsFlowCnt { iface, .. }
@@ -210,13 +210,6 @@ impl Plan {
         serde_json::to_string_pretty(self).expect("a plan serialises") + "\n"
     }
 
-    /// Reads and checks a plan: its format and version, each knob's value, and that every
-    /// CPU it names exists (`possible`) and is online.
-    pub fn load(path: &Path, possible: &[u32], online: &[u32]) -> Result<Plan, PlanError> {
-        let text = crate::model::jsonfile::read(path, "plan")?;
-        Plan::parse(&text, &path.display().to_string(), possible, online)
-    }
-
     pub fn parse(
         text: &str,
         name: &str,
@@ -242,7 +235,7 @@ impl Plan {
         }
         for (i, c) in plan.changes.iter().enumerate() {
             let at = |msg: String| invalid(format!("change {} ({}): {msg}", i + 1, c.knob));
-            c.knob.check_iface().map_err(|e| at(e.to_string()))?;
+            c.knob.check().map_err(|e| at(e.to_string()))?;
             if c.path.trim_start_matches('/') != c.knob.path() {
                 return Err(at(format!(
                     "path {:?} does not match the knob (expected /{})",

@@ -21,7 +21,7 @@ use crate::{
     },
     model::{
         cpulist,
-        machine::{CoreKey, IrqUse, Machine, Nic, QueueKind},
+        machine::{CoreKey, IrqUse, Machine, Nic, QueueKind, RxQueue},
     },
 };
 
@@ -338,83 +338,14 @@ impl Planner<'_> {
     ) -> BTreeMap<u32, Vec<u32>> {
         let mut serving = BTreeMap::new();
         let n = vectors.len();
-        let (cpus, cores) = (pool.order.len(), pool.cores);
-        let reason = if n <= cores {
-            format!(
-                "spread {}'s {n} queue vectors over separate physical cores of {}",
-                nic.name, pool.place
-            )
-        } else if n <= cpus {
-            format!(
-                "{}'s {n} queue vectors for {cores} physical cores of {}: each core takes one before any takes two, on its SMT siblings",
-                nic.name, pool.place
-            )
-        } else {
-            format!(
-                "{}'s {n} queue vectors for {cpus} CPUs ({cores} cores) of {}: each CPU takes one before any takes two",
-                nic.name, pool.place
-            )
-        };
+        let cpus = pool.order.len();
+        let reason = spread_reason(nic, pool, n);
         let total: f64 = vectors.iter().map(|v| v.weight).sum();
         for (round, chunk) in vectors.chunks(cpus.max(1)).enumerate() {
-            // This round's slots, least loaded first.
-            let mut slots: Vec<u32> = pool.order.iter().copied().take(chunk.len()).collect();
-            if round == 0 && chunk.len() < cpus {
-                // A short first round may pick the least loaded cores, not the first ones:
-                // rank all cores' first threads (then siblings) and take the best.
-                slots = pool
-                    .order
-                    .iter()
-                    .copied()
-                    .take(cores.max(chunk.len()))
-                    .collect();
-            }
-            let key = |p: &Self, c: u32| {
-                (
-                    p.cpu_load.get(&c).copied().unwrap_or(0.0),
-                    p.placed.get(&c).copied().unwrap_or(0),
-                )
-            };
-            slots.sort_by(|&a, &b| {
-                let (ka, kb) = (key(self, a), key(self, b));
-                ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(
-                    pool.order
-                        .iter()
-                        .position(|&x| x == a)
-                        .cmp(&pool.order.iter().position(|&x| x == b)),
-                )
-            });
+            let slots = self.round_slots(pool, round, chunk.len());
             for (v, &cpu) in chunk.iter().zip(&slots) {
-                let before = self.cpu_load.get(&cpu).copied().unwrap_or(0.0);
-                *self.cpu_load.entry(cpu).or_default() += v.weight;
-                *self.placed.entry(cpu).or_default() += 1;
                 serving.insert(v.queue, vec![cpu]);
-                let Some(info) = self.m.irq(v.irq) else {
-                    continue;
-                };
-                let (now, affinity) = (self.irq_cpus(v.irq), info.affinity.clone());
-                let core = match self.m.topology.core_of(cpu) {
-                    CoreKey::PackageCore(p, c) => format!("package {p} core {c}"),
-                    CoreKey::FirstSibling(f) => format!("the core of CPU {f}"),
-                };
-                let evidence = format!(
-                    "{} {}: {:.0} {} ({} of the NIC's), on CPU {} now; CPU {cpu} ({core}) had the least load ({before:.0} {}) of the CPUs left in this round of {}",
-                    info.irq,
-                    info.name,
-                    v.weight,
-                    self.load.unit,
-                    pct(v.weight, total),
-                    cpulist::format(&now),
-                    self.load.unit,
-                    cpulist::format(&pool.order),
-                );
-                self.propose(
-                    Knob::IrqAffinity { irq: v.irq },
-                    Some(&self.mask(&affinity)),
-                    self.mask(&[cpu]),
-                    reason.clone(),
-                    evidence,
-                );
+                self.place_vector(v, cpu, pool, total, &reason);
             }
         }
         for &(irq, queue) in tx_only {
@@ -435,6 +366,66 @@ impl Planner<'_> {
             );
         }
         serving
+    }
+
+    /// A round's slots, least loaded first (then the fewest vectors, then the pool's order).
+    fn round_slots(&self, pool: &Pool, round: usize, len: usize) -> Vec<u32> {
+        let (cpus, cores) = (pool.order.len(), pool.cores);
+        let mut slots: Vec<u32> = pool.order.iter().copied().take(len).collect();
+        if round == 0 && len < cpus {
+            // A short first round may pick the least loaded cores, not the first ones:
+            // rank all cores' first threads (then siblings) and take the best.
+            slots = pool.order.iter().copied().take(cores.max(len)).collect();
+        }
+        let key = |p: &Self, c: u32| {
+            (
+                p.cpu_load.get(&c).copied().unwrap_or(0.0),
+                p.placed.get(&c).copied().unwrap_or(0),
+            )
+        };
+        slots.sort_by(|&a, &b| {
+            let (ka, kb) = (key(self, a), key(self, b));
+            ka.0.total_cmp(&kb.0).then(ka.1.cmp(&kb.1)).then(
+                pool.order
+                    .iter()
+                    .position(|&x| x == a)
+                    .cmp(&pool.order.iter().position(|&x| x == b)),
+            )
+        });
+        slots
+    }
+
+    /// Moves vector `v` to `cpu`, counting its load there.
+    fn place_vector(&mut self, v: &QueueVector, cpu: u32, pool: &Pool, total: f64, reason: &str) {
+        let before = self.cpu_load.get(&cpu).copied().unwrap_or(0.0);
+        *self.cpu_load.entry(cpu).or_default() += v.weight;
+        *self.placed.entry(cpu).or_default() += 1;
+        let Some(info) = self.m.irq(v.irq) else {
+            return;
+        };
+        let (now, affinity) = (self.irq_cpus(v.irq), info.affinity.clone());
+        let core = match self.m.topology.core_of(cpu) {
+            CoreKey::PackageCore(p, c) => format!("package {p} core {c}"),
+            CoreKey::FirstSibling(f) => format!("the core of CPU {f}"),
+        };
+        let evidence = format!(
+            "{} {}: {:.0} {} ({} of the NIC's), on CPU {} now; CPU {cpu} ({core}) had the least load ({before:.0} {}) of the CPUs left in this round of {}",
+            info.irq,
+            info.name,
+            v.weight,
+            self.load.unit,
+            pct(v.weight, total),
+            cpulist::format(&now),
+            self.load.unit,
+            cpulist::format(&pool.order),
+        );
+        self.propose(
+            Knob::IrqAffinity { irq: v.irq },
+            Some(&self.mask(&affinity)),
+            self.mask(&[cpu]),
+            reason.to_string(),
+            evidence,
+        );
     }
 
     /// RPS when the NIC has fewer receive vectors than the CPUs that read its traffic: toward
@@ -483,28 +474,7 @@ impl Planner<'_> {
             Vec::new()
         };
         if !unsteerable_readers.is_empty() {
-            let labels: Vec<&str> = mismatched
-                .unsteerable
-                .iter()
-                .map(|f| f.label.as_str())
-                .collect();
-            for q in &nic.rx {
-                serving.insert(q.index, unsteerable_readers.clone());
-                self.propose(
-                    Knob::RpsCpus {
-                        iface: nic.name.clone(),
-                        queue: q.index,
-                    },
-                    q.rps_cpus.as_deref(),
-                    self.mask(&unsteerable_readers),
-                    "RPS toward the CPU(s) that read flows RFS cannot steer (unconnected UDP), so their softirq runs where they are read".to_string(),
-                    format!(
-                        "{} read on CPU {}",
-                        labels.join("; "),
-                        cpulist::format(&unsteerable_readers)
-                    ),
-                );
-            }
+            self.rps_to_readers(nic, mismatched, &unsteerable_readers, serving);
             return Rps {
                 on: true,
                 to_readers: unsteerable_readers,
@@ -514,62 +484,108 @@ impl Planner<'_> {
             return kept;
         }
         for q in &nic.rx {
-            let irq_cpus: Vec<u32> = q.irq.map(|i| self.irq_cpus(i)).unwrap_or_default();
-            let rate = q.irq.and_then(|i| self.load.irq_rate.get(&i).copied());
-            let mut cpus: Vec<u32> = pool
-                .order
-                .iter()
-                .copied()
-                .take(pool.cores.max(2).min(pool.order.len()))
-                .collect();
-            let mut why_exclude = String::new();
-            if let (Some(rate), [irq_cpu]) = (rate, irq_cpus.as_slice()) {
-                if rate > self.opts.high_irq_rate && cpus.len() > 2 {
-                    cpus.retain(|c| c != irq_cpu);
-                    why_exclude = format!(
-                        "; CPU {irq_cpu} left out: it takes the IRQ at {rate:.0}/s (scaling.rst)"
-                    );
-                }
-            }
-            cpus.sort_unstable();
-            let evidence = match (q.irq, rate) {
-                (Some(irq), Some(rate)) => format!(
-                    "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} at {rate:.0}/s{why_exclude}",
-                    nic.name,
-                    cpulist::format(&irq_cpus)
-                ),
-                (Some(irq), None) => format!(
-                    "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} ({:.0} {}){why_exclude}",
-                    nic.name,
-                    cpulist::format(&irq_cpus),
-                    self.load.weight(irq),
-                    self.load.unit
-                ),
-                _ => format!(
-                    "{} has no rx interrupt vectors (virtual device) and {} rx queue(s) for {wanted} CPUs",
-                    nic.name,
-                    nic.rx.len()
-                ),
-            };
-            serving.entry(q.index).or_insert_with(|| cpus.clone());
+            self.rps_spread(nic, q, pool, rx_vectors, wanted, serving);
+        }
+        Rps {
+            on: true,
+            to_readers: Vec::new(),
+        }
+    }
+
+    /// RPS of every rx queue toward the CPUs that read flows RFS cannot steer.
+    fn rps_to_readers(
+        &mut self,
+        nic: &Nic,
+        mismatched: &Mismatched,
+        readers: &[u32],
+        serving: &mut BTreeMap<u32, Vec<u32>>,
+    ) {
+        let labels: Vec<&str> = mismatched
+            .unsteerable
+            .iter()
+            .map(|f| f.label.as_str())
+            .collect();
+        for q in &nic.rx {
+            serving.insert(q.index, readers.to_vec());
             self.propose(
                 Knob::RpsCpus {
                     iface: nic.name.clone(),
                     queue: q.index,
                 },
                 q.rps_cpus.as_deref(),
-                self.mask(&cpus),
+                self.mask(readers),
+                "RPS toward the CPU(s) that read flows RFS cannot steer (unconnected UDP), so their softirq runs where they are read".to_string(),
                 format!(
-                    "RPS: spread {}'s receive processing over cores of {}",
-                    nic.name, pool.place
+                    "{} read on CPU {}",
+                    labels.join("; "),
+                    cpulist::format(readers)
                 ),
-                evidence,
             );
         }
-        Rps {
-            on: true,
-            to_readers: Vec::new(),
+    }
+
+    /// RPS of rx queue `q` over the pool's cores, leaving out the IRQ's CPU when its rate is
+    /// high.
+    fn rps_spread(
+        &mut self,
+        nic: &Nic,
+        q: &RxQueue,
+        pool: &Pool,
+        rx_vectors: usize,
+        wanted: usize,
+        serving: &mut BTreeMap<u32, Vec<u32>>,
+    ) {
+        let irq_cpus: Vec<u32> = q.irq.map(|i| self.irq_cpus(i)).unwrap_or_default();
+        let rate = q.irq.and_then(|i| self.load.irq_rate.get(&i).copied());
+        let mut cpus: Vec<u32> = pool
+            .order
+            .iter()
+            .copied()
+            .take(pool.cores.max(2).min(pool.order.len()))
+            .collect();
+        let mut why_exclude = String::new();
+        if let (Some(rate), [irq_cpu]) = (rate, irq_cpus.as_slice()) {
+            if rate > self.opts.high_irq_rate && cpus.len() > 2 {
+                cpus.retain(|c| c != irq_cpu);
+                why_exclude = format!(
+                    "; CPU {irq_cpu} left out: it takes the IRQ at {rate:.0}/s (scaling.rst)"
+                );
+            }
         }
+        cpus.sort_unstable();
+        let evidence = match (q.irq, rate) {
+            (Some(irq), Some(rate)) => format!(
+                "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} at {rate:.0}/s{why_exclude}",
+                nic.name,
+                cpulist::format(&irq_cpus)
+            ),
+            (Some(irq), None) => format!(
+                "{} has {rx_vectors} rx vector(s) for {wanted} CPUs; IRQ {irq} on CPU {} ({:.0} {}){why_exclude}",
+                nic.name,
+                cpulist::format(&irq_cpus),
+                self.load.weight(irq),
+                self.load.unit
+            ),
+            _ => format!(
+                "{} has no rx interrupt vectors (virtual device) and {} rx queue(s) for {wanted} CPUs",
+                nic.name,
+                nic.rx.len()
+            ),
+        };
+        serving.entry(q.index).or_insert_with(|| cpus.clone());
+        self.propose(
+            Knob::RpsCpus {
+                iface: nic.name.clone(),
+                queue: q.index,
+            },
+            q.rps_cpus.as_deref(),
+            self.mask(&cpus),
+            format!(
+                "RPS: spread {}'s receive processing over cores of {}",
+                nic.name, pool.place
+            ),
+            evidence,
+        );
     }
 
     /// RFS whenever RPS is on or flows are read away from their softirq CPU: the global table
@@ -624,7 +640,7 @@ impl Planner<'_> {
                 ),
             );
         }
-        let table = cur.unwrap_or(0).max(entries);
+        let table = cur.unwrap_or(0).max(entries).min(policy::RFS_MAX_ENTRIES);
         let per_queue = (table / nic.rx.len().max(1) as u64).next_power_of_two();
         for q in &nic.rx {
             if q.rps_flow_cnt.is_some_and(|c| c >= per_queue) {
@@ -846,39 +862,7 @@ pub fn plan(
     opts: &PlanOptions,
     created_unix: u64,
 ) -> Result<Plan, PlanningError> {
-    let topo = &m.topology;
-    let mut allowed = topo.housekeeping();
-    if allowed.is_empty() {
-        let list = |c: &[u32]| match c {
-            [] => "none".to_string(),
-            c => cpulist::format(c),
-        };
-        return Err(PlanningError::NoHousekeepingCpus {
-            online: list(&topo.online),
-            isolated: list(&topo.isolated),
-            nohz_full: list(&topo.nohz_full),
-        });
-    }
-    if let Some(cpus) = &opts.cpus {
-        for &c in cpus {
-            if !topo.possible.contains(&c) {
-                return Err(PlanningError::UnknownCpu(
-                    c,
-                    cpulist::format(&topo.possible),
-                ));
-            }
-            if !topo.online.contains(&c) {
-                return Err(PlanningError::OfflineCpu(c, cpulist::format(&topo.online)));
-            }
-        }
-        allowed.retain(|c| cpus.contains(c));
-        if allowed.is_empty() {
-            return Err(PlanningError::NoCpus(
-                cpulist::format(cpus),
-                cpulist::format(&topo.housekeeping()),
-            ));
-        }
-    }
+    let allowed = allowed_cpus(m, opts)?;
     let mut notes = Vec::new();
     if m.irqbalance.running {
         notes.push(format!(
@@ -887,32 +871,7 @@ pub fn plan(
             policy::IRQBALANCE_ADVICE
         ));
     }
-    let nics: Vec<&Nic> = if opts.ifaces.is_empty() {
-        m.nics
-            .iter()
-            .filter(|n| {
-                m.irqs
-                    .iter()
-                    .any(|i| matches!(&i.usage, IrqUse::NetQueue { iface, .. } if iface == &n.name))
-            })
-            .collect()
-    } else {
-        opts.ifaces
-            .iter()
-            .map(|name| {
-                m.nic(name).ok_or_else(|| {
-                    PlanningError::NoIface(
-                        name.clone(),
-                        m.nics
-                            .iter()
-                            .map(|n| n.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let nics = chosen_nics(m, opts)?;
     let moving: BTreeSet<u32> = nics
         .iter()
         .flat_map(|n| {
@@ -984,4 +943,94 @@ pub fn candidates(
         }
     }
     Ok(out)
+}
+
+/// Why a NIC's vectors go where they go: one per core, per SMT thread, or shared.
+fn spread_reason(nic: &Nic, pool: &Pool, n: usize) -> String {
+    let (cpus, cores) = (pool.order.len(), pool.cores);
+    if n <= cores {
+        format!(
+            "spread {}'s {n} queue vectors over separate physical cores of {}",
+            nic.name, pool.place
+        )
+    } else if n <= cpus {
+        format!(
+            "{}'s {n} queue vectors for {cores} physical cores of {}: each core takes one before any takes two, on its SMT siblings",
+            nic.name, pool.place
+        )
+    } else {
+        format!(
+            "{}'s {n} queue vectors for {cpus} CPUs ({cores} cores) of {}: each CPU takes one before any takes two",
+            nic.name, pool.place
+        )
+    }
+}
+
+/// The CPUs a plan may use: the housekeeping CPUs, narrowed to `--cpus` (each checked).
+fn allowed_cpus(m: &Machine, opts: &PlanOptions) -> Result<Vec<u32>, PlanningError> {
+    let topo = &m.topology;
+    let mut allowed = topo.housekeeping();
+    if allowed.is_empty() {
+        let list = |c: &[u32]| match c {
+            [] => "none".to_string(),
+            c => cpulist::format(c),
+        };
+        return Err(PlanningError::NoHousekeepingCpus {
+            online: list(&topo.online),
+            isolated: list(&topo.isolated),
+            nohz_full: list(&topo.nohz_full),
+        });
+    }
+    if let Some(cpus) = &opts.cpus {
+        for &c in cpus {
+            if !topo.possible.contains(&c) {
+                return Err(PlanningError::UnknownCpu(
+                    c,
+                    cpulist::format(&topo.possible),
+                ));
+            }
+            if !topo.online.contains(&c) {
+                return Err(PlanningError::OfflineCpu(c, cpulist::format(&topo.online)));
+            }
+        }
+        allowed.retain(|c| cpus.contains(c));
+        if allowed.is_empty() {
+            return Err(PlanningError::NoCpus(
+                cpulist::format(cpus),
+                cpulist::format(&topo.housekeeping()),
+            ));
+        }
+    }
+    Ok(allowed)
+}
+
+/// The NICs a plan steers: those named with `--iface` (each checked), else every NIC with
+/// queue interrupts.
+fn chosen_nics<'m>(m: &'m Machine, opts: &PlanOptions) -> Result<Vec<&'m Nic>, PlanningError> {
+    Ok(if opts.ifaces.is_empty() {
+        m.nics
+            .iter()
+            .filter(|n| {
+                m.irqs
+                    .iter()
+                    .any(|i| matches!(&i.usage, IrqUse::NetQueue { iface, .. } if iface == &n.name))
+            })
+            .collect()
+    } else {
+        opts.ifaces
+            .iter()
+            .map(|name| {
+                m.nic(name).ok_or_else(|| {
+                    PlanningError::NoIface(
+                        name.clone(),
+                        m.nics
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?
+    })
 }

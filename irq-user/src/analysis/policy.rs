@@ -45,12 +45,16 @@ pub const BUSY_IRQ_RATE: f64 = 100.0;
 /// loaded server); the table is a power of two of at least twice the concurrent flows.
 pub const RFS_MIN_ENTRIES: u64 = 32768;
 
+/// The largest RFS table the kernel takes: rps_sock_flow_sysctl() caps it at 2^29
+/// (net/core/sysctl_net_core.c); rps_flow_cnt is capped the same way.
+pub const RFS_MAX_ENTRIES: u64 = 1 << 29;
+
 /// RFS table size for `flows` concurrent flows: a power of two >= 2x flows, at least
-/// [`RFS_MIN_ENTRIES`].
+/// [`RFS_MIN_ENTRIES`], at most [`RFS_MAX_ENTRIES`].
 pub fn rfs_entries(flows: u64) -> u64 {
     flows
         .saturating_mul(2)
-        .max(RFS_MIN_ENTRIES)
+        .clamp(RFS_MIN_ENTRIES, RFS_MAX_ENTRIES)
         .next_power_of_two()
 }
 
@@ -117,7 +121,10 @@ pub const THROUGHPUT_MARGIN: f64 = 0.03;
 /// least what the smallest such fix earns.
 pub const LATENCY_MARGIN: f64 = 0.10;
 
-/// Delivery-to-read samples a window needs for its median to count.
+/// Delivery-to-read samples a window needs for its median to count. A sample median's
+/// distribution-free 95% interval spans ranks n/2 +- 0.98 sqrt(n): at 50 that is the 36th to
+/// the 64th percentile, a value the rank test can order windows by; fewer, and a window's
+/// median is mostly chance.
 pub const MIN_LATENCY_SAMPLES: u64 = 50;
 
 /// A CPU spending this share of its time in hardirq + softirq handlers is saturated: what is

@@ -131,81 +131,111 @@ pub struct Measures {
     pub net_rx_runs: u64,
 }
 
-impl Measures {
-    pub fn of(p: &Profile, cpus: &[u32]) -> Measures {
-        Measures::of_windows(std::slice::from_ref(p), cpus)
+/// One flow's totals over the windows of a side.
+#[derive(Default)]
+struct FlowSum {
+    reads: u64,
+    mismatched: u64,
+    bytes: u64,
+    wakeups: Vec<Hist>,
+}
+
+/// What the windows of one side add up to, on the allowed CPUs.
+struct Sums {
+    flows: BTreeMap<String, FlowSum>,
+    outcome: Outcome,
+    irq_ns: BTreeMap<u32, f64>,
+    net_rx_ns_by_cpu: BTreeMap<u32, f64>,
+    runs: u64,
+    ksoft: u64,
+    packets: u64,
+    drops: u64,
+    squeezes: u64,
+    dur_ns: u64,
+}
+
+impl Sums {
+    fn new(cpus: &[u32]) -> Sums {
+        Sums {
+            flows: BTreeMap::new(),
+            outcome: Outcome::default(),
+            irq_ns: cpus.iter().map(|&c| (c, 0.0)).collect(),
+            net_rx_ns_by_cpu: cpus.iter().map(|&c| (c, 0.0)).collect(),
+            runs: 0,
+            ksoft: 0,
+            packets: 0,
+            drops: 0,
+            squeezes: 0,
+            dur_ns: 0,
+        }
     }
 
-    /// The measures of several windows together (the interleaved windows of one side): every
-    /// count summed, every share over their summed duration.
-    pub fn of_windows(windows: &[Profile], cpus: &[u32]) -> Measures {
-        #[derive(Default)]
-        struct Flow {
-            reads: u64,
-            mismatched: u64,
-            bytes: u64,
-            wakeups: Vec<Hist>,
+    fn add(&mut self, p: &Profile, cpus: &[u32]) {
+        let o = Outcome::of(p);
+        self.outcome.secs += o.secs;
+        self.outcome.bytes += o.bytes;
+        self.outcome.reads += o.reads;
+        self.outcome.drops_squeezes += o.drops_squeezes;
+        for (acc, n) in self.outcome.latency.iter_mut().zip(o.latency) {
+            *acc += n;
         }
-        let mut flows: BTreeMap<String, Flow> = BTreeMap::new();
-        let mut outcome = Outcome::default();
-        let mut irq_ns: BTreeMap<u32, f64> = cpus.iter().map(|&c| (c, 0.0)).collect();
-        let mut net_rx_ns_by_cpu: BTreeMap<u32, f64> = cpus.iter().map(|&c| (c, 0.0)).collect();
-        let (mut runs, mut ksoft, mut packets) = (0u64, 0u64, 0u64);
-        let (mut drops, mut squeezes, mut dur_ns) = (0u64, 0u64, 0u64);
-        for p in windows {
-            let o = Outcome::of(p);
-            outcome.secs += o.secs;
-            outcome.bytes += o.bytes;
-            outcome.reads += o.reads;
-            outcome.drops_squeezes += o.drops_squeezes;
-            for (acc, n) in outcome.latency.iter_mut().zip(o.latency) {
-                *acc += n;
-            }
-            for f in &p.flows {
-                let e = flows.entry(f.label()).or_default();
-                e.reads += f.reads();
-                e.mismatched += f.mismatched_reads;
-                e.bytes += f.read_bytes;
-                e.wakeups.push(f.delivery_to_read.all());
-            }
-            for (cpu, t) in p
-                .hardirqs
-                .iter()
-                .map(|r| (r.cpu, r.time_ns))
-                .chain(p.softirqs.iter().map(|r| (r.cpu, r.time_ns)))
-            {
-                if let Some(s) = irq_ns.get_mut(&cpu) {
-                    *s += t as f64;
-                }
-            }
-            for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
-                if let Some(t) = net_rx_ns_by_cpu.get_mut(&r.cpu) {
-                    *t += r.time_ns as f64;
-                    runs += r.count;
-                    ksoft += r.ksoftirqd_runs;
-                }
-            }
-            packets += p
-                .netdevs
-                .iter()
-                .filter(|r| cpus.contains(&r.cpu))
-                .map(|r| r.packets)
-                .sum::<u64>();
-            drops += p.proc.softnet.iter().map(|s| s.dropped).sum::<u64>();
-            squeezes += p.proc.softnet.iter().map(|s| s.time_squeeze).sum::<u64>();
-            dur_ns += p.session.duration_ns;
+        for f in &p.flows {
+            let e = self.flows.entry(f.label()).or_default();
+            e.reads += f.reads();
+            e.mismatched += f.mismatched_reads;
+            e.bytes += f.read_bytes;
+            e.wakeups.push(f.delivery_to_read.all());
         }
+        for (cpu, t) in p
+            .hardirqs
+            .iter()
+            .map(|r| (r.cpu, r.time_ns))
+            .chain(p.softirqs.iter().map(|r| (r.cpu, r.time_ns)))
+        {
+            if let Some(s) = self.irq_ns.get_mut(&cpu) {
+                *s += t as f64;
+            }
+        }
+        for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
+            if let Some(t) = self.net_rx_ns_by_cpu.get_mut(&r.cpu) {
+                *t += r.time_ns as f64;
+                self.runs += r.count;
+                self.ksoft += r.ksoftirqd_runs;
+            }
+        }
+        self.packets += p
+            .netdevs
+            .iter()
+            .filter(|r| cpus.contains(&r.cpu))
+            .map(|r| r.packets)
+            .sum::<u64>();
+        self.drops += p.proc.softnet.iter().map(|s| s.dropped).sum::<u64>();
+        self.squeezes += p.proc.softnet.iter().map(|s| s.time_squeeze).sum::<u64>();
+        self.dur_ns += p.session.duration_ns;
+    }
 
-        let mut by_reads: Vec<&Flow> = flows.values().filter(|f| f.reads > 0).collect();
+    /// Reads of the busiest flows and the share of them read on another CPU.
+    fn busiest_mismatch(&self) -> (u64, f64) {
+        let mut by_reads: Vec<&FlowSum> = self.flows.values().filter(|f| f.reads > 0).collect();
         by_reads.sort_by_key(|f| std::cmp::Reverse(f.reads));
         by_reads.truncate(policy::BUSIEST_FLOWS);
         let reads: u64 = by_reads.iter().map(|f| f.reads).sum();
         let mism: u64 = by_reads.iter().map(|f| f.mismatched).sum();
-        let secs = outcome.secs.max(1e-9);
-        let mut by_bytes: Vec<(&String, &Flow)> =
-            flows.iter().filter(|(_, f)| f.bytes > 0).collect();
+        let share = if reads == 0 {
+            0.0
+        } else {
+            mism as f64 / reads as f64
+        };
+        (reads, share)
+    }
+
+    /// Each flow that moved data, most bytes first: its throughput and latency.
+    fn flow_outcomes(&self) -> Vec<FlowOutcome> {
+        let secs = self.outcome.secs.max(1e-9);
+        let mut by_bytes: Vec<(&String, &FlowSum)> =
+            self.flows.iter().filter(|(_, f)| f.bytes > 0).collect();
         by_bytes.sort_by_key(|(_, f)| std::cmp::Reverse(f.bytes));
-        let flows_out = by_bytes
+        by_bytes
             .iter()
             .map(|(label, f)| {
                 let (b, max, _) = merged(f.wakeups.iter());
@@ -215,35 +245,46 @@ impl Measures {
                     latency: summarize(&b, max),
                 }
             })
-            .collect();
-        let dur = dur_ns.max(1) as f64;
-        let net_rx_ns: f64 = net_rx_ns_by_cpu.values().sum();
-        let mean = net_rx_ns / net_rx_ns_by_cpu.len().max(1) as f64;
-        let max_cpu = net_rx_ns_by_cpu.values().cloned().fold(0.0, f64::max);
-        let all: Vec<&Hist> = flows.values().flat_map(|f| f.wakeups.iter()).collect();
+            .collect()
+    }
+}
+
+impl Measures {
+    pub fn of(p: &Profile, cpus: &[u32]) -> Measures {
+        Measures::of_windows(std::slice::from_ref(p), cpus)
+    }
+
+    /// The measures of several windows together (the interleaved windows of one side): every
+    /// count summed, every share over their summed duration.
+    pub fn of_windows(windows: &[Profile], cpus: &[u32]) -> Measures {
+        let mut s = Sums::new(cpus);
+        for p in windows {
+            s.add(p, cpus);
+        }
+        let (reads, mismatch) = s.busiest_mismatch();
+        let dur = s.dur_ns.max(1) as f64;
+        let net_rx_ns: f64 = s.net_rx_ns_by_cpu.values().sum();
+        let mean = net_rx_ns / s.net_rx_ns_by_cpu.len().max(1) as f64;
+        let max_cpu = s.net_rx_ns_by_cpu.values().copied().fold(0.0, f64::max);
+        let all: Vec<&Hist> = s.flows.values().flat_map(|f| f.wakeups.iter()).collect();
         let (b, max, _) = merged(all);
-        let latency = summarize(&b, max);
         Measures {
-            latency,
-            outcome,
-            flows: flows_out,
-            mismatch: if reads == 0 {
-                0.0
-            } else {
-                mism as f64 / reads as f64
-            },
+            latency: summarize(&b, max),
+            flows: s.flow_outcomes(),
+            outcome: s.outcome,
+            mismatch,
             reads,
-            irq_share: irq_ns.into_iter().map(|(c, t)| (c, t / dur)).collect(),
-            drops,
-            squeezes,
-            ksoftirqd_share: if runs == 0 {
+            irq_share: s.irq_ns.into_iter().map(|(c, t)| (c, t / dur)).collect(),
+            drops: s.drops,
+            squeezes: s.squeezes,
+            ksoftirqd_share: if s.runs == 0 {
                 0.0
             } else {
-                ksoft as f64 / runs as f64
+                s.ksoft as f64 / s.runs as f64
             },
-            net_rx_ns_per_packet: (packets > 0).then(|| net_rx_ns / packets as f64),
+            net_rx_ns_per_packet: (s.packets > 0).then(|| net_rx_ns / s.packets as f64),
             imbalance: if mean > 0.0 { max_cpu / mean } else { 1.0 },
-            net_rx_runs: runs,
+            net_rx_runs: s.runs,
         }
     }
 
@@ -644,9 +685,11 @@ pub fn p_text(p: f64) -> String {
 ///
 /// The rule: a risk to the machine (a CPU newly saturated by interrupt work, more softnet
 /// drops and squeezes beyond chance) is worse. A judged outcome worse beyond its margin is
-/// worse, unless another is better beyond its own (a tradeoff, kept and said). An outcome
-/// better beyond its margin with none worse is better. Every judged outcome shown within its
-/// margin is no worse. Anything else is undecided: the trial must go on or give up.
+/// worse, unless it is the wake-up latency and the workload got more done (throughput better
+/// beyond its margin, or fewer drops beyond chance): batching, a tradeoff kept and said. A
+/// latency gain never pays for lost throughput. An outcome better beyond its margin with none
+/// worse is better. Every judged outcome shown within its margin is no worse. Anything else
+/// is undecided: the trial must go on or give up.
 pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
     let mut v = Verdict {
         windows: (before.windows.len(), after.windows.len()),
@@ -673,19 +716,27 @@ pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
     let line = |j: &Judgement, p: f64| format!("{} (p={})", j.what(), p_text(p));
     v.worse = worse.iter().map(|j| line(j, j.p_worse)).collect();
     v.better = better.iter().map(|j| line(j, j.p_better)).collect();
+    // What the workload gets done: throughput, and packets not dropped. A latency rise that
+    // buys more of it is batching; a latency gain never pays for less of it.
+    let work_gained: Vec<String> = better
+        .iter()
+        .filter(|j| j.measure == Measure::Throughput)
+        .map(|j| line(j, j.p_better))
+        .chain(risks.better.iter().cloned())
+        .collect();
     v.better.extend(risks.better);
+    let only_latency_worse = worse.iter().all(|j| j.measure == Measure::WakeUp);
     v.conclusion = if !risks.harm.is_empty() {
         v.worse.extend(risks.harm);
         Conclusion::Worse
-    } else if !worse.is_empty() && !v.better.is_empty() {
+    } else if !worse.is_empty() && only_latency_worse && !work_gained.is_empty() {
         v.tradeoffs = worse
             .iter()
             .map(|j| {
                 format!(
-                    "{} while {}; kept, since the workload gains more than the margin. If it needs {} more, undo it",
+                    "{} while {}: reads wait longer but the workload gets more done (batching); kept. If it needs the shorter wait more, undo it",
                     line(j, j.p_worse),
-                    v.better.join(", "),
-                    j.measure.label()
+                    work_gained.join(", ")
                 )
             })
             .collect();
@@ -977,6 +1028,23 @@ mod tests {
         assert_eq!(v.conclusion, Conclusion::Tradeoff, "{v:?}");
         assert!(v.keep());
         assert_eq!(v.tradeoffs.len(), 1, "{v:?}");
+    }
+
+    #[test]
+    fn a_latency_gain_never_pays_for_lost_throughput() {
+        // What a plan that starves the senders' CPU looks like: half the bytes, each wake-up
+        // quicker because less data flows.
+        let b = side(
+            &[108.0, 110.0, 107.0, 109.0, 108.5],
+            &[29.0, 30.0, 28.5, 29.5, 29.1],
+        );
+        let a = side(
+            &[57.0, 58.0, 56.5, 57.5, 57.2],
+            &[23.8, 24.0, 23.5, 24.2, 23.9],
+        );
+        let v = compare(&b, &a, ALPHA);
+        assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
+        assert!(v.tradeoffs.is_empty(), "{v:?}");
     }
 
     #[test]

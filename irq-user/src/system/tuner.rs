@@ -24,7 +24,7 @@ use crate::{
     model::snapshot::unix_ms,
     render,
     system::applier::{self, ApplyOptions},
-    system::journal::Store,
+    system::journal::{Lock, Store},
     system::probes::ProbeOptions,
     system::session::{Mark, Recorder, Waited},
     system::stop::Stop,
@@ -50,6 +50,9 @@ pub struct TuneOptions {
     pub plan: Option<Plan>,
     /// Plans tried at most, each with its own trial, until one is kept.
     pub max_trials: u32,
+    /// The command that reverts a journal of this run, its path appended ("irqtune --root
+    /// T revert --state-dir D").
+    pub undo: String,
 }
 
 /// One plan tried, and what became of it.
@@ -205,6 +208,9 @@ struct Windows {
 struct Run<'a> {
     root: &'a SysRoot,
     store: &'a Store,
+    /// The state directory's lock, held for the whole run: no other apply or revert can
+    /// slip in between the trial's toggles and be undone by them.
+    lock: Lock,
     opts: &'a TuneOptions,
     stop: &'a Stop,
     machine: Machine,
@@ -250,12 +256,13 @@ impl Run<'_> {
 
     /// Applies the plan (journaled); the journal of the change.
     fn apply(&self, plan: &Plan, out: &mut dyn Write) -> anyhow::Result<PathBuf> {
-        let applied = applier::apply(
+        let applied = applier::apply_held(
             self.root,
             &self.machine,
             plan,
             "irqtune tune",
             self.store,
+            Some(&self.lock),
             &self.apply_options(),
             out,
         )?;
@@ -265,7 +272,15 @@ impl Run<'_> {
     }
 
     fn revert(&self, journal: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
-        applier::revert(self.root, self.store, Some(journal), out)?;
+        applier::revert_held(
+            self.root,
+            self.store,
+            &self.lock,
+            Some(journal),
+            &self.machine.host,
+            false,
+            out,
+        )?;
         Ok(())
     }
 
@@ -406,6 +421,57 @@ impl Run<'_> {
         }
     }
 
+    fn show_plan(&self, i: usize, of: usize, plan: &Plan, source: &str, out: &mut dyn Write) {
+        say(
+            out,
+            format_args!(
+                "\nPlan {} of {of}, {source} ({} change(s)) on CPUs {}:\n{}",
+                i + 1,
+                plan.changes.len(),
+                cpulist::format(&self.cpus),
+                plan.diff()
+            ),
+        );
+    }
+
+    /// Applies, judges and keeps or rolls back each plan in turn, until one is kept.
+    async fn try_plans(
+        &self,
+        plans: &[(Plan, String)],
+        rec: &mut Recorder,
+        noise: &[Noise],
+        out: &mut dyn Write,
+        progress: &mut dyn Write,
+    ) -> anyhow::Result<Vec<Tried>> {
+        let mut tried = Vec::new();
+        for (i, (plan, source)) in plans.iter().enumerate() {
+            if self.stop.requested() {
+                break;
+            }
+            self.show_plan(i, plans.len(), plan, source, out);
+            say(
+                progress,
+                format_args!("tune 3/5: applying plan {} (journaled) ...\n", i + 1),
+            );
+            let state = State::After(self.apply(plan, out)?);
+            let (verdict, state) = self.trial(rec, plan, state, noise, out, progress).await?;
+            say(progress, format_args!("tune 5/5: comparing ...\n"));
+            let journal = self.conclude(plan, &verdict, state, out)?;
+            let kept = journal.is_some();
+            tried.push(Tried {
+                plan: plan.clone(),
+                source: source.clone(),
+                verdict,
+                kept,
+                journal,
+            });
+            if kept {
+                break;
+            }
+        }
+        Ok(tried)
+    }
+
     fn compare(&self, w: &Windows) -> Verdict {
         let side = |windows: &[Profile]| Side {
             windows: windows.iter().map(Outcome::of).collect(),
@@ -525,7 +591,8 @@ impl Run<'_> {
                 say(
                     out,
                     format_args!(
-                        "Verdict: {headline}; {kept}. Undo with `irqtune revert {}`.\n",
+                        "Verdict: {headline}; {kept}. Undo with `{} {}`.\n",
+                        self.opts.undo,
                         j.display()
                     ),
                 );
@@ -603,9 +670,11 @@ pub async fn tune(
     if let Some(only) = &opts.cpus {
         cpus.retain(|c| only.contains(c));
     }
+    let lock = store.lock()?;
     let run = Run {
         root,
         store,
+        lock,
         opts,
         stop,
         machine,
@@ -635,15 +704,9 @@ pub async fn tune(
         say(
             out,
             format_args!(
-                "\nPlan on CPUs {}:\n{}",
+                "\nPlan on CPUs {}:\n{}Nothing to change: the steering already matches the policy for what was measured.\n",
                 cpulist::format(&run.cpus),
                 plans[0].0.diff()
-            ),
-        );
-        say(
-            out,
-            format_args!(
-                "Nothing to change: the steering already matches the policy for what was measured.\n"
             ),
         );
         return Ok(Ended::NothingToChange);
@@ -654,60 +717,14 @@ pub async fn tune(
         .collect();
     if opts.dry_run {
         for (i, (plan, source)) in plans.iter().enumerate() {
-            say(
-                out,
-                format_args!(
-                    "\nPlan {} of {}, {source} ({} change(s)) on CPUs {}:\n{}",
-                    i + 1,
-                    plans.len(),
-                    plan.changes.len(),
-                    cpulist::format(&run.cpus),
-                    plan.diff()
-                ),
-            );
+            run.show_plan(i, plans.len(), plan, source, out);
         }
         say(out, format_args!("Dry run: nothing applied.\n"));
         return Ok(Ended::DryRun);
     }
-
-    let mut tried = Vec::new();
-    for (i, (plan, source)) in plans.iter().enumerate() {
-        if stop.requested() {
-            break;
-        }
-        say(
-            out,
-            format_args!(
-                "\nPlan {} of {}, {source} ({} change(s)) on CPUs {}:\n{}",
-                i + 1,
-                plans.len(),
-                plan.changes.len(),
-                cpulist::format(&run.cpus),
-                plan.diff()
-            ),
-        );
-        say(
-            progress,
-            format_args!("tune 3/5: applying plan {} (journaled) ...\n", i + 1),
-        );
-        let state = State::After(run.apply(plan, out)?);
-        let (verdict, state) = run
-            .trial(&mut rec, plan, state, &noise, out, progress)
-            .await?;
-        say(progress, format_args!("tune 5/5: comparing ...\n"));
-        let journal = run.conclude(plan, &verdict, state, out)?;
-        let kept = journal.is_some();
-        tried.push(Tried {
-            plan: plan.clone(),
-            source: source.clone(),
-            verdict,
-            kept,
-            journal,
-        });
-        if kept {
-            break;
-        }
-    }
+    let tried = run
+        .try_plans(&plans, &mut rec, &noise, out, progress)
+        .await?;
     drop(rec);
     summary(&tried, out);
     match save_record(store, &noise, &tried) {
