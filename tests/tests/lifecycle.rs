@@ -7,7 +7,13 @@ use std::{
 };
 
 use irq_ebpf::tp_format;
+use irq_user::system::probes::{ProbeDef, PROBES};
 use irqtune_tests::{irqtune_bin, irqtune_programs_loaded, kernel_test};
+
+/// How many probes attach by default, and with `--per-packet`.
+fn attached_by_default() -> usize {
+    ProbeDef::by_default().count()
+}
 
 /// Runs `irqtune record ARGS`, checks it succeeded, returns its report.
 fn record(args: &[&str]) -> String {
@@ -31,10 +37,13 @@ kernel_test! {
             "irqtune programs loaded before the test: {:?}",
             irqtune_programs_loaded()
         );
-        for run in 1..=2 {
-            let stdout = record(&["--duration", "1"]);
+        for (run, args, want) in [
+            (1, &["--duration", "1"][..], attached_by_default()),
+            (2, &["--duration", "1", "--per-packet"][..], PROBES.len()),
+        ] {
+            let stdout = record(args);
             assert!(
-                stdout.contains("probes: 9 attached"),
+                stdout.contains(&format!("probes: {want} attached")),
                 "run {run} report:\n{stdout}"
             );
             let left = irqtune_programs_loaded();
@@ -63,7 +72,7 @@ kernel_test! {
             // Killed if an assertion below fails, so no recorder outlives the test.
             let guard = KillOnDrop(child.id());
             let start = Instant::now();
-            while irqtune_programs_loaded().len() < 9 {
+            while irqtune_programs_loaded().len() < attached_by_default() {
                 assert!(
                     start.elapsed() < Duration::from_secs(20),
                     "probes never showed up in bpftool"
@@ -101,9 +110,10 @@ kernel_test! {
 
 kernel_test! {
     fn classic_tracepoint_fallback_attaches_everything() {
-        let stdout = record(&["--duration", "1", "--classic"]);
+        let stdout = record(&["--duration", "1", "--classic", "--per-packet"]);
+        let n = PROBES.len();
         assert!(
-            stdout.contains("probes: 9 attached (9 classic tracepoints)"),
+            stdout.contains(&format!("probes: {n} attached ({n} classic tracepoints)")),
             "{stdout}"
         );
     }
@@ -198,8 +208,9 @@ kernel_test! {
         // Sampling hashes the flow's ports, not the socket pointer: the verifier refuses shifts of
         // a BTF pointer, which once sent the flow probes to the dearer classic tracepoints.
         let stdout = record(&["--duration", "1", "--flow-sample", "16"]);
+        let n = attached_by_default();
         assert!(
-            stdout.contains("probes: 9 attached (9 BTF tracepoints)"),
+            stdout.contains(&format!("probes: {n} attached ({n} BTF tracepoints)")),
             "{stdout}"
         );
     }

@@ -197,6 +197,23 @@ kernel_test! {
             assert!(checked > 50, "compared {checked} counter series");
         }
 
+        // A healthy host under traffic loses nothing: every loss series is zero, and the
+        // family is there (with its kinds) to say so. Entries created and unmatched exits
+        // are other families.
+        for (i, s) in scrapes.iter().enumerate() {
+            let losses: Vec<(String, f64)> = samples(s)
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("irqtune_probe_losses_total{"))
+                .collect();
+            assert!(losses.len() >= 5, "scrape {i}: loss kinds {losses:?}");
+            let lost: Vec<_> = losses.iter().filter(|(_, v)| *v != 0.0).collect();
+            assert!(lost.is_empty(), "scrape {i}: losses on a healthy host: {lost:?}");
+            assert!(
+                !losses.iter().any(|(k, _)| k.contains("created") || k.contains("without_entry")),
+                "scrape {i}: not losses: {losses:?}"
+            );
+        }
+
         // NET_RX runs per CPU: the watch's totals against /proc/softirqs over the same window.
         let (m1, m3) = (net_rx(&scrapes[0]), net_rx(&scrapes[2]));
         let mut total_w = 0.0;

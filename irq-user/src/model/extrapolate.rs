@@ -25,8 +25,38 @@ fn scale(n: u64, k: f64) -> u64 {
 
 /// A histogram with every bucket (and the sum) scaled by `k`; the maximum stays.
 pub fn scaled(h: &Hist, k: f64) -> Hist {
-    let b = h.to_buckets().map(|n| scale(n, k));
-    Hist::from_buckets(&b, h.summary.max_ns, scale(h.sum_ns, k))
+    let n: u64 = h.to_buckets().iter().sum();
+    scaled_to(h, scale(n, k))
+}
+
+/// A histogram whose buckets hold `total` events in its observed shape: each bucket scaled
+/// alike, the rounding apportioned by largest remainder so they sum to `total` exactly (a
+/// histogram's count then equals the count of the row it belongs to); the sum scaled alike,
+/// the maximum kept.
+pub fn scaled_to(h: &Hist, total: u64) -> Hist {
+    let b = h.to_buckets();
+    let n: u64 = b.iter().fold(0u64, |a, &c| a.saturating_add(c));
+    if n == 0 || n == total {
+        return h.clone();
+    }
+    let k = total as f64 / n as f64;
+    let mut out = [0u64; irq_ebpf::hist::BUCKETS];
+    let mut remainders = Vec::new();
+    let mut given = 0u64;
+    for (i, &c) in b.iter().enumerate() {
+        let x = c as f64 * k;
+        out[i] = x.floor() as u64;
+        given = given.saturating_add(out[i]);
+        if c > 0 {
+            remainders.push((x - x.floor(), i));
+        }
+    }
+    remainders.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let missing = usize::try_from(total.saturating_sub(given)).unwrap_or(usize::MAX);
+    for (_, i) in remainders.into_iter().cycle().take(missing) {
+        out[i] += 1;
+    }
+    Hist::from_buckets(&out, h.summary.max_ns, scale(h.sum_ns, k))
 }
 
 /// `exact / observed`, or `fallback` when there is no exact count or nothing observed.
@@ -100,7 +130,7 @@ pub fn extrapolate(p: &mut Profile, observed_ns: u64) {
         let k = ratio(exact_total, r.count, inverse);
         r.count = scale(r.count, k);
         r.time_ns = scale(r.time_ns, k);
-        r.handler = scaled(&r.handler, k);
+        r.handler = scaled_to(&r.handler, r.count);
     }
     for r in &mut p.softirqs {
         let name = Vector::name(r.vector).to_string();
@@ -113,7 +143,7 @@ pub fn extrapolate(p: &mut Profile, observed_ns: u64) {
         r.time_ns = scale(r.time_ns, k);
         r.raises = scale(r.raises, k);
         r.ksoftirqd_runs = scale(r.ksoftirqd_runs, k);
-        r.handler = scaled(&r.handler, k);
+        r.handler = scaled_to(&r.handler, r.count);
         r.raise_delay = scaled(&r.raise_delay, k);
     }
     for r in &mut p.netdevs {
@@ -171,5 +201,23 @@ mod tests {
         assert_eq!(ratio(Some(50), 10, 3.0), 5.0);
         assert_eq!(ratio(None, 10, 3.0), 3.0);
         assert_eq!(ratio(Some(50), 0, 3.0), 3.0);
+    }
+
+    #[test]
+    fn a_histogram_scaled_to_a_count_holds_exactly_that_count() {
+        let mut b = [0u64; irq_ebpf::hist::BUCKETS];
+        (b[30], b[31], b[32], b[50]) = (7, 7, 7, 1);
+        let h = Hist::from_buckets(&b, 5000, 1000);
+        for total in [0u64, 1, 5, 22, 23, 100, 1001, 383_454, 383_456] {
+            let s = scaled_to(&h, total);
+            let got: u64 = s.to_buckets().iter().sum();
+            assert_eq!(got, if total == 0 { 0 } else { total }, "total {total}");
+        }
+        let s = scaled_to(&h, 220).to_buckets();
+        assert_eq!(
+            (s[30], s[31], s[32], s[50]),
+            (70, 70, 70, 10),
+            "the shape kept"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod jsonfile;
 pub mod machine;
 pub mod procfs;
 pub mod profile;
+pub mod running;
 pub mod snapshot;
 pub mod tree;
 pub mod units;

@@ -36,8 +36,7 @@ fn header(p: &Profile, o: &mut String) {
     if let Some(s) = &p.session.sampling {
         let _ = writeln!(
             o,
-            "sampled: probes attached {:.0}% of the time ({:.1} s of {:.1} s, a duty cycle); figures extrapolated: {}",
-            s.coverage * 100.0,
+            "sampled ({:.1} s of {:.1} s seen): {}",
             s.observed_ns as f64 / 1e9,
             p.duration_secs(),
             s.method

@@ -220,11 +220,18 @@ impl Recorder {
             None => to.interrupts.cpus.clone(),
         };
         let delta = to.probes.delta(&from.probes);
+        let duration_ns = to.probes.taken_ns.saturating_sub(from.probes.taken_ns);
         let mut p = Profile::from_recording(Recorded {
             delta: &delta,
             start_unix_ms: from.unix_ms,
-            duration_ns: to.probes.taken_ns.saturating_sub(from.probes.taken_ns),
-            observed_ns: delta.observed_ns,
+            duration_ns,
+            // Without a duty cycle the probes were attached throughout (the two clocks'
+            // readings differ by the time between them, not by anything unseen).
+            observed_ns: if self.duty.is_some() {
+                delta.observed_ns
+            } else {
+                duration_ns
+            },
             bpf_map_bytes: crate::system::probes::map_memory(),
             interrupted,
             cpus,

@@ -131,7 +131,7 @@ fn attach_all(
             reason: reason.to_string(),
             by_choice,
         };
-        if probe.name == "netif_receive_skb" && !opts.per_packet {
+        if probe.per_packet() && !opts.per_packet {
             a.disabled.push(off(
                 "per-packet detail not asked for (--per-packet): NET_RX packets come from napi_poll and /proc/net/softnet_stat",
                 true,

@@ -136,6 +136,18 @@ impl ProbeDef {
         Group::of(self.category, self.name).expect("every probe belongs to a family")
     }
 
+    /// Whether it runs per packet and is off unless asked for (`--per-packet`): on a host
+    /// at millions of packets a second its cost is the workload's, and napi_poll and
+    /// /proc/net/softnet_stat give the NET_RX load without it.
+    pub fn per_packet(&self) -> bool {
+        (self.category, self.name) == ("net", "netif_receive_skb")
+    }
+
+    /// The probes attached when nothing is skipped and per-packet detail is not asked for.
+    pub fn by_default() -> impl Iterator<Item = &'static ProbeDef> {
+        PROBES.iter().filter(|p| !p.per_packet())
+    }
+
     /// Every program's name in the object, over all methods.
     pub fn program_names(&self) -> Vec<&'static str> {
         self.methods

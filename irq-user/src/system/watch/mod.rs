@@ -15,7 +15,7 @@ use crate::{
     analysis::findings::Finding,
     model::hist::Summary,
     model::procfs::SoftnetRow,
-    model::profile::{FlowTotals, ProbeRow, Profile},
+    model::profile::{ProbeRow, Profile},
     model::snapshot::unix_ms,
     render::{metrics, prometheus},
     system::session::{Mark, Recorder, Waited},
@@ -74,25 +74,21 @@ const JSONL_FLOWS: usize = 10;
 pub struct Watcher {
     recorder: Recorder,
     start_unix_ms: u64,
-    base: Mark,
     prev: Mark,
-    /// All flows' reads since the start, summed interval by interval: a flow evicted from
-    /// the kernel's LRU map would otherwise take its counts out of a since-start delta, and
-    /// counters must never go down.
-    flow_totals: FlowTotals,
+    /// Everything since the start, summed interval by interval (see `model::running`):
+    /// counters never go down.
+    total: Option<Profile>,
     opts: prometheus::Options,
 }
 
 impl Watcher {
     pub fn new(recorder: Recorder, opts: prometheus::Options) -> anyhow::Result<Watcher> {
-        let base = recorder.mark()?;
         let prev = recorder.mark()?;
         Ok(Watcher {
             recorder,
             start_unix_ms: unix_ms(),
-            base,
             prev,
-            flow_totals: FlowTotals::default(),
+            total: None,
             opts,
         })
     }
@@ -113,13 +109,20 @@ impl Watcher {
         let interval = self
             .recorder
             .profile(&self.prev, &now, false, Some(now.machine()));
-        let mut total = self.recorder.profile(&self.base, &now, false, None);
-        self.flow_totals.add(&interval.flow_totals);
-        total.flow_totals = self.flow_totals.clone();
-        total.flows = interval.flows.clone();
-        total.findings = interval.findings.clone();
+        let total = match self.total.as_mut() {
+            Some(t) => {
+                t.add_window(&interval);
+                t
+            }
+            None => self.total.insert(Profile {
+                context: None,
+                ..interval.clone()
+            }),
+        };
+        total.flows.clone_from(&interval.flows);
+        total.findings.clone_from(&interval.findings);
         let text = metrics_text(
-            &total,
+            total,
             self.recorder.probe_rows(),
             self.start_unix_ms,
             unix_ms(),
