@@ -18,15 +18,10 @@ pub const KERNEL_DIR: &str = "/tmp/irqtune-kernels";
 
 pub use irqtune_testbed::matrix::{matrix, Kernel};
 
+/// The extracted kernel's image: boot/vmlinuz-VER, or from 7.x (the linux-binary package)
+/// usr/lib/modules/VER/vmlinuz.
 fn vmlinuz(short: &str) -> Option<PathBuf> {
-    fs::read_dir(Path::new(KERNEL_DIR).join(short).join("boot"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
+    irqtune_testbed::matrix::image(&Path::new(KERNEL_DIR).join(short))
 }
 
 pub fn vng() -> PathBuf {
@@ -75,7 +70,7 @@ impl Guest {
         let (Some(image), true) = (vmlinuz(short), vng().is_file()) else {
             let why = format!(
                 "{test}: kernel {} or virtme-ng missing (under {KERNEL_DIR}/{short}, {}); run `cargo xtask setup --tests`",
-                kernel.package,
+                kernel.package_list(),
                 vng().display()
             );
             if std::env::var_os("CI").is_some() {

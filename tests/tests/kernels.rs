@@ -235,7 +235,7 @@ kernel_test! {
             .session
             .probes
             .iter()
-            .filter(|p| p.attach != Attach::Disabled)
+            .filter(|p| !matches!(p.attach, Attach::Disabled | Attach::Off))
             .collect();
         assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
         let all = irq_user::system::probes::PROBES.len();
@@ -574,6 +574,11 @@ fn kernel_6_12() {
 #[test]
 fn kernel_6_1_rt() {
     boot_and_run_suite("6.1-rt");
+}
+
+#[test]
+fn kernel_7_3() {
+    boot_and_run_suite("7.3");
 }
 
 #[test]

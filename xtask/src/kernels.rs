@@ -70,19 +70,17 @@ fn extracted_version(dir: &Path) -> Option<String> {
 }
 
 fn has_image(dir: &Path) -> bool {
-    fs::read_dir(dir.join("boot")).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
-    })
+    irqtune_testbed::matrix::image(dir).is_some()
 }
 
-/// `apt-get download` with a private configuration: the matrix's suites, nothing of the
-/// host's apt state touched.
-fn download(k: &Kernel, debs: &Path) -> anyhow::Result<PathBuf> {
+/// `apt-get download` of one package with a private configuration: the matrix's suites,
+/// nothing of the host's apt state touched.
+fn download(package: &str, debs: &Path) -> anyhow::Result<PathBuf> {
     let found = |debs: &Path| {
         fs::read_dir(debs).ok().and_then(|d| {
             d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
                 p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{}_", k.package)))
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
             })
         })
     };
@@ -95,14 +93,20 @@ fn download(k: &Kernel, debs: &Path) -> anyhow::Result<PathBuf> {
     fs::create_dir_all(apt.join("cache/archives/partial"))?;
     fs::create_dir_all(debs)?;
     let mut sources = String::new();
-    let mut suites: Vec<String> = matrix().into_iter().map(|k| k.suite).collect();
+    let mut suites: Vec<(String, bool)> = matrix()
+        .into_iter()
+        .map(|k| (k.suite.clone(), k.is_backports()))
+        .collect();
     suites.sort();
     suites.dedup();
-    for s in &suites {
+    for (s, backports) in &suites {
         sources.push_str(&format!("deb [trusted=yes] {MIRROR} {s} main\n"));
-        sources.push_str(&format!(
-            "deb [trusted=yes] {MIRROR}-security {s}-security main\n"
-        ));
+        // A backports suite has no security suite of its own.
+        if !backports {
+            sources.push_str(&format!(
+                "deb [trusted=yes] {MIRROR}-security {s}-security main\n"
+            ));
+        }
     }
     let list = apt.join("sources.list");
     fs::write(&list, sources)?;
@@ -127,8 +131,8 @@ fn download(k: &Kernel, debs: &Path) -> anyhow::Result<PathBuf> {
     run(update.arg("update"))?;
     let mut get = Command::new("apt-get");
     opts(&mut get);
-    run(get.arg("download").arg(&k.package).current_dir(debs))?;
-    found(debs).with_context(|| format!("apt-get download {} left no .deb", k.package))
+    run(get.arg("download").arg(package).current_dir(debs))?;
+    found(debs).with_context(|| format!("apt-get download {package} left no .deb"))
 }
 
 /// Downloads, extracts and installs the modules of one kernel.
@@ -141,20 +145,25 @@ fn kernel(k: &Kernel) -> anyhow::Result<()> {
             .is_file()
     });
     if setup::step(
-        &format!("kernel {} ({})", k.short, k.package),
+        &format!("kernel {} ({})", k.short, k.package_list()),
         has_image(&dir) && installed,
     ) {
         return Ok(());
     }
     if !is_root() {
-        bail!("installing the kernel modules of {} needs root", k.package);
+        bail!(
+            "installing the kernel modules of {} needs root",
+            k.package_list()
+        );
     }
-    let deb = download(k, &cache().join("debs"))?;
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
-    let version =
-        extracted_version(&dir).with_context(|| format!("{} has no modules", deb.display()))?;
+    for package in &k.packages {
+        let deb = download(package, &cache().join("debs"))?;
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    }
+    let version = extracted_version(&dir)
+        .with_context(|| format!("{} has no modules", k.package_list()))?;
     let from = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|m| dir.join(m).join(&version))
@@ -203,8 +212,14 @@ mod tests {
         let m = matrix();
         assert!(m.len() >= 2);
         for k in &m {
-            assert!(k.package.starts_with("linux-image-"), "{}", k.package);
-            assert!(["bullseye", "bookworm", "trixie"].contains(&k.suite.as_str()));
+            assert!(
+                k.packages.iter().any(|p| p.starts_with("linux-image-")
+                    || p.starts_with("linux-binary-")),
+                "{:?}",
+                k.packages
+            );
+            let base = k.suite.trim_end_matches("-backports");
+            assert!(["bullseye", "bookworm", "trixie"].contains(&base), "{}", k.suite);
         }
     }
 }
