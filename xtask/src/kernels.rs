@@ -162,8 +162,8 @@ fn kernel(k: &Kernel) -> anyhow::Result<()> {
         let deb = download(package, &cache().join("debs"))?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
     }
-    let version = extracted_version(&dir)
-        .with_context(|| format!("{} has no modules", k.package_list()))?;
+    let version =
+        extracted_version(&dir).with_context(|| format!("{} has no modules", k.package_list()))?;
     let from = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|m| dir.join(m).join(&version))
@@ -213,13 +213,18 @@ mod tests {
         assert!(m.len() >= 2);
         for k in &m {
             assert!(
-                k.packages.iter().any(|p| p.starts_with("linux-image-")
-                    || p.starts_with("linux-binary-")),
+                k.packages
+                    .iter()
+                    .any(|p| p.starts_with("linux-image-") || p.starts_with("linux-binary-")),
                 "{:?}",
                 k.packages
             );
             let base = k.suite.trim_end_matches("-backports");
-            assert!(["bullseye", "bookworm", "trixie"].contains(&base), "{}", k.suite);
+            assert!(
+                ["bullseye", "bookworm", "trixie"].contains(&base),
+                "{}",
+                k.suite
+            );
         }
     }
 }

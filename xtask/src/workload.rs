@@ -179,7 +179,8 @@ fn udp_rate(pair: &NetnsPair, secs: u64) -> anyhow::Result<f64> {
     Ok(after.saturating_sub(before) as f64 / elapsed)
 }
 
-/// Round trips from sockperf's full log: every message's send and receive time, in seconds.
+/// Round trips from sockperf's full log: after its summary, a CSV of every message (`packet,
+/// txTime(sec), rxTime(sec), latency(usec)`, the last being half the round trip).
 fn full_log_rtts_us(path: &Path) -> anyhow::Result<Vec<f64>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let mut rtts: Vec<f64> = text
@@ -192,7 +193,7 @@ fn full_log_rtts_us(path: &Path) -> anyhow::Result<Vec<f64>> {
                 .collect::<Result<_, _>>()
                 .ok()?;
             match f[..] {
-                [_, tx, rx] if rx > tx && tx > 0.0 => Some((rx - tx) * 1e6),
+                [_, tx, rx, ..] if rx > tx && tx > 0.0 => Some((rx - tx) * 1e6),
                 _ => None,
             }
         })
@@ -455,7 +456,7 @@ mod tests {
         let p = dir.join("log.csv");
         std::fs::write(
             &p,
-            "------------------------------\npacket, txTime(sec), rxTime(sec)\n1, 10.000000000, 10.000020000\n2, 10.000100000, 10.000130000\n",
+            "sockperf: ---> percentile 50.000 =   63.888\n------------------------------\npacket, txTime(sec), rxTime(sec), latency(usec)\n0, 10.000000000, 10.000020000, 10.000\n1, 10.000100000, 10.000130000, 15.000\n",
         )
         .unwrap();
         let r = full_log_rtts_us(&p).unwrap();
