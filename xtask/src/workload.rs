@@ -263,8 +263,8 @@ fn metrics_up(addr: &str) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-/// Names of the loaded BPF programs (bpftool's JSON).
-fn loaded_programs() -> Vec<String> {
+/// Id and name of every loaded BPF program (bpftool's JSON).
+fn loaded_programs() -> Vec<(u64, String)> {
     Command::new("bpftool")
         .args(["prog", "show", "-j"])
         .output()
@@ -273,11 +273,26 @@ fn loaded_programs() -> Vec<String> {
         .and_then(|v| {
             v.as_array().map(|a| {
                 a.iter()
-                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
                     .collect()
             })
         })
         .unwrap_or_default()
+}
+
+/// Whether programs loaded since `before` include each of `names` (a name matches with or
+/// without the `_btf` suffix: irqtune and the libbpf-tools load the BTF variant where the
+/// kernel has it, and the two use the same names, hence "since").
+fn loaded_since(before: &[(u64, String)], names: &[&str]) -> bool {
+    let new: Vec<String> = loaded_programs()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(|(_, n)| n)
+        .collect();
+    names.iter().all(|n| {
+        new.iter()
+            .any(|x| x == n || x.strip_suffix("_btf") == Some(n))
+    })
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -291,20 +306,35 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
     bail!("{what} did not come up within 60 s")
 }
 
+/// A mode's processes, stopped when dropped (also when starting or measuring failed).
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in self.0.drain(..) {
+            stop(c);
+        }
+    }
+}
+
 /// Starts a mode and returns once its probes are in place.
-fn start(mode: Mode, bin: &Path, dir: &Path) -> anyhow::Result<Vec<Child>> {
-    let spawn = |c: &mut Command| {
-        c.stdout(Stdio::null())
+fn start(mode: Mode, bin: &Path, dir: &Path) -> anyhow::Result<Running> {
+    let mut running = Running(Vec::new());
+    let mut spawn = |c: &mut Command| -> anyhow::Result<()> {
+        let child = c
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("start {c:?}"))
+            .with_context(|| format!("start {c:?}"))?;
+        running.0.push(child);
+        Ok(())
     };
-    Ok(match mode {
-        Mode::Nothing => Vec::new(),
+    let before = loaded_programs();
+    match mode {
+        Mode::Nothing => {}
         Mode::Watch => {
-            let c = spawn(Command::new(bin).args(["watch", "--listen", WATCH_LISTEN]))?;
+            spawn(Command::new(bin).args(["watch", "--listen", WATCH_LISTEN]))?;
             wait_for("irqtune watch", || metrics_up(WATCH_LISTEN))?;
-            vec![c]
         }
         Mode::Record | Mode::RecordNoFlows => {
             let mut cmd = Command::new(bin);
@@ -313,25 +343,20 @@ fn start(mode: Mode, bin: &Path, dir: &Path) -> anyhow::Result<Vec<Child>> {
             if mode == Mode::RecordNoFlows {
                 cmd.arg("--no-flows");
             }
-            let c = spawn(&mut cmd)?;
+            spawn(&mut cmd)?;
             wait_for("irqtune record", || {
-                loaded_programs()
-                    .iter()
-                    .any(|p| p.starts_with("softirq_exit_b"))
+                loaded_since(&before, &["softirq_exit"])
             })?;
-            vec![c]
         }
         Mode::Libbpf => {
-            let a = spawn(Command::new("softirqs").args(["-d", "3600", "1"]))?;
-            let b = spawn(Command::new("hardirqs").args(["-d", "3600", "1"]))?;
+            spawn(Command::new("softirqs").args(["-d", "3600", "1"]))?;
+            spawn(Command::new("hardirqs").args(["-d", "3600", "1"]))?;
             wait_for("libbpf-tools softirqs and hardirqs", || {
-                let p = loaded_programs();
-                let has = |n: &str| p.iter().any(|x| x == n);
-                has("softirq_entry") && has("irq_handler_entry")
+                loaded_since(&before, &["softirq_entry", "irq_handler_entry"])
             })?;
-            vec![a, b]
         }
-    })
+    }
+    Ok(running)
 }
 
 pub struct Args {
@@ -352,7 +377,7 @@ pub fn workload(bin: &Path, args: &Args) -> anyhow::Result<()> {
             .collect();
         for mode in order {
             println!("bench workload: round {}, {} ...", round + 1, mode.name());
-            let children = start(mode, bin, &dir)?;
+            let running = start(mode, bin, &dir)?;
             let measured = (|| -> anyhow::Result<Sample> {
                 let udp = udp_rate(&pair, args.seconds)?;
                 let (p50, p99) = ping_pong(&pair, args.seconds, &log)?;
@@ -364,9 +389,7 @@ pub fn workload(bin: &Path, args: &Args) -> anyhow::Result<()> {
                     stream_mb_per_s: mb,
                 })
             })();
-            for c in children {
-                stop(c);
-            }
+            drop(running);
             samples.entry(mode).or_default().push(measured?);
         }
     }
