@@ -22,7 +22,12 @@ fn every_corpus_input_is_handled_without_a_panic() {
             dir.display()
         );
         for f in files {
-            let data = std::fs::read(&f).expect("read corpus input");
+            let data = match std::fs::read(&f) {
+                Ok(d) => d,
+                // A fuzzer running on the corpus replaces inputs by smaller ones as it goes.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("read {}: {e}", f.display()),
+            };
             let ok = std::panic::catch_unwind(|| target(&data));
             assert!(ok.is_ok(), "{name}: {} panics", f.display());
             seen += 1;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
 
-use crate::{cargo, run, setup, workspace_root};
+use crate::{run, setup, workspace_root};
 
 /// The toolchain cargo-fuzz builds with (sanitizers and coverage need a nightly).
 const NIGHTLY: &str = "nightly";
@@ -24,6 +24,14 @@ pub struct FuzzArgs {
     /// Targets run at once (each takes a core).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+}
+
+/// Cargo of the nightly toolchain, through rustup: `cargo +nightly` works only through
+/// rustup's proxy, and xtask runs under the toolchain's own cargo (`$CARGO`).
+fn nightly_cargo(dir: &std::path::Path) -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", NIGHTLY, "cargo"]).current_dir(dir);
+    c
 }
 
 fn tools() -> anyhow::Result<()> {
@@ -81,9 +89,7 @@ pub fn fuzz(args: &FuzzArgs) -> anyhow::Result<()> {
     };
     let fuzz_dir = workspace_root().join("fuzz");
     // Build once, then run the targets `jobs` at a time.
-    run(cargo()
-        .current_dir(&fuzz_dir)
-        .args([&format!("+{NIGHTLY}"), "fuzz", "build", "-O"]))?;
+    run(nightly_cargo(&fuzz_dir).args(["fuzz", "build", "-O"]))?;
     let mut failed = Vec::new();
     for batch in targets.chunks(args.jobs.max(1)) {
         let mut children = Vec::new();
@@ -91,9 +97,8 @@ pub fn fuzz(args: &FuzzArgs) -> anyhow::Result<()> {
             let corpus = fuzz_dir.join("corpus").join(t);
             std::fs::create_dir_all(&corpus)?;
             println!("fuzz: {t} for {} s ...", args.seconds);
-            let child = cargo()
-                .current_dir(&fuzz_dir)
-                .args([&format!("+{NIGHTLY}"), "fuzz", "run", "-O", t])
+            let child = nightly_cargo(&fuzz_dir)
+                .args(["fuzz", "run", "-O", t])
                 .arg(&corpus)
                 .arg("--")
                 .arg(format!("-max_total_time={}", args.seconds))
