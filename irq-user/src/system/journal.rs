@@ -392,12 +392,8 @@ impl Store {
         let Ok(dir) = self.open_dir() else {
             return Vec::new();
         };
-        let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
-            return Vec::new();
-        };
-        let mut v: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+        let mut v: Vec<PathBuf> = crate::system::sysroot::entry_names(&dir)
+            .into_iter()
             .filter(|n| n.starts_with("journal-") && n.ends_with(".json"))
             .map(|n| self.dir.join(n))
             .collect();

@@ -213,14 +213,7 @@ impl Tree for SysRoot {
         let Ok(fd) = self.open(rel, OFlags::RDONLY | OFlags::DIRECTORY, true) else {
             return Vec::new();
         };
-        let Ok(dir) = rustix::fs::Dir::read_from(&fd) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = dir
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
-            .filter(|n| n != "." && n != "..")
-            .collect();
+        let mut names = entry_names(&fd);
         names.sort_by(|a, b| natural_cmp(a, b));
         names
     }
@@ -254,6 +247,19 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (pa, na) = split(a);
     let (pb, nb) = split(b);
     pa.cmp(pb).then(na.cmp(&nb)).then(a.cmp(b))
+}
+
+/// The names in an open directory, "." and ".." left out, unsorted; names that are not UTF-8
+/// are skipped (no knob or journal irqtune reads has one). Empty when it cannot be read.
+pub(crate) fn entry_names(dir: &impl rustix::fd::AsFd) -> Vec<String> {
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+        .filter(|n| n != "." && n != "..")
+        .collect()
 }
 
 #[cfg(test)]
