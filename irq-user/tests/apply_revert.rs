@@ -13,31 +13,12 @@ use std::{
 
 use irqtune_test_support::MachineSpec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_irqtune");
-
-struct Tree {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{Tree, BIN};
 
 impl Tree {
-    fn new(spec: &MachineSpec) -> Tree {
-        let dir = tempfile::tempdir().expect("tempdir");
-        spec.write(&dir.path().join("m")).expect("write fixture");
-        Tree { dir }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("m")
-    }
-
     fn plan_path(&self) -> PathBuf {
         self.dir.path().join("plan.json")
-    }
-
-    fn irqtune(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--root").arg(self.root()).args(args);
-        c
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -15,23 +15,10 @@ use std::{
 
 use irqtune_test_support::MachineSpec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_irqtune");
-
-struct Tree {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{Tree, BIN};
 
 impl Tree {
-    fn new(spec: &MachineSpec) -> Tree {
-        let dir = tempfile::tempdir().expect("tempdir");
-        spec.write(&dir.path().join("m")).expect("write fixture");
-        Tree { dir }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("m")
-    }
-
     fn path(&self, rel: &str) -> PathBuf {
         self.root().join(rel)
     }
@@ -41,12 +28,6 @@ impl Tree {
         let _ = fs::remove_file(&p);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
-    }
-
-    fn irqtune(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("--root").arg(self.root()).args(args);
-        c
     }
 
     /// Runs with a deadline; fails on a hang, a panic or an abort.
