@@ -491,3 +491,188 @@ fn no_cpu_for_interrupts_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// A load with these softnet counters over 4 s and NET_RX per CPU (gap p99, handler ns).
+fn softnet_load(rows: &[(u32, u64, u64, u64, u64)], net_rx: &[(u32, u64, u64)]) -> Load {
+    use irq_user::{analysis::planner::NetRxCpu, model::procfs::SoftnetRow};
+    Load {
+        source: "test".into(),
+        secs: 4.0,
+        softnet: rows
+            .iter()
+            .map(
+                |&(cpu, processed, dropped, time_squeeze, flow_limit_count)| SoftnetRow {
+                    cpu,
+                    processed,
+                    dropped,
+                    time_squeeze,
+                    received_rps: 0,
+                    flow_limit_count,
+                },
+            )
+            .collect(),
+        net_rx: net_rx
+            .iter()
+            .map(|&(cpu, gap_p99_ns, time_ns)| {
+                (
+                    cpu,
+                    NetRxCpu {
+                        gap_p99_ns,
+                        time_ns,
+                    },
+                )
+            })
+            .collect(),
+        ..Load::default()
+    }
+}
+
+fn softnet_plan(m: &Machine, load: &Load) -> Plan {
+    let opts = PlanOptions {
+        strategy: irq_user::analysis::plan::Strategy::Softnet,
+        ..PlanOptions::default()
+    };
+    planner::plan(m, load, &opts, 1).expect("plan")
+}
+
+fn proposed(p: &Plan, k: &Knob) -> Option<u64> {
+    p.changes
+        .iter()
+        .find(|c| &c.knob == k)
+        .map(|c| c.proposed.parse().unwrap())
+}
+
+#[test]
+fn backlog_drops_on_any_cpu_raise_the_backlog_to_what_arrives_during_the_wait() {
+    for (cpu, backlog, need_rate, gap_ns, want) in [
+        // Below the kernel's default: back to it (as a power of two).
+        (0u32, 8u64, 160_000u64, 30_000u64, 1024u64),
+        (3, 8, 160_000, 30_000, 1024),
+        // At the default: double.
+        (1, 1000, 100_000, 1_000, 2048),
+        // The measured need above double: 1M packets/s waiting 10 ms is 10,000 packets.
+        (2, 1000, 1_000_000, 10_000_000, 16384),
+        // Capped.
+        (1, 50_000, 10_000_000, 100_000_000, policy::BACKLOG_MAX),
+    ] {
+        let spec = MachineSpec {
+            netdev_max_backlog: backlog,
+            ..MachineSpec::seed_4cpu()
+        };
+        let (_dir, m) = machine(&spec);
+        let processed = need_rate * 4 - 100;
+        let load = softnet_load(&[(cpu, processed, 100, 0, 0)], &[(cpu, gap_ns, 1)]);
+        let p = softnet_plan(&m, &load);
+        assert_eq!(
+            proposed(&p, &Knob::NetdevMaxBacklog),
+            Some(want),
+            "CPU {cpu}, backlog {backlog}: {}",
+            p.diff()
+        );
+        assert_eq!(p.changes.len(), 1, "only the backlog: {}", p.diff());
+        let evidence = &p.changes[0].evidence;
+        assert!(
+            evidence.contains(&format!("CPU {cpu}: 100 backlog drops")),
+            "{evidence}"
+        );
+    }
+}
+
+#[test]
+fn no_drops_or_only_flow_limit_drops_leave_the_backlog_alone() {
+    let (_dir, m) = machine(&MachineSpec::seed_4cpu());
+    let none = softnet_plan(
+        &m,
+        &softnet_load(&[(0, 1_000_000, 0, 0, 0)], &[(0, 1000, 1)]),
+    );
+    assert!(none.changes.is_empty(), "{}", none.diff());
+    // Drops that flow limit made (counted in `dropped` too): the kernel doing its job.
+    let limited = softnet_plan(
+        &m,
+        &softnet_load(&[(1, 1_000_000, 50, 0, 50)], &[(1, 1000, 1)]),
+    );
+    assert!(limited.changes.is_empty(), "{}", limited.diff());
+    assert!(
+        limited.notes.iter().any(|n| n.contains("flow limit")),
+        "{:?}",
+        limited.notes
+    );
+    // No profile (counts since boot): nothing to judge the backlog by.
+    let counts = softnet_plan(&m, &Load::from_counts(&m, "test"));
+    assert!(counts.changes.is_empty(), "{}", counts.diff());
+}
+
+#[test]
+fn squeezes_on_the_packet_budget_raise_it_within_the_time_limit_and_only_then() {
+    // 300 ns per packet: 2000 us holds 6,666 packets; budget 2 goes to the default 300,
+    // 300 to 600, 5000 to 6,666 (not 10,000: the time limit stays what bounds a run).
+    for (budget, want) in [(2u64, Some(300u64)), (300, Some(600)), (5000, Some(6666))] {
+        let spec = MachineSpec {
+            netdev_budget: budget,
+            netdev_budget_usecs: 2000,
+            ..MachineSpec::seed_4cpu()
+        };
+        let (_dir, m) = machine(&spec);
+        let load = softnet_load(&[(2, 1_000_000, 0, 500, 0)], &[(2, 1000, 300_000_000)]);
+        let p = softnet_plan(&m, &load);
+        assert_eq!(
+            proposed(&p, &Knob::NetdevBudget),
+            want,
+            "budget {budget}: {}",
+            p.diff()
+        );
+    }
+    // 2 us per packet: 1000 packets fit in 2000 us, the budget (1000) is not what ends the
+    // runs; nothing proposed, and said why.
+    let spec = MachineSpec {
+        netdev_budget: 1000,
+        netdev_budget_usecs: 2000,
+        ..MachineSpec::seed_4cpu()
+    };
+    let (_dir, m) = machine(&spec);
+    let load = softnet_load(&[(0, 1_000_000, 0, 500, 0)], &[(0, 1000, 2_000_000_000)]);
+    let p = softnet_plan(&m, &load);
+    assert!(p.changes.is_empty(), "{}", p.diff());
+    assert!(
+        p.notes.iter().any(|n| n.contains("runs out of time")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn tune_tries_the_softnet_plan_alone_and_first() {
+    let spec = MachineSpec {
+        netdev_max_backlog: 8,
+        rps_sock_flow_entries: 0,
+        ..MachineSpec::vm()
+    };
+    let (_dir, m) = machine(&spec);
+    let mut load = softnet_load(&[(1, 600_000, 5000, 0, 0)], &[(1, 30_000, 1)]);
+    load.irq_weight = Load::from_counts(&m, "test").irq_weight;
+    let plans = planner::candidates(&m, &load, &PlanOptions::default(), 1).expect("plans");
+    assert!(plans.len() >= 2, "{plans:?}");
+    assert!(
+        plans[0].changes.iter().all(|c| c.knob.is_softnet()) && !plans[0].changes.is_empty(),
+        "{}",
+        plans[0].diff()
+    );
+    assert!(
+        plans[1..]
+            .iter()
+            .all(|p| p.changes.iter().all(|c| !c.knob.is_softnet())),
+        "the steering plans leave the softnet settings to their own trial"
+    );
+    // `irqtune plan` makes one plan of everything.
+    let all = planner::plan(&m, &load, &PlanOptions::default(), 1).expect("plan");
+    assert!(
+        all.changes.iter().any(|c| c.knob == Knob::NetdevMaxBacklog),
+        "{}",
+        all.diff()
+    );
+    assert!(
+        all.changes.iter().any(|c| !c.knob.is_softnet()),
+        "{}",
+        all.diff()
+    );
+}

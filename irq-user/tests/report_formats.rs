@@ -237,7 +237,10 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
             + p.netdevs.len()
             + p.flows.len()
             + d2r_rows
-            + p.proc.softnet.len();
+            + p.proc.softnet.len()
+            + p.context
+                .as_ref()
+                .map_or(0, |m| irq_user::render::settings::of(m).len());
         assert_eq!(rows.len(), want, "{name}");
         let net_rx_cpu0 = rows
             .iter()
@@ -481,8 +484,8 @@ fn prometheus_series_are_bounded_by_default() {
             series(&default),
             series(&opt_in)
         );
-        // 26 series per histogram (23 buckets, +Inf, sum, count); 10 per-CPU counters.
-        let bound = 10 * cpus + 26 * (irqs.len() + 2 * vectors.len()) + vectors.len() + 100;
+        // 26 series per histogram (23 buckets, +Inf, sum, count); 11 per-CPU counters.
+        let bound = 11 * cpus + 26 * (irqs.len() + 2 * vectors.len()) + vectors.len() + 100;
         assert!(
             series(&default) <= bound,
             "{name}: {} series, more than O(CPUs + IRQs) allows ({bound})",

@@ -64,6 +64,11 @@ pub struct MachineSpec {
     pub nics: Vec<NicSpec>,
     pub disks: Vec<DiskSpec>,
     pub rps_sock_flow_entries: u64,
+    /// net.core.netdev_max_backlog, netdev_budget, netdev_budget_usecs (the kernel's
+    /// defaults: 1000, 300, 2000).
+    pub netdev_max_backlog: u64,
+    pub netdev_budget: u64,
+    pub netdev_budget_usecs: u64,
     pub irqbalance: bool,
     /// Leave out topology/thread_siblings_list, as some captured trees do: cores are then
     /// known only by (physical_package_id, core_id), and core_id repeats in every package.
@@ -85,6 +90,9 @@ impl Default for MachineSpec {
             nics: vec![],
             disks: vec![],
             rps_sock_flow_entries: 0,
+            netdev_max_backlog: 1000,
+            netdev_budget: 300,
+            netdev_budget_usecs: 2000,
             irqbalance: false,
             no_siblings_lists: false,
         }
@@ -366,6 +374,13 @@ impl MachineSpec {
             "proc/sys/net/core/rps_sock_flow_entries",
             &self.rps_sock_flow_entries.to_string(),
         )?;
+        for (name, v) in [
+            ("netdev_max_backlog", self.netdev_max_backlog),
+            ("netdev_budget", self.netdev_budget),
+            ("netdev_budget_usecs", self.netdev_budget_usecs),
+        ] {
+            put(root, &format!("proc/sys/net/core/{name}"), &v.to_string())?;
+        }
         if self.irqbalance {
             put(root, "proc/4242/comm", "irqbalance")?;
             put(

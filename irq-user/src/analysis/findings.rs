@@ -267,37 +267,62 @@ fn ksoftirqd(p: &Profile, out: &mut Vec<Finding>) {
 }
 
 fn softnet(p: &Profile, out: &mut Vec<Finding>) {
-    let dropped: u64 = p.proc.softnet.iter().map(|r| r.dropped).sum();
-    let squeezed: u64 = p.proc.softnet.iter().map(|r| r.time_squeeze).sum();
-    let cpus = |f: fn(&crate::model::procfs::SoftnetRow) -> u64| {
+    let rows = &p.proc.softnet;
+    // Flow-limited packets count in `dropped` too (enqueue_to_backlog); told apart here.
+    let backlog =
+        |r: &crate::model::procfs::SoftnetRow| r.dropped.saturating_sub(r.flow_limit_count);
+    let dropped: u64 = rows.iter().map(backlog).sum();
+    let limited: u64 = rows.iter().map(|r| r.flow_limit_count).sum();
+    let squeezed: u64 = rows.iter().map(|r| r.time_squeeze).sum();
+    let cpus = |f: &dyn Fn(&crate::model::procfs::SoftnetRow) -> u64| {
         cpulist::format(
-            &p.proc
-                .softnet
+            &rows
                 .iter()
                 .filter(|r| f(r) > 0)
                 .map(|r| r.cpu)
                 .collect::<Vec<_>>(),
         )
     };
+    let settings = p.context.as_ref().map(|m| &m.softnet);
+    let setting = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into());
     if dropped > 0 {
         out.push(finding(
             FindingId::SoftnetDrops,
             Severity::Critical,
-            "packets dropped: the per-CPU backlog was full".into(),
             format!(
-                "{dropped} drops in /proc/net/softnet_stat (CPU {})",
-                cpus(|r| r.dropped)
+                "packets dropped: the per-CPU backlog was full (netdev_max_backlog {})",
+                setting(settings.and_then(|s| s.netdev_max_backlog))
             ),
-            "raise net.core.netdev_max_backlog and spread receive processing (RPS)".into(),
+            format!(
+                "{dropped} backlog drops in /proc/net/softnet_stat (CPU {})",
+                cpus(&backlog)
+            ),
+            "raise net.core.netdev_max_backlog and spread receive processing (RPS): `irqtune tune` tries and judges it".into(),
+        ));
+    }
+    if limited > 0 {
+        out.push(finding(
+            FindingId::SoftnetFlowLimit,
+            Severity::Warning,
+            "packets dropped by flow limit: one flow filled half a backlog".into(),
+            format!(
+                "{limited} flow-limit drops in /proc/net/softnet_stat (CPU {})",
+                cpus(&|r| r.flow_limit_count)
+            ),
+            "the kernel protects the other flows from one heavy flow (flow_limit_cpu_bitmap); spread that flow's processing or raise netdev_max_backlog".into(),
         ));
     }
     if squeezed > 0 {
         out.push(finding(
             FindingId::SoftnetTimeSqueeze,
             Severity::Warning,
-            "NET_RX ran out of budget with packets left".into(),
-            format!("time_squeeze {squeezed} (CPU {})", cpus(|r| r.time_squeeze)),
-            "raise net.core.netdev_budget / netdev_budget_usecs, or spread the load over more CPUs"
+            format!(
+                "NET_RX ran out of budget with packets left (netdev_budget {}, netdev_budget_usecs {})",
+                setting(settings.and_then(|s| s.netdev_budget)),
+                setting(settings.and_then(|s| s.netdev_budget_usecs))
+            ),
+            format!("time_squeeze {squeezed} (CPU {})", cpus(&|r| r.time_squeeze)),
+            "raise net.core.netdev_budget where runs end on packets with time left, else spread the load over more CPUs: `irqtune tune` tries and judges it"
                 .into(),
         ));
     }

@@ -25,6 +25,13 @@ pub enum Knob {
     XpsCpus { iface: String, queue: u32 },
     /// /proc/sys/net/core/rps_sock_flow_entries.
     RpsSockFlowEntries,
+    /// /proc/sys/net/core/netdev_max_backlog: packets each CPU's backlog queue holds (RPS,
+    /// netif_rx) before it drops.
+    NetdevMaxBacklog,
+    /// /proc/sys/net/core/netdev_budget: packets one NET_RX run may process.
+    NetdevBudget,
+    /// /proc/sys/net/core/netdev_budget_usecs: time one NET_RX run may take.
+    NetdevBudgetUsecs,
 }
 
 /// How a knob's value is written and compared.
@@ -49,14 +56,29 @@ impl Knob {
                 format!("sys/class/net/{iface}/queues/tx-{queue}/xps_cpus")
             }
             Knob::RpsSockFlowEntries => crate::model::machine::RPS_SOCK_FLOW_ENTRIES.to_string(),
+            Knob::NetdevMaxBacklog => crate::model::machine::softnet::MAX_BACKLOG.to_string(),
+            Knob::NetdevBudget => crate::model::machine::softnet::BUDGET.to_string(),
+            Knob::NetdevBudgetUsecs => crate::model::machine::softnet::BUDGET_USECS.to_string(),
         }
     }
 
     pub fn value_kind(&self) -> ValueKind {
         match self {
-            Knob::RpsFlowCnt { .. } | Knob::RpsSockFlowEntries => ValueKind::Count,
+            Knob::RpsFlowCnt { .. }
+            | Knob::RpsSockFlowEntries
+            | Knob::NetdevMaxBacklog
+            | Knob::NetdevBudget
+            | Knob::NetdevBudgetUsecs => ValueKind::Count,
             _ => ValueKind::Mask,
         }
+    }
+
+    /// A softnet setting (backlog, budget): changed only for fewer drops.
+    pub fn is_softnet(&self) -> bool {
+        matches!(
+            self,
+            Knob::NetdevMaxBacklog | Knob::NetdevBudget | Knob::NetdevBudgetUsecs
+        )
     }
 
     /// Interface names come from plan and journal files: they must be one path component.
@@ -88,6 +110,9 @@ impl fmt::Display for Knob {
             Knob::RpsFlowCnt { iface, queue } => write!(f, "{iface} rx-{queue} rps_flow_cnt"),
             Knob::XpsCpus { iface, queue } => write!(f, "{iface} tx-{queue} xps_cpus"),
             Knob::RpsSockFlowEntries => write!(f, "rps_sock_flow_entries"),
+            Knob::NetdevMaxBacklog => write!(f, "netdev_max_backlog"),
+            Knob::NetdevBudget => write!(f, "netdev_budget"),
+            Knob::NetdevBudgetUsecs => write!(f, "netdev_budget_usecs"),
         }
     }
 }
@@ -173,8 +198,9 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-/// How a plan steers the receive processing of flows read away from their softirq CPU: the
-/// alternatives `tune` tries in turn when one does not help the workload.
+/// What a plan changes: how it steers the receive processing of flows read away from their
+/// softirq CPU (the alternatives `tune` tries in turn when one does not help the workload),
+/// or the softnet settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -186,10 +212,15 @@ pub enum Strategy {
     /// Processing on the NIC node's CPUs other than the readers' (RPS, queue vectors), RFS
     /// left off: for readers whose CPUs are too busy to take the receive work too.
     AwayFromReaders,
+    /// The softnet settings alone (netdev_max_backlog, netdev_budget), where the backlog
+    /// dropped or NET_RX ran out of budget: a plan of its own, so its effect is judged
+    /// apart from the steering's.
+    Softnet,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 2] = [Strategy::FollowReaders, Strategy::AwayFromReaders];
+    /// The steering strategies, in the order `tune` tries them.
+    pub const STEERING: [Strategy; 2] = [Strategy::FollowReaders, Strategy::AwayFromReaders];
 
     pub fn describe(self) -> &'static str {
         match self {
@@ -198,6 +229,9 @@ impl Strategy {
             }
             Strategy::AwayFromReaders => {
                 "receive processing on other CPUs than the readers' (RPS or queue vectors, no RFS)"
+            }
+            Strategy::Softnet => {
+                "the softnet backlog and budget (netdev_max_backlog, netdev_budget)"
             }
         }
     }
@@ -262,6 +296,15 @@ impl Plan {
             }
             if matches!(c.knob, Knob::IrqAffinity { .. }) && value.cpus().is_empty() {
                 return Err(at("an IRQ needs at least one CPU".into()));
+            }
+            // The kernel holds these in an int; 0 would stop the backlog or NET_RX outright.
+            if let (true, Value::Count(n)) = (c.knob.is_softnet(), &value) {
+                if *n == 0 || *n > i32::MAX as u64 {
+                    return Err(at(format!(
+                        "{n} is outside 1..={} (the kernel's int; 0 stops receive processing)",
+                        i32::MAX
+                    )));
+                }
             }
         }
         Ok(plan)

@@ -11,6 +11,12 @@
 //!   rps_sock_flow_entries = a power of two >= 2x the concurrent flows (at least 32768),
 //!   rps_flow_cnt = entries / rx queues.
 //! - XPS: tx queue q to the CPUs that serve rx queue q.
+//! - Softnet ([`Strategy::Softnet`], a plan of its own so `tune` judges it alone): backlog
+//!   drops raise netdev_max_backlog to what the measured arrival rate fills during the
+//!   longest measured wait for NET_RX (at least double and the kernel's default); time
+//!   squeezes that end on the packet budget raise
+//!   netdev_budget (double, at least the kernel's default) but never past what one run
+//!   processes in netdev_budget_usecs at the measured cost per packet. Bounds in [`policy`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +28,8 @@ use crate::{
     model::{
         cpulist,
         machine::{CoreKey, IrqUse, Machine, Nic, QueueKind, RxQueue},
+        procfs::SoftnetRow,
+        profile::Vector,
     },
 };
 
@@ -60,6 +68,20 @@ pub struct Load {
     /// Interrupts per second, where a rate was measured.
     pub irq_rate: BTreeMap<u32, f64>,
     pub flows: Vec<FlowLoad>,
+    /// The softnet counters over the measurement, per CPU (empty without a profile).
+    pub softnet: Vec<SoftnetRow>,
+    /// Per CPU: NET_RX's longest ordinary wait between two drains of the backlog, ns (p99
+    /// of raise-to-entry plus p99 of the handler run), and its handler time per packet.
+    pub net_rx: BTreeMap<u32, NetRxCpu>,
+    /// Seconds measured (0 without a profile).
+    pub secs: f64,
+}
+
+/// NET_RX on one CPU as the probes measured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NetRxCpu {
+    pub gap_p99_ns: u64,
+    pub time_ns: u64,
 }
 
 impl Load {
@@ -104,6 +126,21 @@ impl Load {
                 mismatched_reads: f.mismatched_reads,
             })
             .collect();
+        load.softnet = p.proc.softnet.clone();
+        load.secs = p.duration_secs();
+        for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
+            load.net_rx.insert(
+                r.cpu,
+                NetRxCpu {
+                    gap_p99_ns: r
+                        .raise_delay
+                        .summary
+                        .p99_ns
+                        .saturating_add(r.handler.summary.p99_ns),
+                    time_ns: r.time_ns,
+                },
+            );
+        }
         load
     }
 
@@ -124,6 +161,9 @@ pub struct PlanOptions {
     pub mismatch_threshold: f64,
     /// Where the receive processing of mismatched flows goes.
     pub strategy: Strategy,
+    /// Whether a steering plan carries the softnet changes too (`irqtune plan`: one plan for
+    /// everything measured; `tune` judges them apart).
+    pub softnet: bool,
 }
 
 impl Default for PlanOptions {
@@ -134,6 +174,7 @@ impl Default for PlanOptions {
             high_irq_rate: policy::RPS_HIGH_IRQ_RATE,
             mismatch_threshold: policy::MISMATCHED_FLOW,
             strategy: Strategy::default(),
+            softnet: true,
         }
     }
 }
@@ -705,6 +746,154 @@ impl Planner<'_> {
         }
     }
 
+    fn into_plan(mut self, created_unix: u64) -> Plan {
+        // One write per knob: several NICs propose the same global table.
+        let mut seen = BTreeSet::new();
+        self.changes.retain(|c| seen.insert(c.knob.clone()));
+        Plan {
+            format: PLAN_FORMAT.into(),
+            version: PLAN_VERSION,
+            host: self.m.host.clone(),
+            created_unix,
+            load_source: self.load.source.clone(),
+            strategy: self.opts.strategy,
+            changes: self.changes,
+            notes: self.notes,
+        }
+    }
+
+    /// The softnet levers: the backlog where it dropped, the budget where NET_RX ran out of
+    /// packets before time.
+    fn plan_softnet(&mut self) {
+        let load = self.load;
+        if load.softnet.is_empty() || load.secs <= 0.0 {
+            return;
+        }
+        self.plan_backlog();
+        self.plan_budget();
+        let limited: u64 = load.softnet.iter().map(|r| r.flow_limit_count).sum();
+        if limited > 0 {
+            self.notes.push(format!(
+                "{limited} packet(s) dropped by flow limit (flow_limit_cpu_bitmap): one flow filled half a backlog and the kernel dropped it to keep room for the others; left as it is"
+            ));
+        }
+    }
+
+    /// netdev_max_backlog: large enough for the packets that arrive at a CPU while it waits
+    /// for its NET_RX run (the measured rate times the measured p99 gap), at least double.
+    fn plan_backlog(&mut self) {
+        let load = self.load;
+        let mut want = 0u64;
+        let mut evidence = Vec::new();
+        for r in &load.softnet {
+            let drops = r.dropped.saturating_sub(r.flow_limit_count);
+            if drops == 0 {
+                continue;
+            }
+            let rate = r.processed.saturating_add(drops) as f64 / load.secs;
+            let gap = load.net_rx.get(&r.cpu).map(|n| n.gap_p99_ns).unwrap_or(0);
+            let need = (rate * gap as f64 / 1e9).ceil() as u64;
+            want = want.max(need);
+            evidence.push(format!(
+                "CPU {}: {drops} backlog drops in {:.1} s, {:.0} packets/s arriving, NET_RX waits and runs up to {} (p99) -> {need} packets queue",
+                r.cpu,
+                load.secs,
+                rate,
+                crate::model::units::fmt_ns(gap)
+            ));
+        }
+        if evidence.is_empty() {
+            return;
+        }
+        let Some(current) = self.m.softnet.netdev_max_backlog else {
+            self.propose(
+                Knob::NetdevMaxBacklog,
+                None,
+                String::new(),
+                String::new(),
+                String::new(),
+            );
+            return;
+        };
+        if current >= policy::BACKLOG_MAX {
+            self.notes.push(format!(
+                "netdev_max_backlog is {current}, at or above the {} irqtune proposes at most: the CPUs that drop cannot keep up; spread the receive processing instead ({})",
+                policy::BACKLOG_MAX,
+                evidence.join("; ")
+            ));
+            return;
+        }
+        let proposed = policy::backlog_size(current, want);
+        self.propose(
+            Knob::NetdevMaxBacklog,
+            Some(&current.to_string()),
+            proposed.to_string(),
+            format!(
+                "the backlog filled and dropped: room for what arrives while NET_RX waits (a power of two, at least double {current} and at least the kernel's default {}, at most {})",
+                policy::BACKLOG_KERNEL_DEFAULT,
+                policy::BACKLOG_MAX
+            ),
+            evidence.join("; "),
+        );
+    }
+
+    /// netdev_budget: when NET_RX runs end on the packet budget before the time limit, the
+    /// packets one run can process in netdev_budget_usecs at the measured cost, at most
+    /// double. A run that ends on time is left alone: a longer run delays everything else
+    /// on the CPU, and spreading the load is the cure.
+    fn plan_budget(&mut self) {
+        let load = self.load;
+        let (Some(budget), Some(usecs)) = (
+            self.m.softnet.netdev_budget,
+            self.m.softnet.netdev_budget_usecs,
+        ) else {
+            return;
+        };
+        let mut fits = u64::MAX;
+        let mut evidence = Vec::new();
+        let mut on_time = Vec::new();
+        for r in load.softnet.iter().filter(|r| r.time_squeeze > 0) {
+            let Some(n) = load.net_rx.get(&r.cpu).filter(|n| n.time_ns > 0) else {
+                continue;
+            };
+            if r.processed == 0 {
+                continue;
+            }
+            let per_packet = n.time_ns as f64 / r.processed as f64;
+            let in_time = (usecs as f64 * 1000.0 / per_packet).floor() as u64;
+            let line = format!(
+                "CPU {}: {} time squeezes in {:.1} s, NET_RX {per_packet:.0} ns per packet: {in_time} packets fit in {usecs} us",
+                r.cpu, r.time_squeeze, load.secs
+            );
+            if in_time > budget {
+                fits = fits.min(in_time);
+                evidence.push(line);
+            } else {
+                on_time.push(line);
+            }
+        }
+        if !on_time.is_empty() {
+            self.notes.push(format!(
+                "NET_RX runs out of time (netdev_budget_usecs {usecs}) before its packet budget: left alone, a longer run delays everything else on the CPU; spread the receive load ({})",
+                on_time.join("; ")
+            ));
+        }
+        if evidence.is_empty() {
+            return;
+        }
+        let proposed = policy::budget_size(budget, fits);
+        self.propose(
+            Knob::NetdevBudget,
+            Some(&budget.to_string()),
+            proposed.to_string(),
+            format!(
+                "NET_RX runs end on the packet budget with time left: double it (at least the kernel's default {}), never past what fits in netdev_budget_usecs ({usecs} us) at the measured cost",
+                policy::BUDGET_KERNEL_DEFAULT
+            ),
+            evidence.join("; "),
+        );
+    }
+
     fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
         let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
         let allowed = match self.opts.strategy {
@@ -713,6 +902,7 @@ impl Planner<'_> {
                 Some(rest) => rest,
                 None => return,
             },
+            Strategy::Softnet => return,
         };
         let pool = self.pool(nic, &allowed);
         let (vectors, tx_only) = self.vectors(nic);
@@ -733,6 +923,7 @@ impl Planner<'_> {
             Strategy::AwayFromReaders => {
                 self.plan_rps_away(nic, &pool, vectors.len(), &mut serving);
             }
+            Strategy::Softnet => {}
         }
         self.plan_xps(nic, &pool, &serving);
     }
@@ -891,6 +1082,10 @@ pub fn plan(
         placed: BTreeMap::new(),
         readers: Vec::new(),
     };
+    if opts.strategy == Strategy::Softnet {
+        p.plan_softnet();
+        return Ok(p.into_plan(created_unix));
+    }
     p.seed_cpu_load(&moving);
     // Heaviest NIC first, so it gets the pick of the cores.
     let mut nics = nics;
@@ -901,19 +1096,10 @@ pub fn plan(
     for nic in nics {
         p.plan_nic(nic, &allowed);
     }
-    // One write per knob: several NICs propose the same global table.
-    let mut seen = BTreeSet::new();
-    p.changes.retain(|c| seen.insert(c.knob.clone()));
-    Ok(Plan {
-        format: PLAN_FORMAT.into(),
-        version: PLAN_VERSION,
-        host: m.host.clone(),
-        created_unix,
-        load_source: load.source.clone(),
-        strategy: opts.strategy,
-        changes: p.changes,
-        notes: p.notes,
-    })
+    if opts.softnet {
+        p.plan_softnet();
+    }
+    Ok(p.into_plan(created_unix))
 }
 
 /// The plans `tune` tries for the same measurements, in order: each [`Strategy`] that
@@ -925,9 +1111,24 @@ pub fn candidates(
     created_unix: u64,
 ) -> Result<Vec<Plan>, PlanningError> {
     let mut out: Vec<Plan> = Vec::new();
-    for strategy in Strategy::ALL {
+    // The softnet levers first, on their own: drops are the most direct evidence, and a
+    // trial of them alone says whether they, not the steering, helped.
+    let softnet = plan(
+        m,
+        load,
+        &PlanOptions {
+            strategy: Strategy::Softnet,
+            ..opts.clone()
+        },
+        created_unix,
+    )?;
+    if !softnet.changes.is_empty() {
+        out.push(softnet);
+    }
+    for strategy in Strategy::STEERING {
         let o = PlanOptions {
             strategy,
+            softnet: false,
             ..opts.clone()
         };
         let p = plan(m, load, &o, created_unix)?;
@@ -938,7 +1139,9 @@ pub fn candidates(
                     .zip(&p.changes)
                     .all(|(a, b)| a.knob == b.knob && a.proposed == b.proposed)
         };
-        if strategy == Strategy::FollowReaders || (!p.changes.is_empty() && !out.iter().any(same)) {
+        if strategy == Strategy::FollowReaders && out.is_empty()
+            || (!p.changes.is_empty() && !out.iter().any(same))
+        {
             out.push(p);
         }
     }

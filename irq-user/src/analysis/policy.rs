@@ -67,6 +67,49 @@ pub const RPS_HIGH_IRQ_RATE: f64 = 20_000.0;
 /// the planner and the applier alike.
 pub const IRQBALANCE_ADVICE: &str = "stop it (systemctl stop irqbalance) or ban the tuned IRQs (IRQBALANCE_BANNED_CPULIST, --banirq)";
 
+// ---- softnet: backlog and budget ----
+
+/// The largest netdev_max_backlog irqtune proposes: 65536 packets per CPU. A full backlog
+/// holds that many buffers on each CPU that fills it (a small packet's buffer is about 1 KiB
+/// of truesize: some 64 MiB per CPU); a CPU that needs more cannot keep up, and queueing
+/// longer only adds latency. Spreading the receive processing is the cure past it.
+pub const BACKLOG_MAX: u64 = 1 << 16;
+
+/// The kernel's default netdev_max_backlog (net/core/hotdata.c; net/core/dev.c before 6.9;
+/// Documentation/admin-guide/sysctl/net.rst): a backlog below it is someone's experiment,
+/// and the first step of a backlog that drops is back to at least it.
+pub const BACKLOG_KERNEL_DEFAULT: u64 = 1000;
+
+/// netdev_max_backlog for a backlog that dropped: room for `need` packets (what arrives
+/// while NET_RX waits, measured), at least double `current` and at least the kernel's
+/// default (the measured need is a lower bound: the rate is a mean, bursts run above it,
+/// and the wait the probes see starts at the raise, after the IPI that RPS sends at the
+/// end of the enqueuing CPU's own NET_RX run), a power of two, at most [`BACKLOG_MAX`].
+pub fn backlog_size(current: u64, need: u64) -> u64 {
+    current
+        .saturating_mul(2)
+        .max(need)
+        .max(BACKLOG_KERNEL_DEFAULT)
+        .max(1)
+        .checked_next_power_of_two()
+        .unwrap_or(BACKLOG_MAX)
+        .min(BACKLOG_MAX)
+}
+
+/// The kernel's default netdev_budget (packets per NET_RX run; net/core/hotdata.c).
+pub const BUDGET_KERNEL_DEFAULT: u64 = 300;
+
+/// netdev_budget for NET_RX runs that end on their packet budget with time left: double, or
+/// back to the kernel's default when below it, but never more packets than one run processes
+/// in netdev_budget_usecs at the measured cost per packet (`fits`): the time limit stays
+/// what bounds a run, so a larger budget cannot hold the CPU longer than it already may.
+pub fn budget_size(current: u64, fits: u64) -> u64 {
+    current
+        .saturating_mul(2)
+        .max(BUDGET_KERNEL_DEFAULT)
+        .min(fits)
+}
+
 // ---- tune: whether a change is worth trying (hysteresis) ----
 
 /// Busiest flows (by bytes read) that `tune` judges one by one and shows.

@@ -689,8 +689,10 @@ pub fn p_text(p: f64) -> String {
 /// beyond its margin, or fewer drops beyond chance): batching, a tradeoff kept and said. A
 /// latency gain never pays for lost throughput. An outcome better beyond its margin with none
 /// worse is better. Every judged outcome shown within its margin is no worse. Anything else
-/// is undecided: the trial must go on or give up.
-pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
+/// is undecided: the trial must go on or give up. With `fewer_drops` (a change of the
+/// softnet backlog or budget, whose only purpose is fewer drops) a change is kept only when
+/// the drops and squeezes fell beyond chance; otherwise it is undecided.
+pub fn compare(before: &Side, after: &Side, alpha: f64, fewer_drops: bool) -> Verdict {
     let mut v = Verdict {
         windows: (before.windows.len(), after.windows.len()),
         alpha,
@@ -724,6 +726,7 @@ pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
         .map(|j| line(j, j.p_better))
         .chain(risks.better.iter().cloned())
         .collect();
+    let drops_fell = !risks.better.is_empty();
     v.better.extend(risks.better);
     let only_latency_worse = worse.iter().all(|j| j.measure == Measure::WakeUp);
     v.conclusion = if !risks.harm.is_empty() {
@@ -750,6 +753,13 @@ pub fn compare(before: &Side, after: &Side, alpha: f64) -> Verdict {
     } else {
         Conclusion::Undecided
     };
+    if fewer_drops && v.conclusion.keep() && !drops_fell {
+        v.effects.push(
+            "softnet drops + squeezes did not fall beyond chance: a backlog or budget change is kept only for fewer drops"
+                .into(),
+        );
+        v.conclusion = Conclusion::Undecided;
+    }
     show(before, after, &mut v);
     v
 }
@@ -1000,7 +1010,7 @@ mod tests {
     fn a_consistent_throughput_fall_beyond_the_margin_is_worse() {
         let b = side(&[100.0, 102.0, 99.0, 101.0, 100.5], &[20.0; 5]);
         let a = side(&[80.0, 82.0, 79.0, 81.0, 80.5], &[20.0; 5]);
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(v.worse[0].contains("throughput"), "{:?}", v.worse);
     }
@@ -1009,7 +1019,7 @@ mod tests {
     fn one_noisy_window_is_not_a_trend() {
         let b = side(&[100.0, 101.0, 99.0, 100.0, 100.5], &[20.0; 5]);
         let a = side(&[100.0, 101.0, 99.5, 100.2, 40.0], &[20.0; 5]);
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_ne!(v.conclusion, Conclusion::Worse, "{v:?}");
     }
 
@@ -1024,7 +1034,7 @@ mod tests {
             &[176.0, 175.0, 178.0, 174.0, 177.0],
             &[24.4, 25.0, 23.0, 24.0, 26.0],
         );
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Tradeoff, "{v:?}");
         assert!(v.keep());
         assert_eq!(v.tradeoffs.len(), 1, "{v:?}");
@@ -1042,7 +1052,7 @@ mod tests {
             &[57.0, 58.0, 56.5, 57.5, 57.2],
             &[23.8, 24.0, 23.5, 24.2, 23.9],
         );
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(v.tradeoffs.is_empty(), "{v:?}");
     }
@@ -1052,7 +1062,7 @@ mod tests {
         let b = side(&[12.0; 5], &[25.0; 5]);
         let mut a = side(&[15.0; 5], &[25.0; 5]);
         a.whole.irq_share.insert(1, 0.93);
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(
             v.worse.iter().any(|w| w.contains("CPU 1 became saturated")),
@@ -1064,7 +1074,7 @@ mod tests {
             w.drops_squeezes = 40;
         }
         a.whole.drops = 200;
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
         assert!(v.worse.iter().any(|w| w.contains("drops")), "{v:?}");
     }
@@ -1077,19 +1087,49 @@ mod tests {
         }
         b.whole.drops = 2510;
         let a = side(&[12.0; 5], &[25.0; 5]);
-        let v = compare(&b, &a, ALPHA);
+        let v = compare(&b, &a, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Better, "{v:?}");
+    }
+
+    #[test]
+    fn a_softnet_change_is_kept_only_for_fewer_drops() {
+        // A better throughput alone does not keep a backlog change: it is not what it is for.
+        let b = side(&[100.0, 101.0, 99.0, 100.5, 100.2], &[25.0; 5]);
+        let a = side(&[120.0, 121.0, 119.0, 120.5, 120.2], &[25.0; 5]);
+        assert_eq!(compare(&b, &a, ALPHA, false).conclusion, Conclusion::Better);
+        let v = compare(&b, &a, ALPHA, true);
+        assert_eq!(v.conclusion, Conclusion::Undecided, "{v:?}");
+        assert!(!v.keep());
+        assert!(
+            v.reasons()
+                .iter()
+                .any(|r| r.contains("kept only for fewer drops")),
+            "{v:?}"
+        );
+        // Drops that fell with the workload no worse: kept.
+        let mut b = side(&[12.0; 5], &[25.0; 5]);
+        for (i, w) in b.windows.iter_mut().enumerate() {
+            w.drops_squeezes = 500 + i as u64;
+        }
+        b.whole.drops = 2510;
+        let a = side(&[12.0; 5], &[25.0; 5]);
+        let v = compare(&b, &a, ALPHA, true);
+        assert_eq!(v.conclusion, Conclusion::Better, "{v:?}");
+        // Drops that fell while the throughput fell beyond its margin: worse all the same.
+        let a = side(&[9.0, 9.1, 8.9, 9.05, 8.95], &[25.0; 5]);
+        let v = compare(&b, &a, ALPHA, true);
+        assert_eq!(v.conclusion, Conclusion::Worse, "{v:?}");
     }
 
     #[test]
     fn nothing_measured_is_undecided_and_says_why() {
         let b = side(&[0.0; 5], &[0.0; 5]);
-        let v = compare(&b, &b.clone(), ALPHA);
+        let v = compare(&b, &b.clone(), ALPHA, false);
         // Throughput is judged (a stall is a value), latency cannot be.
         assert_eq!(v.unmeasured.len(), 1, "{v:?}");
         assert!(v.unmeasured[0].starts_with("delivery-to-read"), "{v:?}");
         let empty = Side::default();
-        let v = compare(&empty, &empty, ALPHA);
+        let v = compare(&empty, &empty, ALPHA, false);
         assert_eq!(v.conclusion, Conclusion::Undecided);
         assert!(!v.keep());
         assert!(

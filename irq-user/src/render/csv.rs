@@ -2,7 +2,7 @@
 //! CPUs, cpu empty), hardirq_cpu (count and time per IRQ and CPU; extra: max_ns),
 //! softirq_handler, softirq_raise_delay, netdev (count: packets polled; extra: per-packet
 //! bytes), flow (cpu empty), flow_delivery_to_read (name: same_cpu or cross_cpu; cpu empty),
-//! proc_softnet.
+//! proc_softnet, setting (key: softnet or the NIC; extra: the value).
 
 use crate::model::{hist::Hist, profile::Profile};
 
@@ -143,6 +143,17 @@ pub fn render(p: &Profile) -> Vec<u8> {
             }
         }
     }
+    rows.extend(softnet_and_settings(p));
+    w.write_record(HEADER).expect("write to memory");
+    for r in rows {
+        w.write_record(&r).expect("write to memory");
+    }
+    w.into_inner().expect("flush to memory")
+}
+
+/// The softnet counters per CPU, and the settings at the end of the session.
+fn softnet_and_settings(p: &Profile) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     for s in &p.proc.softnet {
         rows.push(plain_row(
             "proc_softnet",
@@ -156,9 +167,17 @@ pub fn render(p: &Profile) -> Vec<u8> {
             ),
         ));
     }
-    w.write_record(HEADER).expect("write to memory");
-    for r in rows {
-        w.write_record(&r).expect("write to memory");
+    if let Some(m) = &p.context {
+        for r in super::settings::of(m) {
+            rows.push(plain_row(
+                "setting",
+                &r.scope,
+                &r.name,
+                None,
+                0,
+                ("value", r.value),
+            ));
+        }
     }
-    w.into_inner().expect("flush to memory")
+    rows
 }

@@ -355,6 +355,24 @@ fn irq_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "</table>");
 }
 
+fn settings_section(p: &Profile, o: &mut String) {
+    let Some(m) = &p.context else { return };
+    let _ = writeln!(
+        o,
+        "<h2>Settings at the end of the session</h2><table><tr><th>scope</th><th>setting</th><th>value</th></tr>"
+    );
+    for r in super::settings::of(m) {
+        let _ = writeln!(
+            o,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            esc(&r.scope),
+            esc(&r.name),
+            esc(&r.value)
+        );
+    }
+    let _ = writeln!(o, "</table>");
+}
+
 pub fn render(p: &Profile) -> String {
     let mut o = String::new();
     head(p, &mut o);
@@ -364,6 +382,7 @@ pub fn render(p: &Profile) -> String {
     softirq_section(p, &mut o);
     flow_section(p, &mut o);
     irq_section(p, &mut o);
+    settings_section(p, &mut o);
     let _ = writeln!(o, "</body></html>");
     o
 }

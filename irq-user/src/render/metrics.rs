@@ -188,6 +188,18 @@ pub const SOFTNET_TIME_SQUEEZE: Metric = metric(
     &["cpu"],
     "NET_RX runs that ran out of budget with work left (softnet_stat) per CPU.",
 );
+pub const SOFTNET_FLOW_LIMIT: Metric = metric(
+    "irqtune_softnet_flow_limit_total",
+    Counter,
+    &["cpu"],
+    "Packets dropped by flow limit (one flow filled half a backlog; softnet_stat) per CPU.",
+);
+pub const SOFTNET_SETTING: Metric = metric(
+    "irqtune_softnet_setting",
+    Gauge,
+    &["name"],
+    "The softnet settings: netdev_max_backlog (packets per CPU backlog), netdev_budget (packets per NET_RX run), netdev_budget_usecs, dev_weight.",
+);
 pub const FLOW_READ_BYTES: Metric = metric(
     "irqtune_flow_read_bytes_total",
     Counter,
@@ -244,7 +256,7 @@ pub const FINDING: Metric = metric(
 );
 
 /// Every family, in the order an exposition writes them.
-pub const ALL: [&Metric; 30] = [
+pub const ALL: [&Metric; 32] = [
     &WATCH_START,
     &WATCH_LAST_UPDATE,
     &PROBE_ATTACHED,
@@ -266,6 +278,8 @@ pub const ALL: [&Metric; 30] = [
     &NET_RX_DEVICE_PACKETS,
     &SOFTNET_DROPPED,
     &SOFTNET_TIME_SQUEEZE,
+    &SOFTNET_FLOW_LIMIT,
+    &SOFTNET_SETTING,
     &FLOW_READ_BYTES,
     &DELIVERY_TO_READ,
     &FLOW_MISMATCH_RATIO,

@@ -6,6 +6,7 @@ pub mod hdrlog;
 pub mod html;
 pub mod metrics;
 pub mod prometheus;
+pub mod settings;
 pub mod show;
 pub mod text;
 pub mod tune;

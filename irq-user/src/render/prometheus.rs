@@ -333,14 +333,28 @@ fn devices_and_softnet(w: &mut Writer, p: &Profile, per_cpu: bool) {
             n as f64,
         );
     }
-    let softnet: [SoftnetCounter; 2] = [
+    let softnet: [SoftnetCounter; 3] = [
         (&m::SOFTNET_DROPPED, |s| s.dropped),
         (&m::SOFTNET_TIME_SQUEEZE, |s| s.time_squeeze),
+        (&m::SOFTNET_FLOW_LIMIT, |s| s.flow_limit_count),
     ];
     for (metric, value) in softnet {
         w.family(metric);
         for s in &p.proc.softnet {
             w.sample(metric, &[("cpu", s.cpu.to_string())], value(s) as f64);
+        }
+    }
+    w.family(&m::SOFTNET_SETTING);
+    if let Some(s) = p.context.as_ref().map(|c| &c.softnet) {
+        for (name, v) in [
+            ("netdev_max_backlog", s.netdev_max_backlog),
+            ("netdev_budget", s.netdev_budget),
+            ("netdev_budget_usecs", s.netdev_budget_usecs),
+            ("dev_weight", s.dev_weight),
+        ] {
+            if let Some(v) = v {
+                w.sample(&m::SOFTNET_SETTING, &[("name", name.to_string())], v as f64);
+            }
         }
     }
 }

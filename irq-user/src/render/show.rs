@@ -129,7 +129,7 @@ fn topology(m: &Machine, o: &mut String) {
     }
 }
 
-/// irqbalance and the global RFS table.
+/// irqbalance, the global RFS table and the softnet settings.
 fn steering_state(m: &Machine, o: &mut String) {
     let ib = &m.irqbalance;
     let _ = writeln!(
@@ -147,6 +147,17 @@ fn steering_state(m: &Machine, o: &mut String) {
         }
     );
     let _ = writeln!(o, "rps_sock_flow_entries: {}", opt(m.rps_sock_flow_entries));
+    let s = &m.softnet;
+    let _ = writeln!(
+        o,
+        "softnet: netdev_max_backlog {}  netdev_budget {}  netdev_budget_usecs {}  dev_weight {}  flow_limit_cpu_bitmap {}  flow_limit_table_len {}",
+        opt(s.netdev_max_backlog),
+        opt(s.netdev_budget),
+        opt(s.netdev_budget_usecs),
+        opt(s.dev_weight),
+        opt(s.flow_limit_cpu_bitmap.as_deref()),
+        opt(s.flow_limit_table_len),
+    );
 }
 
 /// Every network device with its queues, their IRQs and steering.

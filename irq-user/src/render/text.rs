@@ -464,6 +464,30 @@ fn losses(p: &Profile, o: &mut String) {
     );
 }
 
+/// The softnet and NIC settings at the end of the session.
+fn settings(p: &Profile, o: &mut String) {
+    let Some(m) = &p.context else { return };
+    let rows = super::settings::of(m);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nSettings at the end of the session:");
+    let mut scope = "";
+    for r in &rows {
+        if r.scope != scope {
+            let _ = write!(
+                o,
+                "{}  {}:",
+                if scope.is_empty() { "" } else { "\n" },
+                r.scope
+            );
+            scope = &r.scope;
+        }
+        let _ = write!(o, " {} {}", r.name, r.value);
+    }
+    let _ = writeln!(o);
+}
+
 /// From /proc alone: counts per CPU since boot.
 fn proc_tables(p: &Profile, o: &mut String) {
     let cpus = &p.proc.cpus;
@@ -538,6 +562,7 @@ pub fn render(p: &Profile) -> String {
     findings(p, &mut o);
     if p.session.source == Source::Proc {
         proc_tables(p, &mut o);
+        settings(p, &mut o);
         return o;
     }
     per_cpu(p, &mut o);
@@ -545,6 +570,7 @@ pub fn render(p: &Profile) -> String {
     softirqs(p, &mut o);
     netdevs(p, &mut o);
     flows(p, &mut o);
+    settings(p, &mut o);
     losses(p, &mut o);
     o
 }

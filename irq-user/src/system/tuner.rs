@@ -472,12 +472,18 @@ impl Run<'_> {
         Ok(tried)
     }
 
-    fn compare(&self, w: &Windows) -> Verdict {
+    fn compare(&self, plan: &Plan, w: &Windows) -> Verdict {
         let side = |windows: &[Profile]| Side {
             windows: windows.iter().map(Outcome::of).collect(),
             whole: Measures::of_windows(windows, &self.cpus),
         };
-        verdict::compare(&side(&w.before), &side(&w.after), alpha_per_look())
+        let fewer_drops = plan.changes.iter().any(|c| c.knob.is_softnet());
+        verdict::compare(
+            &side(&w.before),
+            &side(&w.after),
+            alpha_per_look(),
+            fewer_drops,
+        )
     }
 
     /// Step 4: the trial. Windows alternate between the before and the after state (the
@@ -519,7 +525,7 @@ impl Run<'_> {
                 }
                 w.rounds += 1;
             }
-            let v = self.compare(&w);
+            let v = self.compare(plan, &w);
             if v.conclusion != Conclusion::Undecided || target >= max {
                 return Ok((v, state));
             }

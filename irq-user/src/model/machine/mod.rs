@@ -7,6 +7,7 @@
 pub mod irqbalance;
 pub mod irqs;
 pub mod nics;
+pub mod softnet;
 pub mod topology;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use irqbalance::Irqbalance;
 pub use irqs::{Irq, IrqUse, QueueKind};
 pub use nics::{Nic, RxQueue, TxQueue};
+pub use softnet::Softnet;
 pub use topology::{CoreKey, Cpu, Topology};
 
 use crate::{
@@ -42,6 +44,10 @@ pub struct Machine {
     pub irqs: Vec<Irq>,
     pub nics: Vec<Nic>,
     pub rps_sock_flow_entries: Option<u64>,
+    /// netdev_max_backlog, netdev_budget and the other softnet settings (profiles from
+    /// before they were read: all None).
+    #[serde(default)]
+    pub softnet: Softnet,
     pub irqbalance: Irqbalance,
 }
 
@@ -81,6 +87,7 @@ impl Machine {
             irqs,
             nics,
             rps_sock_flow_entries: root.read_parsed(RPS_SOCK_FLOW_ENTRIES),
+            softnet: Softnet::read(root),
             irqbalance: irqbalance::read(root),
         }
     }

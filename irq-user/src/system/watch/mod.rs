@@ -121,6 +121,8 @@ impl Watcher {
         };
         total.flows.clone_from(&interval.flows);
         total.findings.clone_from(&interval.findings);
+        // The settings now (softnet, NICs), for the metrics that show them.
+        total.context.clone_from(&interval.context);
         let text = metrics_text(
             total,
             self.recorder.probe_rows(),
