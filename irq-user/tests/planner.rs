@@ -529,7 +529,7 @@ fn softnet_load(rows: &[(u32, u64, u64, u64, u64)], net_rx: &[(u32, u64, u64)]) 
 
 fn softnet_plan(m: &Machine, load: &Load) -> Plan {
     let opts = PlanOptions {
-        strategy: irq_user::analysis::plan::Strategy::Softnet,
+        strategy: irq_user::analysis::plan::Strategy::Drops,
         ..PlanOptions::default()
     };
     planner::plan(m, load, &opts, 1).expect("plan")
@@ -653,14 +653,14 @@ fn tune_tries_the_softnet_plan_alone_and_first() {
     let plans = planner::candidates(&m, &load, &PlanOptions::default(), 1).expect("plans");
     assert!(plans.len() >= 2, "{plans:?}");
     assert!(
-        plans[0].changes.iter().all(|c| c.knob.is_softnet()) && !plans[0].changes.is_empty(),
+        plans[0].changes.iter().all(|c| c.knob.is_drop_lever()) && !plans[0].changes.is_empty(),
         "{}",
         plans[0].diff()
     );
     assert!(
         plans[1..]
             .iter()
-            .all(|p| p.changes.iter().all(|c| !c.knob.is_softnet())),
+            .all(|p| p.changes.iter().all(|c| !c.knob.is_drop_lever())),
         "the steering plans leave the softnet settings to their own trial"
     );
     // `irqtune plan` makes one plan of everything.
@@ -671,8 +671,210 @@ fn tune_tries_the_softnet_plan_alone_and_first() {
         all.diff()
     );
     assert!(
-        all.changes.iter().any(|c| !c.knob.is_softnet()),
+        all.changes.iter().any(|c| !c.knob.is_drop_lever()),
         "{}",
         all.diff()
+    );
+}
+
+fn with_layer(m: &mut Machine, nic: &str, layer: irq_user::model::machine::ethtool::NicLayer) {
+    m.nics
+        .iter_mut()
+        .find(|n| n.name == nic)
+        .expect("nic")
+        .layer = Some(layer);
+}
+
+#[test]
+fn concentrated_receive_on_few_channels_raises_them_to_the_node_cores() {
+    use irq_user::model::machine::ethtool::{ChannelKind, Channels, NicLayer};
+    let (_dir, mut m) = machine(&MachineSpec::server_64cpu());
+    let nic = "ens1f0np0";
+    let layer = |combined, max| NicLayer {
+        channels: Some(Channels {
+            combined: Some(combined),
+            combined_max: Some(max),
+            ..Channels::default()
+        }),
+        ..NicLayer::default()
+    };
+    let knob = Knob::Channels {
+        iface: nic.into(),
+        channel: ChannelKind::Combined,
+    };
+    // 90% of the packets on one CPU (varied: not always CPU 0).
+    for busy in [0u32, 5, 13] {
+        let mut load = Load::from_counts(&m, "test");
+        for cpu in 0..16u32 {
+            let n = if cpu == busy { 9000 } else { 1000 / 15 };
+            load.device_packets.insert((nic.into(), cpu), n);
+        }
+        with_layer(&mut m, nic, layer(4, 63));
+        let p = planner::plan(&m, &load, &PlanOptions::default(), 1).expect("plan");
+        // Node 0 has 16 cores: one queue per core, below the NIC's 63.
+        assert_eq!(
+            proposed(&p, &knob),
+            Some(16),
+            "busy CPU {busy}: {}",
+            p.diff()
+        );
+        // The channel change comes before the affinity writes.
+        let at = p.changes.iter().position(|c| c.knob == knob).unwrap();
+        assert!(
+            p.changes[..at]
+                .iter()
+                .all(|c| !matches!(c.knob, Knob::IrqAffinity { .. })),
+            "{}",
+            p.diff()
+        );
+        // A NIC that allows fewer than the cores: its maximum.
+        with_layer(&mut m, nic, layer(2, 8));
+        let p = planner::plan(&m, &load, &PlanOptions::default(), 1).expect("plan");
+        assert_eq!(proposed(&p, &knob), Some(8), "{}", p.diff());
+        // Already one per core: nothing.
+        with_layer(&mut m, nic, layer(16, 63));
+        let p = planner::plan(&m, &load, &PlanOptions::default(), 1).expect("plan");
+        assert_eq!(proposed(&p, &knob), None, "{}", p.diff());
+    }
+    // Spread evenly: the channels stay, and the plan says why.
+    let mut load = Load::from_counts(&m, "test");
+    for cpu in 0..16u32 {
+        load.device_packets.insert((nic.into(), cpu), 1000);
+    }
+    with_layer(&mut m, nic, layer(4, 63));
+    let p = planner::plan(&m, &load, &PlanOptions::default(), 1).expect("plan");
+    assert_eq!(proposed(&p, &knob), None, "{}", p.diff());
+    assert!(
+        p.notes.iter().any(|n| n.contains("not concentrated")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn nic_no_buffer_drops_double_the_rx_ring_up_to_its_maximum() {
+    use irq_user::model::{
+        machine::ethtool::{NicLayer, RingKind, Rings},
+        procfs::NicCounters,
+    };
+    let (_dir, mut m) = machine(&MachineSpec::vm());
+    let knob = Knob::Ring {
+        iface: "eth0".into(),
+        ring: RingKind::Rx,
+    };
+    let mut load = softnet_load(&[(0, 1000, 0, 0, 0)], &[]);
+    let drops = |missed, fifo| NicCounters {
+        device: "eth0".into(),
+        rx_packets: 100_000,
+        rx_missed_errors: missed,
+        rx_fifo_errors: fifo,
+        ..NicCounters::default()
+    };
+    let rings = |rx, max| NicLayer {
+        rings: Some(Rings {
+            rx: Some(rx),
+            rx_max: Some(max),
+            ..Rings::default()
+        }),
+        ..NicLayer::default()
+    };
+    for (cur, max, counters, want) in [
+        (128u32, 256u32, drops(50, 0), Some(256u64)),
+        (128, 4096, drops(0, 7), Some(256)),
+        (512, 600, drops(1, 0), Some(600)),
+        (256, 256, drops(50, 0), None),
+        (128, 256, drops(0, 0), None),
+    ] {
+        with_layer(&mut m, "eth0", rings(cur, max));
+        load.nics.insert("eth0".into(), counters.clone());
+        let p = softnet_plan(&m, &load);
+        assert_eq!(
+            proposed(&p, &knob),
+            want,
+            "{cur} of {max}, {counters:?}: {}",
+            p.diff()
+        );
+        if cur == max {
+            assert!(
+                p.notes.iter().any(|n| n.contains("at its maximum")),
+                "{:?}",
+                p.notes
+            );
+        }
+    }
+    // A ring that cannot be read: said, not planned.
+    m.nics[0].layer = None;
+    load.nics.insert("eth0".into(), drops(50, 0));
+    let p = softnet_plan(&m, &load);
+    assert!(p.changes.is_empty(), "{}", p.diff());
+    assert!(
+        p.notes.iter().any(|n| n.contains("cannot be read or set")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn one_packet_per_interrupt_at_a_high_rate_turns_adaptive_rx_on_where_the_driver_has_it() {
+    use irq_user::model::machine::ethtool::{Coalesce, CoalesceParam, NicLayer};
+    let (_dir, mut m) = machine(&MachineSpec::vm());
+    let knob = Knob::Coalesce {
+        iface: "eth0".into(),
+        param: CoalesceParam::AdaptiveRx,
+    };
+    let rx_irq = m.nics[0].rx[0].irq.expect("rx irq");
+    let counts = Load::from_counts(&m, "test");
+    let load = |rate: f64, polls: u64, packets: u64| {
+        let mut l = counts.clone();
+        l.irq_rate.insert(rx_irq, rate);
+        l.device_polls.insert("eth0".into(), polls);
+        l.device_packets.insert(("eth0".into(), 1), packets);
+        l
+    };
+    let adaptive = |v: Option<bool>| NicLayer {
+        coalesce: Some(Coalesce {
+            adaptive_rx: v,
+            rx_frames: Some(1),
+            ..Coalesce::default()
+        }),
+        ..NicLayer::default()
+    };
+    with_layer(&mut m, "eth0", adaptive(Some(false)));
+    let p = planner::plan(
+        &m,
+        &load(50_000.0, 200_000, 230_000),
+        &PlanOptions::default(),
+        1,
+    )
+    .expect("plan");
+    assert_eq!(proposed(&p, &knob), Some(1), "{}", p.diff());
+    // Batches already (10 per poll), or a low rate: nothing.
+    for l in [
+        load(50_000.0, 20_000, 200_000),
+        load(5_000.0, 20_000, 20_000),
+    ] {
+        let p = planner::plan(&m, &l, &PlanOptions::default(), 1).expect("plan");
+        assert_eq!(proposed(&p, &knob), None, "{}", p.diff());
+    }
+    // A driver without adaptive rx: said, not planned (a fixed rx-usecs is not guessed).
+    with_layer(&mut m, "eth0", adaptive(None));
+    let p = planner::plan(
+        &m,
+        &load(50_000.0, 200_000, 230_000),
+        &PlanOptions::default(),
+        1,
+    )
+    .expect("plan");
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| !matches!(c.knob, Knob::Coalesce { .. })),
+        "{}",
+        p.diff()
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("no adaptive rx")),
+        "{:?}",
+        p.notes
     );
 }

@@ -961,6 +961,7 @@ fn synthetic_proc(
         interrupts,
         softirqs: proc_softirqs,
         softnet,
+        nics: Vec::new(),
     }
 }
 

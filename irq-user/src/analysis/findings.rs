@@ -312,6 +312,25 @@ fn softnet(p: &Profile, out: &mut Vec<Finding>) {
             "the kernel protects the other flows from one heavy flow (flow_limit_cpu_bitmap); spread that flow's processing or raise netdev_max_backlog".into(),
         ));
     }
+    for n in p.proc.nics.iter().filter(|n| n.no_buffer() > 0) {
+        let ring = p
+            .context
+            .as_ref()
+            .and_then(|m| m.nic(&n.device))
+            .and_then(|nic| nic.layer.as_ref()?.rings.clone())
+            .and_then(|r| Some(format!(" (rx ring {} of {})", r.rx?, r.rx_max?)))
+            .unwrap_or_default();
+        out.push(finding(
+            FindingId::NicRxNoBuffer,
+            Severity::Critical,
+            format!("{}: the NIC dropped packets for want of rx descriptors{ring}", n.device),
+            format!(
+                "missed {}, fifo {}, over {} of {} packets received",
+                n.rx_missed_errors, n.rx_fifo_errors, n.rx_over_errors, n.rx_packets
+            ),
+            "raise the rx ring toward its maximum and spread the queues over more cores: `irqtune tune` tries and judges it".into(),
+        ));
+    }
     if squeezed > 0 {
         out.push(finding(
             FindingId::SoftnetTimeSqueeze,

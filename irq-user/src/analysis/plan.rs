@@ -5,7 +5,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{model::cpulist, model::machine::HostId};
+use crate::{
+    model::cpulist,
+    model::machine::{
+        ethtool::{ChannelKind, CoalesceParam, RingKind},
+        HostId,
+    },
+};
 
 pub const PLAN_FORMAT: &str = "irqtune-plan";
 pub const PLAN_VERSION: u32 = 1;
@@ -32,6 +38,13 @@ pub enum Knob {
     NetdevBudget,
     /// /proc/sys/net/core/netdev_budget_usecs: time one NET_RX run may take.
     NetdevBudgetUsecs,
+    /// A NIC's channel count (ethtool -L; ethtool-netlink CHANNELS_SET): one queue, and
+    /// usually one IRQ, per channel.
+    Channels { iface: String, channel: ChannelKind },
+    /// A NIC's descriptor ring size (ethtool -G; RINGS_SET).
+    Ring { iface: String, ring: RingKind },
+    /// A NIC's interrupt coalescing parameter (ethtool -C; COALESCE_SET).
+    Coalesce { iface: String, param: CoalesceParam },
 }
 
 /// How a knob's value is written and compared.
@@ -59,6 +72,12 @@ impl Knob {
             Knob::NetdevMaxBacklog => crate::model::machine::softnet::MAX_BACKLOG.to_string(),
             Knob::NetdevBudget => crate::model::machine::softnet::BUDGET.to_string(),
             Knob::NetdevBudgetUsecs => crate::model::machine::softnet::BUDGET_USECS.to_string(),
+            // Not files: names for the journal, read and set through ethtool-netlink.
+            Knob::Channels { iface, channel } => {
+                format!("ethtool/{iface}/channels/{}", channel.name())
+            }
+            Knob::Ring { iface, ring } => format!("ethtool/{iface}/rings/{}", ring.name()),
+            Knob::Coalesce { iface, param } => format!("ethtool/{iface}/coalesce/{}", param.name()),
         }
     }
 
@@ -68,16 +87,41 @@ impl Knob {
             | Knob::RpsSockFlowEntries
             | Knob::NetdevMaxBacklog
             | Knob::NetdevBudget
-            | Knob::NetdevBudgetUsecs => ValueKind::Count,
+            | Knob::NetdevBudgetUsecs
+            | Knob::Channels { .. }
+            | Knob::Ring { .. }
+            | Knob::Coalesce { .. } => ValueKind::Count,
             _ => ValueKind::Mask,
         }
     }
 
-    /// A softnet setting (backlog, budget): changed only for fewer drops.
+    /// A receive drop lever (backlog, budget, rx ring): changed only for fewer drops.
+    pub fn is_drop_lever(&self) -> bool {
+        matches!(
+            self,
+            Knob::NetdevMaxBacklog
+                | Knob::NetdevBudget
+                | Knob::NetdevBudgetUsecs
+                | Knob::Ring {
+                    ring: RingKind::Rx,
+                    ..
+                }
+        )
+    }
+
+    /// A softnet setting (a sysctl the kernel holds in an int).
     pub fn is_softnet(&self) -> bool {
         matches!(
             self,
             Knob::NetdevMaxBacklog | Knob::NetdevBudget | Knob::NetdevBudgetUsecs
+        )
+    }
+
+    /// A NIC setting set through ethtool-netlink (the live machine only).
+    pub fn is_ethtool(&self) -> bool {
+        matches!(
+            self,
+            Knob::Channels { .. } | Knob::Ring { .. } | Knob::Coalesce { .. }
         )
     }
 
@@ -86,7 +130,10 @@ impl Knob {
         match self {
             Knob::RpsCpus { iface, .. }
             | Knob::RpsFlowCnt { iface, .. }
-            | Knob::XpsCpus { iface, .. } => {
+            | Knob::XpsCpus { iface, .. }
+            | Knob::Channels { iface, .. }
+            | Knob::Ring { iface, .. }
+            | Knob::Coalesce { iface, .. } => {
                 if iface.is_empty()
                     || iface.len() > 15
                     || iface.contains('/')
@@ -113,6 +160,9 @@ impl fmt::Display for Knob {
             Knob::NetdevMaxBacklog => write!(f, "netdev_max_backlog"),
             Knob::NetdevBudget => write!(f, "netdev_budget"),
             Knob::NetdevBudgetUsecs => write!(f, "netdev_budget_usecs"),
+            Knob::Channels { iface, channel } => write!(f, "{iface} channels {}", channel.name()),
+            Knob::Ring { iface, ring } => write!(f, "{iface} ring {}", ring.name()),
+            Knob::Coalesce { iface, param } => write!(f, "{iface} coalesce {}", param.name()),
         }
     }
 }
@@ -212,10 +262,10 @@ pub enum Strategy {
     /// Processing on the NIC node's CPUs other than the readers' (RPS, queue vectors), RFS
     /// left off: for readers whose CPUs are too busy to take the receive work too.
     AwayFromReaders,
-    /// The softnet settings alone (netdev_max_backlog, netdev_budget), where the backlog
-    /// dropped or NET_RX ran out of budget: a plan of its own, so its effect is judged
-    /// apart from the steering's.
-    Softnet,
+    /// The receive drop levers alone (netdev_max_backlog, netdev_budget, a NIC's rx ring),
+    /// where the backlog or the NIC dropped or NET_RX ran out of budget: a plan of its own,
+    /// so its effect is judged apart from the steering's, and kept only for fewer drops.
+    Drops,
 }
 
 impl Strategy {
@@ -230,8 +280,8 @@ impl Strategy {
             Strategy::AwayFromReaders => {
                 "receive processing on other CPUs than the readers' (RPS or queue vectors, no RFS)"
             }
-            Strategy::Softnet => {
-                "the softnet backlog and budget (netdev_max_backlog, netdev_budget)"
+            Strategy::Drops => {
+                "the receive drop levers (netdev_max_backlog, netdev_budget, NIC rx rings)"
             }
         }
     }
@@ -304,6 +354,18 @@ impl Plan {
                         "{n} is outside 1..={} (the kernel's int; 0 stops receive processing)",
                         i32::MAX
                     )));
+                }
+            }
+            // ethtool-netlink carries u32; a NIC needs a channel and a ring at least, and an
+            // adaptive switch is 0 or 1.
+            if let (true, Value::Count(n)) = (c.knob.is_ethtool(), &value) {
+                let (low, high) = match &c.knob {
+                    Knob::Coalesce { param, .. } if param.is_switch() => (0, 1),
+                    Knob::Coalesce { .. } => (0, u64::from(u32::MAX)),
+                    _ => (1, u64::from(u32::MAX)),
+                };
+                if *n < low || *n > high {
+                    return Err(at(format!("{n} is outside {low}..={high}")));
                 }
             }
         }

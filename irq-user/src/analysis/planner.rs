@@ -11,7 +11,8 @@
 //!   rps_sock_flow_entries = a power of two >= 2x the concurrent flows (at least 32768),
 //!   rps_flow_cnt = entries / rx queues.
 //! - XPS: tx queue q to the CPUs that serve rx queue q.
-//! - Softnet ([`Strategy::Softnet`], a plan of its own so `tune` judges it alone): backlog
+//! - Receive drops ([`Strategy::Drops`], a plan of its own so `tune` judges it alone): a
+//!   NIC out of rx descriptors doubles its rx ring (up to the driver's maximum); backlog
 //!   drops raise netdev_max_backlog to what the measured arrival rate fills during the
 //!   longest measured wait for NET_RX (at least double and the kernel's default); time
 //!   squeezes that end on the packet budget raise
@@ -27,8 +28,11 @@ use crate::{
     },
     model::{
         cpulist,
-        machine::{CoreKey, IrqUse, Machine, Nic, QueueKind, RxQueue},
-        procfs::SoftnetRow,
+        machine::{
+            ethtool::{ChannelKind, CoalesceParam, RingKind},
+            CoreKey, IrqUse, Machine, Nic, QueueKind, RxQueue,
+        },
+        procfs::{NicCounters, SoftnetRow},
         profile::Vector,
     },
 };
@@ -75,6 +79,12 @@ pub struct Load {
     pub net_rx: BTreeMap<u32, NetRxCpu>,
     /// Seconds measured (0 without a profile).
     pub secs: f64,
+    /// Packets NET_RX polled per (device, CPU) over the measurement (napi_poll's work).
+    pub device_packets: BTreeMap<(String, u32), u64>,
+    /// Each NIC's receive drop counters over the measurement.
+    pub nics: BTreeMap<String, NicCounters>,
+    /// NAPI polls per device over the measurement (all CPUs).
+    pub device_polls: BTreeMap<String, u64>,
 }
 
 /// NET_RX on one CPU as the probes measured it.
@@ -127,6 +137,19 @@ impl Load {
             })
             .collect();
         load.softnet = p.proc.softnet.clone();
+        load.nics = p
+            .proc
+            .nics
+            .iter()
+            .map(|n| (n.device.clone(), n.clone()))
+            .collect();
+        for r in &p.netdevs {
+            *load
+                .device_packets
+                .entry((r.device.clone(), r.cpu))
+                .or_default() += r.work;
+            *load.device_polls.entry(r.device.clone()).or_default() += r.polls;
+        }
         load.secs = p.duration_secs();
         for r in p.softirqs.iter().filter(|r| r.vector == Vector::NetRx) {
             load.net_rx.insert(
@@ -762,21 +785,78 @@ impl Planner<'_> {
         }
     }
 
-    /// The softnet levers: the backlog where it dropped, the budget where NET_RX ran out of
-    /// packets before time.
-    fn plan_softnet(&mut self) {
+    /// The receive drop levers: the backlog where it dropped, the budget where NET_RX ran out
+    /// of packets before time, the rx ring of a NIC that ran out of descriptors.
+    fn plan_drops(&mut self, nics: &[&Nic]) {
         let load = self.load;
-        if load.softnet.is_empty() || load.secs <= 0.0 {
+        if load.secs <= 0.0 {
             return;
         }
         self.plan_backlog();
         self.plan_budget();
+        for nic in nics {
+            self.plan_ring(nic);
+        }
         let limited: u64 = load.softnet.iter().map(|r| r.flow_limit_count).sum();
         if limited > 0 {
             self.notes.push(format!(
                 "{limited} packet(s) dropped by flow limit (flow_limit_cpu_bitmap): one flow filled half a backlog and the kernel dropped it to keep room for the others; left as it is"
             ));
         }
+    }
+
+    /// A NIC's rx ring: when the NIC dropped packets for want of a descriptor (missed, fifo,
+    /// over) and its ring is below the driver's maximum, double it (at most the maximum):
+    /// room for a longer burst between two polls. One step, judged by `tune` on the drops.
+    fn plan_ring(&mut self, nic: &Nic) {
+        let Some(counters) = self.load.nics.get(&nic.name) else {
+            return;
+        };
+        let drops = counters.no_buffer();
+        if drops == 0 {
+            return;
+        }
+        let rings = nic.layer.as_ref().and_then(|l| l.rings.as_ref());
+        let (Some(cur), Some(max)) = (
+            rings.and_then(|r| r.get(RingKind::Rx)),
+            rings.and_then(|r| r.max(RingKind::Rx)),
+        ) else {
+            self.notes.push(format!(
+                "{}: {drops} packet(s) dropped for want of an rx descriptor, but its ring size cannot be read or set here ({})",
+                nic.name,
+                nic.layer
+                    .as_ref()
+                    .map(|l| l.unavailable.join("; "))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "no ethtool-netlink: a captured tree?".into())
+            ));
+            return;
+        };
+        let evidence = format!(
+            "{drops} no-buffer drops (missed {}, fifo {}, over {}) of {} packets in {:.1} s; rx ring {cur} of {max}",
+            counters.rx_missed_errors,
+            counters.rx_fifo_errors,
+            counters.rx_over_errors,
+            counters.rx_packets,
+            self.load.secs
+        );
+        if cur >= max {
+            self.notes.push(format!(
+                "{}: the rx ring is at its maximum and the NIC still drops ({evidence}); spread the receive load over more queues or CPUs",
+                nic.name
+            ));
+            return;
+        }
+        self.propose(
+            Knob::Ring {
+                iface: nic.name.clone(),
+                ring: RingKind::Rx,
+            },
+            Some(&cur.to_string()),
+            cur.saturating_mul(2).min(max).to_string(),
+            format!("the NIC ran out of rx descriptors: double the ring (the driver's maximum is {max})"),
+            evidence,
+        );
     }
 
     /// netdev_max_backlog: large enough for the packets that arrive at a CPU while it waits
@@ -894,6 +974,141 @@ impl Planner<'_> {
         );
     }
 
+    /// The share of `nic`'s receive work on its busiest CPU, with where it comes from: the
+    /// packets its NAPI polled per CPU (a profile), else its queue interrupts per CPU since
+    /// boot. None when it received nothing measurable.
+    fn receive_concentration(&self, nic: &Nic) -> Option<(f64, u32, String)> {
+        let mut per_cpu: BTreeMap<u32, u64> = BTreeMap::new();
+        let what = if self.load.device_packets.keys().any(|(d, _)| d == &nic.name) {
+            for ((d, cpu), n) in &self.load.device_packets {
+                if d == &nic.name {
+                    *per_cpu.entry(*cpu).or_default() += n;
+                }
+            }
+            "packets polled"
+        } else {
+            for irq in &nic.irqs {
+                for &cpu in &self.m.interrupt_cpus {
+                    *per_cpu.entry(cpu).or_default() += self.m.irq_count(*irq, cpu);
+                }
+            }
+            "queue interrupts since boot"
+        };
+        let total: u64 = per_cpu.values().sum();
+        let (&cpu, &most) = per_cpu.iter().max_by_key(|(_, n)| **n)?;
+        (total > 0).then(|| {
+            (
+                most as f64 / total as f64,
+                cpu,
+                format!("{most} of {total} {what} on CPU {cpu}"),
+            )
+        })
+    }
+
+    /// Channels: a NIC with fewer queues than the usable cores of its node, its receive work
+    /// concentrated on one CPU, gets as many queues as those cores (up to its maximum). Its
+    /// queue vectors are then placed with the rest (they exist for every queue the driver
+    /// allows on most drivers; the applier checks each IRQ before it moves it).
+    fn plan_channels(&mut self, nic: &Nic, pool: &Pool) {
+        let Some(c) = nic.layer.as_ref().and_then(|l| l.channels.as_ref()) else {
+            return;
+        };
+        let kind = if c.combined_max.unwrap_or(0) > 0 {
+            ChannelKind::Combined
+        } else if c.rx_max.unwrap_or(0) > 0 {
+            ChannelKind::Rx
+        } else {
+            return;
+        };
+        let (Some(cur), Some(max)) = (c.get(kind), c.max(kind)) else {
+            return;
+        };
+        let want = u32::try_from(pool.cores).unwrap_or(u32::MAX).min(max);
+        if cur >= want {
+            return;
+        }
+        let Some((share, cpu, evidence)) = self.receive_concentration(nic) else {
+            return;
+        };
+        if share < policy::NET_RX_CONCENTRATED {
+            self.notes.push(format!(
+                "{}: {cur} {} channel(s) of {max}, but its receive work is not concentrated ({:.0}% on CPU {cpu}); channels left as they are",
+                nic.name,
+                kind.name(),
+                share * 100.0
+            ));
+            return;
+        }
+        self.propose(
+            Knob::Channels {
+                iface: nic.name.clone(),
+                channel: kind,
+            },
+            Some(&cur.to_string()),
+            want.to_string(),
+            format!(
+                "{} {} channel(s) for {} core(s) of {}: one queue (and queue IRQ) per core, up to the NIC's {max}",
+                cur,
+                kind.name(),
+                pool.cores,
+                pool.place
+            ),
+            format!("{evidence} ({:.0}%)", share * 100.0),
+        );
+    }
+
+    /// Coalescing: a NIC whose receive interrupts come faster than
+    /// [`policy::COALESCE_IRQ_RATE`] while each poll finds fewer than
+    /// [`policy::COALESCE_PACKETS_PER_POLL`] packets spends its CPU on interrupts that bring
+    /// one packet each: adaptive rx coalescing (where the driver has it) lets the NIC batch
+    /// under load and interrupt at once when idle. A fixed rx-usecs would trade latency for
+    /// it at every load: not proposed, said.
+    fn plan_coalesce(&mut self, nic: &Nic) {
+        let rate: f64 = nic
+            .rx
+            .iter()
+            .filter_map(|q| q.irq)
+            .filter_map(|irq| self.load.irq_rate.get(&irq))
+            .sum();
+        let polls = self.load.device_polls.get(&nic.name).copied().unwrap_or(0);
+        let packets: u64 = self
+            .load
+            .device_packets
+            .iter()
+            .filter(|((d, _), _)| d == &nic.name)
+            .map(|(_, n)| n)
+            .sum();
+        if rate < policy::COALESCE_IRQ_RATE || polls == 0 {
+            return;
+        }
+        let per_poll = packets as f64 / polls as f64;
+        if per_poll >= policy::COALESCE_PACKETS_PER_POLL {
+            return;
+        }
+        let evidence = format!(
+            "{rate:.0} rx interrupts/s, {per_poll:.2} packets per poll ({packets} packets in {polls} polls)"
+        );
+        let coalesce = nic.layer.as_ref().and_then(|l| l.coalesce.as_ref());
+        match coalesce.and_then(|c| c.adaptive_rx) {
+            Some(false) => self.propose(
+                Knob::Coalesce {
+                    iface: nic.name.clone(),
+                    param: CoalesceParam::AdaptiveRx,
+                },
+                Some("0"),
+                "1".into(),
+                "interrupts that bring about one packet each: adaptive rx coalescing batches them under load and keeps the idle latency".into(),
+                evidence,
+            ),
+            Some(true) => {}
+            None => self.notes.push(format!(
+                "{}: {evidence}, but the driver has no adaptive rx coalescing ({}); a fixed rx-usecs trades latency at every load and is not proposed",
+                nic.name,
+                if coalesce.is_some() { "not in what it reports" } else { "coalescing not readable" }
+            )),
+        }
+    }
+
     fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
         let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
         let allowed = match self.opts.strategy {
@@ -902,9 +1117,11 @@ impl Planner<'_> {
                 Some(rest) => rest,
                 None => return,
             },
-            Strategy::Softnet => return,
+            Strategy::Drops => return,
         };
         let pool = self.pool(nic, &allowed);
+        self.plan_channels(nic, &pool);
+        self.plan_coalesce(nic);
         let (vectors, tx_only) = self.vectors(nic);
         let mut serving = if vectors.len() >= 2 {
             self.place_vectors(nic, &pool, &vectors, &tx_only)
@@ -923,7 +1140,7 @@ impl Planner<'_> {
             Strategy::AwayFromReaders => {
                 self.plan_rps_away(nic, &pool, vectors.len(), &mut serving);
             }
-            Strategy::Softnet => {}
+            Strategy::Drops => {}
         }
         self.plan_xps(nic, &pool, &serving);
     }
@@ -1082,8 +1299,8 @@ pub fn plan(
         placed: BTreeMap::new(),
         readers: Vec::new(),
     };
-    if opts.strategy == Strategy::Softnet {
-        p.plan_softnet();
+    if opts.strategy == Strategy::Drops {
+        p.plan_drops(&nics);
         return Ok(p.into_plan(created_unix));
     }
     p.seed_cpu_load(&moving);
@@ -1093,11 +1310,11 @@ pub fn plan(
         let w = |n: &Nic| n.irqs.iter().map(|i| load.weight(*i)).sum::<f64>();
         w(b).total_cmp(&w(a)).then(a.name.cmp(&b.name))
     });
-    for nic in nics {
+    for nic in &nics {
         p.plan_nic(nic, &allowed);
     }
     if opts.softnet {
-        p.plan_softnet();
+        p.plan_drops(&nics);
     }
     Ok(p.into_plan(created_unix))
 }
@@ -1117,7 +1334,7 @@ pub fn candidates(
         m,
         load,
         &PlanOptions {
-            strategy: Strategy::Softnet,
+            strategy: Strategy::Drops,
             ..opts.clone()
         },
         created_unix,

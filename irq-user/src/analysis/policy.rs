@@ -110,6 +110,19 @@ pub fn budget_size(current: u64, fits: u64) -> u64 {
         .min(fits)
 }
 
+// ---- NIC coalescing ----
+
+/// Receive interrupts per second of one NIC above which their cost shows: at about a
+/// microsecond for an interrupt's entry, exit and NAPI scheduling (more in a VM, where each
+/// is an exit; irqtune's hardirq histograms show the handler part on the machine at hand),
+/// 20,000 a second is some 2% of a CPU in interrupt overhead alone; the rate
+/// Documentation/networking/scaling.rst treats as high ([`RPS_HIGH_IRQ_RATE`]).
+pub const COALESCE_IRQ_RATE: f64 = RPS_HIGH_IRQ_RATE;
+
+/// Packets per NAPI poll below which each interrupt brings about one packet (the poll
+/// after it finds one, sometimes two): batching is absent, and coalescing is what brings it.
+pub const COALESCE_PACKETS_PER_POLL: f64 = 2.0;
+
 // ---- tune: whether a change is worth trying (hysteresis) ----
 
 /// Busiest flows (by bytes read) that `tune` judges one by one and shows.

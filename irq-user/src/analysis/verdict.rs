@@ -5,7 +5,7 @@
 //! Proxies such as NET_RX handler time per run or imbalance are not outcomes: RFS moves NET_RX
 //! onto the readers' CPUs by design, and a run that handles more packets takes longer while
 //! costing less per packet. The risks are what can hurt the machine behind the workload's
-//! back: a CPU saturated by interrupt work, softnet drops and squeezes.
+//! back: a CPU saturated by interrupt work, receive drops (softnet, NIC) and squeezes.
 //!
 //! Each side (before, after) is measured in several short windows, and each outcome is
 //! judged on its windows against a small practical margin ([`policy::THROUGHPUT_MARGIN`],
@@ -41,7 +41,7 @@ pub struct Outcome {
     /// judged flows and both placements.
     #[serde(skip)]
     pub latency: [u64; hist::BUCKETS],
-    /// softnet drops + time squeezes in the window.
+    /// Receive drops (softnet backlog, NIC out of rx buffers) + time squeezes in the window.
     pub drops_squeezes: u64,
 }
 
@@ -78,6 +78,7 @@ impl Outcome {
             .softnet
             .iter()
             .map(|s| s.dropped + s.time_squeeze)
+            .chain(p.proc.nics.iter().map(|n| n.no_buffer()))
             .sum();
         o
     }
@@ -120,6 +121,7 @@ pub struct Measures {
     pub reads: u64,
     /// Per allowed CPU: share of time in hardirq + softirq handlers.
     pub irq_share: BTreeMap<u32, f64>,
+    /// Softnet backlog drops + NIC no-buffer drops.
     pub drops: u64,
     pub squeezes: u64,
     /// NET_RX runs executed by ksoftirqd / NET_RX runs, on the allowed CPUs.
@@ -209,7 +211,8 @@ impl Sums {
             .filter(|r| cpus.contains(&r.cpu))
             .map(|r| r.packets)
             .sum::<u64>();
-        self.drops += p.proc.softnet.iter().map(|s| s.dropped).sum::<u64>();
+        self.drops += p.proc.softnet.iter().map(|s| s.dropped).sum::<u64>()
+            + p.proc.nics.iter().map(|n| n.no_buffer()).sum::<u64>();
         self.squeezes += p.proc.softnet.iter().map(|s| s.time_squeeze).sum::<u64>();
         self.dur_ns += p.session.duration_ns;
     }
@@ -321,7 +324,7 @@ pub fn worth_changing(m: &Measures) -> Option<String> {
     }
     if m.drops > 0 || m.squeezes > 0 {
         why.push(format!(
-            "{} softnet drops, {} squeezes",
+            "{} receive drops, {} squeezes",
             m.drops, m.squeezes
         ));
     }
@@ -755,7 +758,7 @@ pub fn compare(before: &Side, after: &Side, alpha: f64, fewer_drops: bool) -> Ve
     };
     if fewer_drops && v.conclusion.keep() && !drops_fell {
         v.effects.push(
-            "softnet drops + squeezes did not fall beyond chance: a backlog or budget change is kept only for fewer drops"
+            "receive drops + squeezes did not fall beyond chance: a backlog, budget or ring change is kept only for fewer drops"
                 .into(),
         );
         v.conclusion = Conclusion::Undecided;
@@ -812,17 +815,17 @@ fn risks(before: &Side, after: &Side, alpha: f64, v: &mut Verdict) -> Risks {
     let p_down = stats::p_less(&db, &da).unwrap_or(1.0);
     if a > b && p_up < alpha {
         r.harm.push(format!(
-            "softnet drops + squeezes {b} -> {a} (p={})",
+            "receive drops + squeezes {b} -> {a} (p={})",
             p_text(p_up)
         ));
     } else if b > a && p_down < alpha {
         r.better.push(format!(
-            "softnet drops + squeezes {b} -> {a} (p={})",
+            "receive drops + squeezes {b} -> {a} (p={})",
             p_text(p_down)
         ));
     } else if a + b > 0 {
         v.effects.push(format!(
-            "softnet drops + squeezes {b} -> {a}, not beyond chance"
+            "receive drops + squeezes {b} -> {a}, not beyond chance"
         ));
     }
     r
@@ -862,7 +865,7 @@ fn show(before: &Side, after: &Side, v: &mut Verdict) {
         busiest(aw),
     );
     row(
-        "softnet drops + squeezes",
+        "receive drops (softnet + NIC) + squeezes",
         format!("{} + {}", bw.drops, bw.squeezes),
         format!("{} + {}", aw.drops, aw.squeezes),
     );

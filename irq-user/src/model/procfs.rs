@@ -270,6 +270,79 @@ pub fn parse_softnet(reader: impl BufRead, path: &Path) -> Result<Vec<SoftnetRow
     Ok(rows)
 }
 
+/// A NIC's receive drop counters (/sys/class/net/IFACE/statistics, the kernel's
+/// rtnl_link_stats64 as every driver fills it): what the NIC or its driver dropped before
+/// the stack saw the packet.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct NicCounters {
+    pub device: String,
+    pub rx_packets: u64,
+    /// Dropped by the driver or the stack (no buffer, unknown protocol, ...).
+    pub rx_dropped: u64,
+    /// The NIC had no descriptor to put the packet in (the rx ring was full).
+    pub rx_missed_errors: u64,
+    /// The NIC's receive FIFO overflowed.
+    pub rx_fifo_errors: u64,
+    /// Ring buffer overflow (drivers that tell it from missed).
+    pub rx_over_errors: u64,
+}
+
+impl NicCounters {
+    /// Packets lost for want of a receive buffer: what a larger rx ring can help.
+    pub fn no_buffer(&self) -> u64 {
+        self.rx_missed_errors
+            .saturating_add(self.rx_fifo_errors)
+            .saturating_add(self.rx_over_errors)
+    }
+
+    pub fn minus(&self, e: &NicCounters) -> NicCounters {
+        NicCounters {
+            device: self.device.clone(),
+            rx_packets: self.rx_packets.saturating_sub(e.rx_packets),
+            rx_dropped: self.rx_dropped.saturating_sub(e.rx_dropped),
+            rx_missed_errors: self.rx_missed_errors.saturating_sub(e.rx_missed_errors),
+            rx_fifo_errors: self.rx_fifo_errors.saturating_sub(e.rx_fifo_errors),
+            rx_over_errors: self.rx_over_errors.saturating_sub(e.rx_over_errors),
+        }
+    }
+
+    pub fn add(&mut self, e: &NicCounters) {
+        self.rx_packets = self.rx_packets.saturating_add(e.rx_packets);
+        self.rx_dropped = self.rx_dropped.saturating_add(e.rx_dropped);
+        self.rx_missed_errors = self.rx_missed_errors.saturating_add(e.rx_missed_errors);
+        self.rx_fifo_errors = self.rx_fifo_errors.saturating_add(e.rx_fifo_errors);
+        self.rx_over_errors = self.rx_over_errors.saturating_add(e.rx_over_errors);
+    }
+}
+
+/// The drop counters of every network device but `lo` (those without statistics skipped).
+pub fn read_nic_counters<T: Tree + ?Sized>(tree: &T) -> Vec<NicCounters> {
+    let mut out = Vec::new();
+    for device in tree.list("sys/class/net") {
+        if device == "lo" {
+            continue;
+        }
+        let stat = |name: &str| {
+            tree.read_opt(&format!("sys/class/net/{device}/statistics/{name}"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let Some(rx_packets) = stat("rx_packets") else {
+            continue;
+        };
+        out.push(NicCounters {
+            rx_packets,
+            rx_dropped: stat("rx_dropped").unwrap_or(0),
+            rx_missed_errors: stat("rx_missed_errors").unwrap_or(0),
+            rx_fifo_errors: stat("rx_fifo_errors").unwrap_or(0),
+            rx_over_errors: stat("rx_over_errors").unwrap_or(0),
+            device,
+        });
+    }
+    out
+}
+
 /// Reads `proc/net/softnet_stat` of the tree.
 pub fn read_softnet<T: Tree + ?Sized>(tree: &T) -> Result<Vec<SoftnetRow>, ProcError> {
     let (text, path) = read(tree, "proc/net/softnet_stat")?;

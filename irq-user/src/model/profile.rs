@@ -16,7 +16,7 @@ use crate::{
     model::finding::Finding,
     model::hist::Hist,
     model::machine::{HostId, Machine},
-    model::procfs::{Interrupts, Softirqs, SoftnetRow},
+    model::procfs::{Interrupts, NicCounters, Softirqs, SoftnetRow},
     model::snapshot::{Protocol, Snapshot},
 };
 
@@ -379,6 +379,10 @@ pub struct ProcCounts {
     /// Vector name -> counts per CPU.
     pub softirqs: BTreeMap<String, Vec<u64>>,
     pub softnet: Vec<SoftnetRow>,
+    /// The NICs' receive drop counters over the same window (/sys/class/net/*/statistics;
+    /// profiles from before they were read: empty).
+    #[serde(default)]
+    pub nics: Vec<NicCounters>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -486,6 +490,7 @@ pub struct Recorded<'a> {
     pub interrupts: (&'a Interrupts, &'a Interrupts),
     pub softirqs: (&'a Softirqs, &'a Softirqs),
     pub softnet: (&'a [SoftnetRow], &'a [SoftnetRow]),
+    pub nics: (&'a [NicCounters], &'a [NicCounters]),
     pub machine: Option<Machine>,
 }
 
@@ -533,6 +538,7 @@ pub fn proc_counts(
     interrupts: (&Interrupts, &Interrupts),
     softirqs: (&Softirqs, &Softirqs),
     softnet: (&[SoftnetRow], &[SoftnetRow]),
+    nics: (&[NicCounters], &[NicCounters]),
 ) -> ProcCounts {
     let (ib, ia) = interrupts;
     let cpus = ia.cpus.clone();
@@ -579,11 +585,20 @@ pub fn proc_counts(
             None => a.clone(),
         })
         .collect();
+    let (cb, ca) = nics;
+    let nics = ca
+        .iter()
+        .map(|a| match cb.iter().find(|b| b.device == a.device) {
+            Some(b) => a.minus(b),
+            None => a.clone(),
+        })
+        .collect();
     ProcCounts {
         cpus,
         interrupts,
         softirqs,
         softnet,
+        nics,
     }
 }
 
@@ -706,7 +721,7 @@ impl Profile {
             flow_totals: FlowTotals::of(&flows),
             flows,
             losses,
-            proc: proc_counts(r.interrupts, r.softirqs, r.softnet),
+            proc: proc_counts(r.interrupts, r.softirqs, r.softnet, r.nics),
             context: r.machine,
             findings: Vec::new(),
         };
@@ -721,6 +736,7 @@ impl Profile {
         interrupts: &Interrupts,
         softirqs: &Softirqs,
         softnet: &[SoftnetRow],
+        nics: &[NicCounters],
         uptime_ns: u64,
     ) -> Profile {
         let empty_i = Interrupts {
@@ -751,7 +767,12 @@ impl Profile {
             flows: Vec::new(),
             flow_totals: FlowTotals::default(),
             losses: BTreeMap::new(),
-            proc: proc_counts((&empty_i, interrupts), (&empty_s, softirqs), (&[], softnet)),
+            proc: proc_counts(
+                (&empty_i, interrupts),
+                (&empty_s, softirqs),
+                (&[], softnet),
+                (&[], nics),
+            ),
             context: Some(machine),
             findings: Vec::new(),
         }

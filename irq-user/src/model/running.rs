@@ -84,7 +84,15 @@ fn add_proc(a: &ProcCounts, b: &ProcCounts) -> ProcCounts {
             acc.flow_limit_count += r.flow_limit_count;
         },
     );
+    let mut nics = a.nics.clone();
+    for n in &b.nics {
+        match nics.iter_mut().find(|m| m.device == n.device) {
+            Some(m) => m.add(n),
+            None => nics.push(n.clone()),
+        }
+    }
     ProcCounts {
+        nics,
         interrupts: irqs
             .into_iter()
             .map(|((id, name), m)| ProcIrqRow {

@@ -35,6 +35,12 @@ pub trait Tree {
 
     fn exists(&self, rel: &str) -> bool;
 
+    /// A NIC's channels, rings and coalescing, from the kernel (ethtool-netlink); None where
+    /// there is no kernel to ask (a captured tree).
+    fn nic_layer(&self, _iface: &str) -> Option<crate::model::machine::ethtool::NicLayer> {
+        None
+    }
+
     /// Reads, trims and parses.
     fn read_parsed<T: std::str::FromStr>(&self, rel: &str) -> Option<T>
     where

@@ -2,7 +2,8 @@
 //! CPUs, cpu empty), hardirq_cpu (count and time per IRQ and CPU; extra: max_ns),
 //! softirq_handler, softirq_raise_delay, netdev (count: packets polled; extra: per-packet
 //! bytes), flow (cpu empty), flow_delivery_to_read (name: same_cpu or cross_cpu; cpu empty),
-//! proc_softnet, setting (key: softnet or the NIC; extra: the value).
+//! proc_softnet, nic (key: the device; count: rx packets; extra: its receive drops), setting
+//! (key: softnet or the NIC; extra: the value).
 
 use crate::model::{hist::Hist, profile::Profile};
 
@@ -164,6 +165,22 @@ fn softnet_and_settings(p: &Profile) -> Vec<Vec<String>> {
             (
                 "dropped/time_squeeze",
                 format!("{}/{}", s.dropped, s.time_squeeze),
+            ),
+        ));
+    }
+    for n in &p.proc.nics {
+        rows.push(plain_row(
+            "nic",
+            &n.device,
+            "rx_packets",
+            None,
+            n.rx_packets,
+            (
+                "dropped/missed/fifo/over",
+                format!(
+                    "{}/{}/{}/{}",
+                    n.rx_dropped, n.rx_missed_errors, n.rx_fifo_errors, n.rx_over_errors
+                ),
             ),
         ));
     }

@@ -355,6 +355,29 @@ fn irq_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "</table>");
 }
 
+fn nic_drops_section(p: &Profile, o: &mut String) {
+    if p.proc.nics.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "<h2>NIC receive drops</h2><table><tr><th>device</th><th>rx packets</th><th>dropped</th><th>missed</th><th>fifo</th><th>over</th></tr>"
+    );
+    for n in &p.proc.nics {
+        let _ = writeln!(
+            o,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&n.device),
+            n.rx_packets,
+            n.rx_dropped,
+            n.rx_missed_errors,
+            n.rx_fifo_errors,
+            n.rx_over_errors
+        );
+    }
+    let _ = writeln!(o, "</table>");
+}
+
 fn settings_section(p: &Profile, o: &mut String) {
     let Some(m) = &p.context else { return };
     let _ = writeln!(
@@ -382,6 +405,7 @@ pub fn render(p: &Profile) -> String {
     softirq_section(p, &mut o);
     flow_section(p, &mut o);
     irq_section(p, &mut o);
+    nic_drops_section(p, &mut o);
     settings_section(p, &mut o);
     let _ = writeln!(o, "</body></html>");
     o

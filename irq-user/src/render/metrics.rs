@@ -194,6 +194,18 @@ pub const SOFTNET_FLOW_LIMIT: Metric = metric(
     &["cpu"],
     "Packets dropped by flow limit (one flow filled half a backlog; softnet_stat) per CPU.",
 );
+pub const NIC_RX_DROPS: Metric = metric(
+    "irqtune_nic_rx_drops_total",
+    Counter,
+    &["device", "kind"],
+    "Packets a NIC or its driver dropped on receive (/sys/class/net/*/statistics): kind dropped, missed (no rx descriptor: the ring was full), fifo, over.",
+);
+pub const NIC_SETTING: Metric = metric(
+    "irqtune_nic_setting",
+    Gauge,
+    &["device", "name"],
+    "A NIC's channels, ring sizes and coalescing (ethtool-netlink): channels_combined, channels_combined_max, ring_rx, ring_rx_max, rx_usecs, adaptive_rx (1 on) and the rest the driver reports.",
+);
 pub const SOFTNET_SETTING: Metric = metric(
     "irqtune_softnet_setting",
     Gauge,
@@ -256,7 +268,7 @@ pub const FINDING: Metric = metric(
 );
 
 /// Every family, in the order an exposition writes them.
-pub const ALL: [&Metric; 32] = [
+pub const ALL: [&Metric; 34] = [
     &WATCH_START,
     &WATCH_LAST_UPDATE,
     &PROBE_ATTACHED,
@@ -279,6 +291,8 @@ pub const ALL: [&Metric; 32] = [
     &SOFTNET_DROPPED,
     &SOFTNET_TIME_SQUEEZE,
     &SOFTNET_FLOW_LIMIT,
+    &NIC_RX_DROPS,
+    &NIC_SETTING,
     &SOFTNET_SETTING,
     &FLOW_READ_BYTES,
     &DELIVERY_TO_READ,

@@ -344,6 +344,31 @@ fn devices_and_softnet(w: &mut Writer, p: &Profile, per_cpu: bool) {
             w.sample(metric, &[("cpu", s.cpu.to_string())], value(s) as f64);
         }
     }
+    w.family(&m::NIC_RX_DROPS);
+    for n in &p.proc.nics {
+        for (kind, v) in [
+            ("dropped", n.rx_dropped),
+            ("missed", n.rx_missed_errors),
+            ("fifo", n.rx_fifo_errors),
+            ("over", n.rx_over_errors),
+        ] {
+            w.sample(
+                &m::NIC_RX_DROPS,
+                &[("device", n.device.clone()), ("kind", kind.to_string())],
+                v as f64,
+            );
+        }
+    }
+    w.family(&m::NIC_SETTING);
+    for nic in p.context.iter().flat_map(|c| &c.nics) {
+        for (name, v) in nic_settings(nic) {
+            w.sample(
+                &m::NIC_SETTING,
+                &[("device", nic.name.clone()), ("name", name)],
+                f64::from(v),
+            );
+        }
+    }
     w.family(&m::SOFTNET_SETTING);
     if let Some(s) = p.context.as_ref().map(|c| &c.softnet) {
         for (name, v) in [
@@ -442,4 +467,30 @@ pub fn render(p: &Profile, opts: Options) -> String {
     w.sample(&m::PROFILE_DURATION, &[], p.duration_secs());
     write_profile(&mut w, p, opts);
     w.out
+}
+
+/// A NIC's ethtool settings as numbered series ("channels_combined", "ring_rx_max",
+/// "rx_usecs").
+fn nic_settings(nic: &crate::model::machine::Nic) -> Vec<(String, u32)> {
+    use crate::model::machine::ethtool::{ChannelKind, CoalesceParam, RingKind};
+    let mut out = Vec::new();
+    let Some(l) = &nic.layer else { return out };
+    if let Some(c) = &l.channels {
+        for k in [ChannelKind::Combined, ChannelKind::Rx, ChannelKind::Tx] {
+            out.extend(c.get(k).map(|v| (format!("channels_{}", k.name()), v)));
+            out.extend(c.max(k).map(|v| (format!("channels_{}_max", k.name()), v)));
+        }
+    }
+    if let Some(r) = &l.rings {
+        for k in [RingKind::Rx, RingKind::Tx] {
+            out.extend(r.get(k).map(|v| (format!("ring_{}", k.name()), v)));
+            out.extend(r.max(k).map(|v| (format!("ring_{}_max", k.name()), v)));
+        }
+    }
+    if let Some(c) = &l.coalesce {
+        for p in CoalesceParam::ALL {
+            out.extend(c.get(p).map(|v| (p.name().replace('-', "_"), v)));
+        }
+    }
+    out
 }

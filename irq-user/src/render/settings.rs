@@ -2,7 +2,10 @@
 //! channels, ring sizes and coalescing, as the profile's machine context holds them. One
 //! list, so the text, HTML and CSV reports show the same rows.
 
-use crate::model::machine::Machine;
+use crate::model::machine::{
+    ethtool::{ChannelKind, CoalesceParam, RingKind},
+    Machine, Nic,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -37,6 +40,54 @@ pub fn of(m: &Machine) -> Vec<Setting> {
     }
     if let Some(b) = &s.flow_limit_cpu_bitmap {
         out.push(row("softnet", "flow_limit_cpu_bitmap", b));
+    }
+    for nic in &m.nics {
+        out.extend(nic_rows(nic));
+    }
+    out
+}
+
+/// A NIC's channels ("channels combined" "1 of 4"), rings ("ring rx" "128 of 256"),
+/// coalescing parameters, and what could not be read ("unavailable" "coalesce: not
+/// supported by the driver"). Empty when the layer was not read.
+pub fn nic_rows(nic: &Nic) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let Some(l) = &nic.layer else {
+        return out;
+    };
+    let of = |v: Option<u32>, max: Option<u32>| match (v, max) {
+        (Some(v), Some(m)) => Some(format!("{v} of {m}")),
+        (Some(v), None) => Some(v.to_string()),
+        _ => None,
+    };
+    if let Some(c) = &l.channels {
+        for k in [ChannelKind::Combined, ChannelKind::Rx, ChannelKind::Tx] {
+            if let Some(v) = of(c.get(k), c.max(k)) {
+                out.push(row(&nic.name, &format!("channels {}", k.name()), v));
+            }
+        }
+    }
+    if let Some(r) = &l.rings {
+        for k in [RingKind::Rx, RingKind::Tx] {
+            if let Some(v) = of(r.get(k), r.max(k)) {
+                out.push(row(&nic.name, &format!("ring {}", k.name()), v));
+            }
+        }
+    }
+    if let Some(c) = &l.coalesce {
+        for p in CoalesceParam::ALL {
+            if let Some(v) = c.get(p) {
+                let v = if p.is_switch() {
+                    if v != 0 { "on" } else { "off" }.to_string()
+                } else {
+                    v.to_string()
+                };
+                out.push(row(&nic.name, p.name(), v));
+            }
+        }
+    }
+    for u in &l.unavailable {
+        out.push(row(&nic.name, "unavailable", u));
     }
     out
 }

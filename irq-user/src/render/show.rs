@@ -174,6 +174,13 @@ fn nics(m: &Machine, o: &mut String) {
             nic.rx.len(),
             nic.tx.len()
         );
+        let layer: Vec<String> = super::settings::nic_rows(nic)
+            .into_iter()
+            .map(|r| format!("{} {}", r.name, r.value))
+            .collect();
+        if !layer.is_empty() {
+            let _ = writeln!(o, "    {}", layer.join("  "));
+        }
         for q in &nic.rx {
             let _ = writeln!(
                 o,

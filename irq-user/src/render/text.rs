@@ -464,6 +464,36 @@ fn losses(p: &Profile, o: &mut String) {
     );
 }
 
+/// The NICs' receive drops over the session (those that received or dropped anything).
+fn nic_drops(p: &Profile, o: &mut String) {
+    let rows: Vec<_> = p
+        .proc
+        .nics
+        .iter()
+        .filter(|n| n.rx_packets > 0 || n.rx_dropped > 0 || n.no_buffer() > 0)
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nNIC receive drops (/sys/class/net/*/statistics):\n  {:<16} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "device", "rx packets", "dropped", "missed", "fifo", "over"
+    );
+    for n in rows {
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            n.device,
+            n.rx_packets,
+            n.rx_dropped,
+            n.rx_missed_errors,
+            n.rx_fifo_errors,
+            n.rx_over_errors
+        );
+    }
+}
+
 /// The softnet and NIC settings at the end of the session.
 fn settings(p: &Profile, o: &mut String) {
     let Some(m) = &p.context else { return };
@@ -562,6 +592,7 @@ pub fn render(p: &Profile) -> String {
     findings(p, &mut o);
     if p.session.source == Source::Proc {
         proc_tables(p, &mut o);
+        nic_drops(p, &mut o);
         settings(p, &mut o);
         return o;
     }
@@ -570,6 +601,7 @@ pub fn render(p: &Profile) -> String {
     softirqs(p, &mut o);
     netdevs(p, &mut o);
     flows(p, &mut o);
+    nic_drops(p, &mut o);
     settings(p, &mut o);
     losses(p, &mut o);
     o

@@ -17,6 +17,7 @@ use crate::{
 };
 use crate::{
     model::machine::{HostId, Machine},
+    system::knobs,
     system::stop::Stop,
     system::sysroot::{FsError, SysRoot},
 };
@@ -150,16 +151,20 @@ fn write_checked(
     online: &[u32],
 ) -> Result<(), WriteError> {
     let path = knob.path();
-    root.write(&path, value).map_err(|source| {
+    knobs::write(root, knob, value).map_err(|source| {
         let hint = match (knob, source.raw_os_error()) {
             (Knob::IrqAffinity { .. }, Some(libc::EIO | libc::EPERM)) => {
                 " (the kernel refuses: the IRQ is probably kernel-managed)"
             }
+            (Knob::IrqAffinity { .. }, Some(libc::ENOENT)) => {
+                " (the IRQ is gone: a channel change before it may have given the NIC other IRQs; set the channels first, then make a new plan)"
+            }
+            (_, Some(libc::EOPNOTSUPP)) => " (the driver does not support this setting)",
             _ => "",
         };
         WriteError::Write { source, hint }
     })?;
-    let back = root.read(&path).map_err(WriteError::Read)?;
+    let back = knobs::read(root, knob).map_err(WriteError::Read)?;
     if !matches(knob.value_kind(), &back, value, online) {
         return Err(WriteError::ReadBack {
             path,
@@ -177,7 +182,7 @@ fn roll_back(root: &SysRoot, entries: &[Entry], online: &[u32]) -> (usize, Vec<S
     let mut restored = 0;
     let mut problems = Vec::new();
     for e in entries.iter().rev() {
-        if root.read(&e.path).is_ok_and(|now| now == e.old) {
+        if knobs::read(root, &e.knob).is_ok_and(|now| now == e.old) {
             restored += 1;
             continue;
         }
@@ -240,7 +245,7 @@ fn preflight(
             }
         }
         let path = c.knob.path();
-        let now = root.read(&path).map_err(|e| {
+        let now = knobs::read(root, &c.knob).map_err(|e| {
             ApplyError::Refused(format!("{e}; is this the machine the plan was made for?"))
         })?;
         if !matches(
@@ -507,12 +512,12 @@ pub fn revert_held(
     let mut problems = Vec::new();
     for e in j.entries.iter().rev() {
         let file = e.knob.path();
-        let now = root.read(&file).ok();
-        if let Err(err) = root.write(&file, &e.old) {
+        let now = knobs::read(root, &e.knob).ok();
+        if let Err(err) = knobs::write(root, &e.knob, &e.old) {
             problems.push(format!("  {}: {err}", e.knob));
             continue;
         }
-        match root.read(&file) {
+        match knobs::read(root, &e.knob) {
             Ok(back) if back == e.old => {
                 let _ = writeln!(
                     out,

@@ -6,8 +6,10 @@
 
 pub mod applier;
 pub mod btf;
+pub mod ethtool;
 pub mod files;
 pub mod journal;
+pub mod knobs;
 pub mod netns;
 pub mod preflight;
 pub mod privileges;

@@ -10,7 +10,7 @@ use crate::model::profile::Attach;
 use crate::{
     analysis::findings,
     model::machine::Machine,
-    model::procfs::{self, Interrupts, Softirqs, SoftnetRow},
+    model::procfs::{self, Interrupts, NicCounters, Softirqs, SoftnetRow},
     model::profile::{ProbeRow, Profile, Recorded},
     model::snapshot::{unix_ms, Snapshot},
     model::tree::Tree as _,
@@ -28,6 +28,8 @@ pub struct Mark {
     pub softirqs: Softirqs,
     /// Empty when the kernel has no /proc/net/softnet_stat (the report then has no drops).
     pub softnet: Vec<SoftnetRow>,
+    /// The NICs' receive drop counters.
+    pub nics: Vec<NicCounters>,
     pub unix_ms: u64,
 }
 
@@ -37,6 +39,7 @@ impl Mark {
         let unix_ms = unix_ms();
         // /proc right before the maps, whose snapshot reads the IRQ and softirq statistics
         // first (flows last): each /proc count and its probe count are read moments apart.
+        let nics = procfs::read_nic_counters(root);
         let softnet = procfs::read_softnet(root).unwrap_or_default();
         let softirqs = procfs::read_softirqs(root)?;
         let interrupts = procfs::read_interrupts(root)?;
@@ -46,6 +49,7 @@ impl Mark {
             interrupts,
             softirqs,
             softnet,
+            nics,
             unix_ms,
         })
     }
@@ -240,6 +244,7 @@ impl Recorder {
             interrupts: (&from.interrupts, &to.interrupts),
             softirqs: (&from.softirqs, &to.softirqs),
             softnet: (&from.softnet, &to.softnet),
+            nics: (&from.nics, &to.nics),
             machine,
         });
         p.findings = findings::find(&p);
@@ -271,11 +276,12 @@ pub fn since_boot(root: &SysRoot) -> anyhow::Result<Profile> {
     let interrupts = procfs::read_interrupts(root)?;
     let softirqs = procfs::read_softirqs(root)?;
     let softnet = procfs::read_softnet(root).unwrap_or_default();
+    let nics = procfs::read_nic_counters(root);
     let uptime_ns = root
         .read_opt("proc/uptime")
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0, |s| (s * 1e9) as u64);
-    let mut p = Profile::from_proc(machine, &interrupts, &softirqs, &softnet, uptime_ns);
+    let mut p = Profile::from_proc(machine, &interrupts, &softirqs, &softnet, &nics, uptime_ns);
     p.findings = findings::find(&p);
     Ok(p)
 }

@@ -204,6 +204,10 @@ impl Tree for SysRoot {
         SysRoot::root(self)
     }
 
+    fn nic_layer(&self, iface: &str) -> Option<crate::model::machine::ethtool::NicLayer> {
+        self.is_live().then(|| crate::system::ethtool::read(iface))
+    }
+
     fn read(&self, rel: &str) -> Result<String, ReadError> {
         SysRoot::read(self, rel).map_err(ReadError::from)
     }

@@ -341,7 +341,7 @@ impl Run<'_> {
         let m = Measures::of(before, &self.cpus);
         match verdict::worth_changing(&m) {
             None if plans.is_empty() => say(out, format_args!(
-                "\nNo change: nothing measured is outside noise (busiest flows {:.1}% mismatched, NET_RX imbalance {:.2}, no softnet drops or squeezes).\n",
+                "\nNo change: nothing measured is outside noise (busiest flows {:.1}% mismatched, NET_RX imbalance {:.2}, no receive drops or squeezes).\n",
                 m.mismatch * 100.0,
                 m.imbalance
             )),
@@ -477,7 +477,7 @@ impl Run<'_> {
             windows: windows.iter().map(Outcome::of).collect(),
             whole: Measures::of_windows(windows, &self.cpus),
         };
-        let fewer_drops = plan.changes.iter().any(|c| c.knob.is_softnet());
+        let fewer_drops = plan.changes.iter().any(|c| c.knob.is_drop_lever());
         verdict::compare(
             &side(&w.before),
             &side(&w.after),

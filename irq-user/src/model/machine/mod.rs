@@ -4,6 +4,7 @@
 //! tree (`--root`).
 //! `irqtune show` prints it, profiles embed it, and the planner starts from it.
 
+pub mod ethtool;
 pub mod irqbalance;
 pub mod irqs;
 pub mod nics;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ethtool::NicLayer;
 use super::irqs::{queue_of, Irq, IrqUse, QueueKind};
 use crate::{model::cpulist, model::tree::Tree};
 
@@ -34,6 +35,9 @@ pub struct Nic {
     pub tx: Vec<TxQueue>,
     /// Every IRQ of the device, queue or not.
     pub irqs: Vec<u32>,
+    /// Channels, rings and coalescing (ethtool-netlink); None: not read (a captured tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<NicLayer>,
 }
 
 impl RxQueue {
@@ -91,6 +95,7 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
         prefixes.extend(device.clone());
         let (mut rx, mut tx) = queues(root, &base);
         let own = claim_irqs(irqs, &name, &prefixes, &msi, &mut rx, &mut tx);
+        let layer = root.nic_layer(&name);
         nics.push(Nic {
             name,
             driver,
@@ -99,6 +104,7 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
             rx,
             tx,
             irqs: own,
+            layer,
         });
     }
     nics
