@@ -342,6 +342,24 @@ fn revert_checks_the_journal_before_writing_anything() {
     assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
     assert_unchanged(&before, &snapshot(&a.root()), "tree");
 
+    // A journal naming a NIC setting (channels: set through ethtool-netlink, on the live
+    // machine only) reverted in a tree: bad input before any write, not a NIC of this host.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&journal).unwrap()).unwrap();
+    let first = v["entries"][0].clone();
+    let mut nic = serde_json::json!({
+        "kind": "channels", "iface": "eth0", "channel": "combined",
+        "path": "ethtool/eth0/channels/combined", "old": "1", "new": "4"
+    });
+    v["entries"] = serde_json::json!([first, nic.take()]);
+    let evil = a.dir.path().join("nic.json");
+    fs::write(&evil, v.to_string()).unwrap();
+    let before = snapshot(&a.root());
+    let o = a.run(&["revert", "--force", evil.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("live machine only"), "{}", err(&o));
+    assert_unchanged(&before, &snapshot(&a.root()), "tree");
+
     // The right journal on its own tree reverts.
     let o = a.run(&["revert", "--state-dir", state.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));

@@ -37,7 +37,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// as the workload benchmark's load generators (util-linux for taskset), and the real
 /// consumers the report formats are tested with: promtool (prometheus), headless chromium,
 /// a JSON Schema validator (python3-jsonschema), systemd-analyze (systemd) for the unit,
-/// man-db for the package's install test (`man -w irqtune`).
+/// man-db for the package's install test (`man -w irqtune`), ethtool for the guest tests'
+/// NIC scenarios (channels, rings) and as the second opinion on what irqtune reads.
 /// The kernel matrix's QEMU and kernels are in [`crate::kernels`].
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
@@ -51,6 +52,7 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-jsonschema",
     "systemd",
     "man-db",
+    "ethtool",
 ];
 
 /// Debian packages `cargo xtask dist` uses besides cargo-deb: dpkg-shlibdeps (dpkg-dev)

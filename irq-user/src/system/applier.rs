@@ -178,10 +178,19 @@ fn write_checked(
 /// Puts back `entries` in reverse order; returns how many were restored and the problems.
 /// A value that already reads as its old one (a write that failed before it changed
 /// anything) is left as it is.
+/// The order in which old values go back: the reverse of the writes, but a NIC's channel
+/// counts first: a driver that changes its queues resets their IRQs' affinity (virtio-net,
+/// mlx5 do), which would undo affinities restored before it.
+fn restore_order(entries: &[Entry]) -> Vec<&Entry> {
+    let mut order: Vec<&Entry> = entries.iter().rev().collect();
+    order.sort_by_key(|e| !matches!(e.knob, Knob::Channels { .. }));
+    order
+}
+
 fn roll_back(root: &SysRoot, entries: &[Entry], online: &[u32]) -> (usize, Vec<String>) {
     let mut restored = 0;
     let mut problems = Vec::new();
-    for e in entries.iter().rev() {
+    for e in restore_order(entries) {
         if knobs::read(root, &e.knob).is_ok_and(|now| now == e.old) {
             restored += 1;
             continue;
@@ -246,7 +255,11 @@ fn preflight(
         }
         let path = c.knob.path();
         let now = knobs::read(root, &c.knob).map_err(|e| {
-            ApplyError::Refused(format!("{e}; is this the machine the plan was made for?"))
+            ApplyError::Refused(if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                format!("{}: the driver does not support this setting ({e})", c.knob)
+            } else {
+                format!("{e}; is this the machine the plan was made for?")
+            })
         })?;
         if !matches(
             c.knob.value_kind(),
@@ -469,7 +482,16 @@ fn checked(
     force: bool,
 ) -> Result<Journal, ApplyError> {
     let j = store.load_in(path)?;
-    let (mismatch, invalid) = j.check(root, here);
+    let (mismatch, mut invalid) = j.check(root, here);
+    if !root.is_live() {
+        invalid.extend(j.entries.iter().filter(|e| e.knob.is_ethtool()).map(|e| {
+            format!(
+                "{}: a NIC setting, set through the kernel on the live machine only, not in the tree {}",
+                e.knob,
+                root.root().display()
+            )
+        }));
+    }
     if !invalid.is_empty() {
         return Err(ApplyError::BadJournal(format!(
             "{}: {}",
@@ -510,7 +532,7 @@ pub fn revert_held(
         );
     }
     let mut problems = Vec::new();
-    for e in j.entries.iter().rev() {
+    for e in restore_order(&j.entries) {
         let file = e.knob.path();
         let now = knobs::read(root, &e.knob).ok();
         if let Err(err) = knobs::write(root, &e.knob, &e.old) {
@@ -539,6 +561,26 @@ pub fn revert_held(
             Err(err) => problems.push(format!("  {}: {err}", e.knob)),
         }
     }
+    // With a channel count among them, each value once more after all the writes: a driver
+    // that changes its queues resets their IRQs' affinity. (Only then: an IRQ whose move is
+    // pending until its next interrupt can show its previous mask for a while, which is not
+    // a failure of this revert.)
+    let channels = j
+        .entries
+        .iter()
+        .any(|e| matches!(e.knob, Knob::Channels { .. }));
+    if problems.is_empty() && channels {
+        for e in &j.entries {
+            match knobs::read(root, &e.knob) {
+                Ok(v) if v == e.old => {}
+                Ok(v) => problems.push(format!(
+                    "  {}: restored to {:?}, but it reads {v:?} after the rest was restored",
+                    e.knob, e.old
+                )),
+                Err(err) => problems.push(format!("  {}: {err}", e.knob)),
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(ApplyError::RevertIncomplete {
             journal: path,
@@ -549,4 +591,43 @@ pub fn revert_held(
     j.status = Status::Reverted;
     store.save(&path, &j)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::machine::ethtool::ChannelKind;
+
+    fn entry(knob: Knob) -> Entry {
+        Entry {
+            path: knob.path(),
+            knob,
+            old: "1".into(),
+            new: "2".into(),
+        }
+    }
+
+    #[test]
+    fn channel_counts_go_back_before_the_affinities_they_would_reset() {
+        let channels = Knob::Channels {
+            iface: "eth0".into(),
+            channel: ChannelKind::Combined,
+        };
+        let entries = vec![
+            entry(Knob::NetdevMaxBacklog),
+            entry(channels.clone()),
+            entry(Knob::IrqAffinity { irq: 40 }),
+            entry(Knob::IrqAffinity { irq: 41 }),
+        ];
+        let order: Vec<&Knob> = restore_order(&entries).iter().map(|e| &e.knob).collect();
+        assert_eq!(
+            order,
+            vec![
+                &channels,
+                &Knob::IrqAffinity { irq: 41 },
+                &Knob::IrqAffinity { irq: 40 },
+                &Knob::NetdevMaxBacklog,
+            ]
+        );
+    }
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    analysis::plan::Plan,
+    analysis::plan::{Plan, Strategy},
     analysis::planner::{self, Load, PlanOptions},
     analysis::policy,
     analysis::verdict::{self, Conclusion, Measure, Measures, Noise, Outcome, Side, Verdict},
@@ -220,6 +220,30 @@ struct Run<'a> {
     addrs: Option<Vec<IpAddr>>,
 }
 
+/// The receive drops + squeezes of each window before the change.
+#[derive(Clone, Debug)]
+struct DropWindows {
+    counts: Vec<f64>,
+}
+
+impl DropWindows {
+    fn with(&self) -> usize {
+        self.counts.iter().filter(|&&c| c > 0.0).count()
+    }
+
+    /// Whether a trial of the drop levers could show the drops fall even in the best case:
+    /// the windows before as measured (repeated for every look a trial may take) against as
+    /// many windows with no drop at all, by the trial's own rank test at its level. Drops in
+    /// a few windows only tie with the zeros after and cannot show a fall (with 5 windows a
+    /// side, every window must drop); a change that cannot be kept is not worth a trial.
+    fn triable(&self) -> bool {
+        let looks = policy::MAX_LOOKS as usize;
+        let before: Vec<f64> = self.counts.repeat(looks);
+        let after = vec![0.0; before.len()];
+        crate::analysis::stats::p_less(&before, &after).is_some_and(|p| p < alpha_per_look())
+    }
+}
+
 /// Level of each one-sided test at one look: the overall [`policy::ALPHA`] split over the
 /// looks a trial may take (Bonferroni).
 pub fn alpha_per_look() -> f64 {
@@ -291,7 +315,7 @@ impl Run<'_> {
         &self,
         rec: &mut Recorder,
         out: &mut dyn Write,
-    ) -> anyhow::Result<(Profile, Vec<Noise>)> {
+    ) -> anyhow::Result<(Profile, Vec<Noise>, DropWindows)> {
         let n = self.opts.windows.max(2);
         let before = measure(rec, self.window(), n, self.stop).await?;
         if before.stopped {
@@ -323,7 +347,10 @@ impl Run<'_> {
             .iter()
             .filter_map(|&m| Noise::of(m, &windows, n as usize, max, alpha_per_look()))
             .collect();
-        Ok((p, noise))
+        let drops = DropWindows {
+            counts: windows.iter().map(|w| w.drops_squeezes as f64).collect(),
+        };
+        Ok((p, noise, drops))
     }
 
     /// Step 2: the plans to try, in order (the one given first, then the planner's
@@ -332,6 +359,7 @@ impl Run<'_> {
     fn candidates(
         &self,
         before: &Profile,
+        drops: &DropWindows,
         out: &mut dyn Write,
     ) -> anyhow::Result<Vec<(Plan, String)>> {
         let mut plans = Vec::new();
@@ -360,6 +388,19 @@ impl Run<'_> {
                 plans.extend(
                     found
                         .into_iter()
+                        .filter(|p| {
+                            let triable = p.strategy != Strategy::Drops || drops.triable();
+                            if !triable {
+                                say(out, format_args!(
+                                    "\nNot tried: {} ({} change(s)): drops or squeezes in {} of {} windows before, too few for a trial to show them fall even if they stopped\n",
+                                    p.strategy.describe(),
+                                    p.changes.len(),
+                                    drops.with(),
+                                    drops.counts.len()
+                                ));
+                            }
+                            triable
+                        })
                         .map(|p| {
                             let s = format!("the planner: {}", p.strategy.describe());
                             (p, s)
@@ -694,10 +735,10 @@ pub async fn tune(
         format_args!("tune 1/5: measuring {secs:.0} s before any change ...\n"),
     );
     let mut rec = Recorder::start(&ProbeOptions::default())?;
-    let (before, noise) = run.measure_before(&mut rec, out).await?;
+    let (before, noise, drops) = run.measure_before(&mut rec, out).await?;
 
     say(progress, format_args!("tune 2/5: planning ...\n"));
-    let plans = run.candidates(&before, out)?;
+    let plans = run.candidates(&before, &drops, out)?;
     if plans.is_empty() {
         return Ok(Ended::NotWorthIt);
     }
@@ -749,6 +790,20 @@ pub async fn tune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drop_levers_are_tried_only_when_a_trial_could_show_the_drops_fall() {
+        let w = |c: &[f64]| DropWindows { counts: c.to_vec() };
+        // Drops in every window: a trial can show them stop.
+        assert!(w(&[30.0, 12.0, 50.0, 8.0, 20.0]).triable());
+        // None, or a burst in one window of five: it cannot, whatever the change does.
+        assert!(!w(&[0.0; 5]).triable());
+        assert!(!w(&[0.0, 0.0, 400.0, 0.0, 0.0]).triable());
+        // The rank test decides, not a share: in 3 of 5 windows, tied zeros dominate.
+        let three = w(&[9.0, 0.0, 4.0, 0.0, 7.0]);
+        let p = crate::analysis::stats::p_less(&three.counts.repeat(3), &[0.0; 15]).unwrap();
+        assert_eq!(three.triable(), p < alpha_per_look(), "p={p}");
+    }
 
     #[test]
     fn the_trial_alternates_and_balances_its_sides() {
