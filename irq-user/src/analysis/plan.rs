@@ -45,6 +45,14 @@ pub enum Knob {
     Ring { iface: String, ring: RingKind },
     /// A NIC's interrupt coalescing parameter (ethtool -C; COALESCE_SET).
     Coalesce { iface: String, param: CoalesceParam },
+    /// /sys/class/net/IFACE/threaded: its NAPIs polled by kthreads the scheduler places (1),
+    /// or in softirq context (0).
+    NapiThreaded { iface: String },
+    /// /sys/class/net/IFACE/napi_defer_hard_irqs: empty polls before its IRQ is re-armed.
+    NapiDeferHardIrqs { iface: String },
+    /// /sys/class/net/IFACE/gro_flush_timeout (ns): the timer that polls while IRQs are
+    /// deferred.
+    GroFlushTimeout { iface: String },
 }
 
 /// How a knob's value is written and compared.
@@ -78,6 +86,11 @@ impl Knob {
             }
             Knob::Ring { iface, ring } => format!("ethtool/{iface}/rings/{}", ring.name()),
             Knob::Coalesce { iface, param } => format!("ethtool/{iface}/coalesce/{}", param.name()),
+            Knob::NapiThreaded { iface } => format!("sys/class/net/{iface}/threaded"),
+            Knob::NapiDeferHardIrqs { iface } => {
+                format!("sys/class/net/{iface}/napi_defer_hard_irqs")
+            }
+            Knob::GroFlushTimeout { iface } => format!("sys/class/net/{iface}/gro_flush_timeout"),
         }
     }
 
@@ -90,7 +103,10 @@ impl Knob {
             | Knob::NetdevBudgetUsecs
             | Knob::Channels { .. }
             | Knob::Ring { .. }
-            | Knob::Coalesce { .. } => ValueKind::Count,
+            | Knob::Coalesce { .. }
+            | Knob::NapiThreaded { .. }
+            | Knob::NapiDeferHardIrqs { .. }
+            | Knob::GroFlushTimeout { .. } => ValueKind::Count,
             _ => ValueKind::Mask,
         }
     }
@@ -133,7 +149,10 @@ impl Knob {
             | Knob::XpsCpus { iface, .. }
             | Knob::Channels { iface, .. }
             | Knob::Ring { iface, .. }
-            | Knob::Coalesce { iface, .. } => {
+            | Knob::Coalesce { iface, .. }
+            | Knob::NapiThreaded { iface }
+            | Knob::NapiDeferHardIrqs { iface }
+            | Knob::GroFlushTimeout { iface } => {
                 if iface.is_empty()
                     || iface.len() > 15
                     || iface.contains('/')
@@ -163,6 +182,9 @@ impl fmt::Display for Knob {
             Knob::Channels { iface, channel } => write!(f, "{iface} channels {}", channel.name()),
             Knob::Ring { iface, ring } => write!(f, "{iface} ring {}", ring.name()),
             Knob::Coalesce { iface, param } => write!(f, "{iface} coalesce {}", param.name()),
+            Knob::NapiThreaded { iface } => write!(f, "{iface} threaded NAPI"),
+            Knob::NapiDeferHardIrqs { iface } => write!(f, "{iface} napi_defer_hard_irqs"),
+            Knob::GroFlushTimeout { iface } => write!(f, "{iface} gro_flush_timeout"),
         }
     }
 }
@@ -354,6 +376,18 @@ impl Plan {
                         "{n} is outside 1..={} (the kernel's int; 0 stops receive processing)",
                         i32::MAX
                     )));
+                }
+            }
+            // The NAPI settings: threaded 0 or 1 (2, busy-polling kthreads, on 6.17+),
+            // napi_defer_hard_irqs a non-negative int (the kernel's S32_MAX bound).
+            if let Value::Count(n) = &value {
+                let high = match &c.knob {
+                    Knob::NapiThreaded { .. } => Some(2),
+                    Knob::NapiDeferHardIrqs { .. } => Some(i32::MAX as u64),
+                    _ => None,
+                };
+                if high.is_some_and(|h| *n > h) {
+                    return Err(at(format!("{n} is outside 0..={}", high.unwrap_or(0))));
                 }
             }
             // ethtool-netlink carries u32; a NIC needs a channel and a ring at least, and an

@@ -41,6 +41,11 @@ pub trait Tree {
         None
     }
 
+    /// The NAPI instances (netdev-genl); None where there is no kernel to ask.
+    fn napi_topology(&self) -> Option<crate::model::machine::napi::NapiTopology> {
+        None
+    }
+
     /// Reads, trims and parses.
     fn read_parsed<T: std::str::FromStr>(&self, rel: &str) -> Option<T>
     where

@@ -43,6 +43,41 @@ pub fn of(m: &Machine) -> Vec<Setting> {
     }
     for nic in &m.nics {
         out.extend(nic_rows(nic));
+        let n = &nic.napi;
+        for (name, v) in [
+            ("napi threaded", n.threaded.map(u64::from)),
+            ("napi_defer_hard_irqs", n.defer_hard_irqs.map(u64::from)),
+            ("gro_flush_timeout", n.gro_flush_timeout_ns),
+        ] {
+            if let Some(v) = v {
+                out.push(row(&nic.name, name, v));
+            }
+        }
+        for napi in m
+            .napi
+            .iter()
+            .flat_map(|t| &t.napis)
+            .filter(|x| x.device == nic.name)
+        {
+            let queues: Vec<String> = napi
+                .rx_queues
+                .iter()
+                .map(|q| format!("rx-{q}"))
+                .chain(napi.tx_queues.iter().map(|q| format!("tx-{q}")))
+                .collect();
+            out.push(row(
+                &nic.name,
+                &format!("napi {}", napi.id),
+                format!(
+                    "{} irq {} CPU {} {}",
+                    queues.join(","),
+                    napi.irq.map_or("-".to_string(), |i| i.to_string()),
+                    crate::model::cpulist::format(&napi.cpus),
+                    napi.pid
+                        .map_or("softirq".to_string(), |p| format!("threaded pid {p}"))
+                ),
+            ));
+        }
     }
     out
 }

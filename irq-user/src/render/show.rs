@@ -163,6 +163,19 @@ fn steering_state(m: &Machine, o: &mut String) {
 /// Every network device with its queues, their IRQs and steering.
 fn nics(m: &Machine, o: &mut String) {
     let _ = writeln!(o, "\nNetwork devices");
+    match &m.napi {
+        Some(t) if t.napis.is_empty() => {
+            let _ = writeln!(o, "  NAPI instances: none read ({})", t.source);
+        }
+        Some(t) => {
+            let _ = writeln!(
+                o,
+                "  NAPI instances from {} (irq N*: the IRQ of the NAPI's rx queue, where the driver does not tell netdev-genl)",
+                t.source
+            );
+        }
+        None => {}
+    }
     for nic in &m.nics {
         let _ = writeln!(
             o,
@@ -180,6 +193,46 @@ fn nics(m: &Machine, o: &mut String) {
             .collect();
         if !layer.is_empty() {
             let _ = writeln!(o, "    {}", layer.join("  "));
+        }
+        let n = &nic.napi;
+        if n.threaded.is_some() || n.defer_hard_irqs.is_some() || n.gro_flush_timeout_ns.is_some() {
+            let _ = writeln!(
+                o,
+                "    napi (sysfs, per device): threaded {}  napi_defer_hard_irqs {}  gro_flush_timeout {} ns",
+                opt(n.threaded),
+                opt(n.defer_hard_irqs),
+                opt(n.gro_flush_timeout_ns)
+            );
+        }
+        for napi in m
+            .napi
+            .iter()
+            .flat_map(|t| &t.napis)
+            .filter(|x| x.device == nic.name)
+        {
+            let queues =
+                |q: &[u32], kind: &str| q.iter().map(|i| format!("{kind}-{i}")).collect::<Vec<_>>();
+            let mut served = queues(&napi.rx_queues, "rx");
+            served.extend(queues(&napi.tx_queues, "tx"));
+            let _ = writeln!(
+                o,
+                "    napi {:<6} {:<12} irq {:<6} CPU {:<8} {}  defer_hard_irqs {}  gro_flush_timeout {}  irq_suspend_timeout {}",
+                napi.id,
+                if served.is_empty() { "-".to_string() } else { served.join(",") },
+                match napi.irq {
+                    Some(i) if napi.irq_from_queue => format!("{i}*"),
+                    Some(i) => i.to_string(),
+                    None => "-".into(),
+                },
+                if napi.cpus.is_empty() { "-".to_string() } else { cpulist::format(&napi.cpus) },
+                match napi.pid {
+                    Some(p) => format!("threaded (kthread pid {p})"),
+                    None => "softirq".to_string(),
+                },
+                opt(napi.defer_hard_irqs),
+                opt(napi.gro_flush_timeout_ns),
+                opt(napi.irq_suspend_timeout_ns),
+            );
         }
         for q in &nic.rx {
             let _ = writeln!(

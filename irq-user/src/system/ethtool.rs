@@ -10,15 +10,9 @@
 //! (young, one maintainer). tuned parsed the `ethtool` program's text and broke on new
 //! fields for years (redhat-performance/tuned#726); a generated binding cannot drift that way.
 //!
-//! The socket is opened in the namespace of the devices irqtune works on: with `--netns`,
-//! [`open_in_current_netns`] runs while the process is inside it (a netlink socket stays in
-//! the namespace it was created in).
+//! Through the generic netlink socket of [`crate::system::genl`], in the devices' namespace.
 
-use std::{
-    ffi::CString,
-    io,
-    sync::{Mutex, OnceLock},
-};
+use std::{ffi::CString, io};
 
 use netlink_bindings::ethtool;
 use netlink_socket2::NetlinkSocket;
@@ -26,8 +20,6 @@ use netlink_socket2::NetlinkSocket;
 use crate::model::machine::ethtool::{
     ChannelKind, Channels, Coalesce, CoalesceParam, NicLayer, RingKind, Rings,
 };
-
-static SOCKET: OnceLock<Mutex<NetlinkSocket>> = OnceLock::new();
 
 /// The request commands (include/uapi/linux/ethtool_netlink.h, "userspace to kernel"). The
 /// family numbers requests and replies apart; netlink-bindings 0.3.5 numbers its ops in one
@@ -40,19 +32,7 @@ const MSG_CHANNELS_SET: u8 = 18;
 const MSG_COALESCE_GET: u8 = 19;
 const MSG_COALESCE_SET: u8 = 20;
 
-/// Opens the ethtool socket in the current network namespace (once; later calls keep it).
-pub fn open_in_current_netns() {
-    let sock = SOCKET.get_or_init(|| Mutex::new(NetlinkSocket::new()));
-    let mut s = sock.lock().unwrap_or_else(|e| e.into_inner());
-    // Resolving the family creates the socket; an interface that does not exist is fine.
-    let _ = channels(&mut s, "lo");
-}
-
-fn with_socket<T>(f: impl FnOnce(&mut NetlinkSocket) -> T) -> T {
-    let sock = SOCKET.get_or_init(|| Mutex::new(NetlinkSocket::new()));
-    let mut s = sock.lock().unwrap_or_else(|e| e.into_inner());
-    f(&mut s)
-}
+use crate::system::genl::with_socket;
 
 /// Why a part could not be read or set, in words ("not supported by the driver").
 #[derive(Debug, thiserror::Error)]

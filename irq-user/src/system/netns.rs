@@ -136,7 +136,7 @@ pub fn use_netns_devices(name: &str) -> Result<(), NetnsError> {
         )?;
         let _ = NETNS_ADDRS.set(current_addrs());
         // ethtool-netlink for the namespace's devices: the socket stays in it.
-        crate::system::ethtool::open_in_current_netns();
+        crate::system::genl::open_in_current_netns();
         let _ = libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
         let mounted = libc::mount(
             sysfs.as_ptr(),

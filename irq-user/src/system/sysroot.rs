@@ -208,6 +208,10 @@ impl Tree for SysRoot {
         self.is_live().then(|| crate::system::ethtool::read(iface))
     }
 
+    fn napi_topology(&self) -> Option<crate::model::machine::napi::NapiTopology> {
+        self.is_live().then(crate::system::netdev::read)
+    }
+
     fn read(&self, rel: &str) -> Result<String, ReadError> {
         SysRoot::read(self, rel).map_err(ReadError::from)
     }

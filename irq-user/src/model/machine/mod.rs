@@ -7,6 +7,7 @@
 pub mod ethtool;
 pub mod irqbalance;
 pub mod irqs;
+pub mod napi;
 pub mod nics;
 pub mod softnet;
 pub mod topology;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use irqbalance::Irqbalance;
 pub use irqs::{Irq, IrqUse, QueueKind};
-pub use nics::{Nic, RxQueue, TxQueue};
+pub use nics::{Nic, NicNapi, RxQueue, TxQueue};
 pub use softnet::Softnet;
 pub use topology::{CoreKey, Cpu, Topology};
 
@@ -49,6 +50,9 @@ pub struct Machine {
     /// before they were read: all None).
     #[serde(default)]
     pub softnet: Softnet,
+    /// The NAPI instances (netdev-genl, the live machine only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub napi: Option<napi::NapiTopology>,
     pub irqbalance: Irqbalance,
 }
 
@@ -81,6 +85,9 @@ impl Machine {
         let topology = Topology::read(root, &interrupts.cpus);
         let mut irqs = irqs::read(root, interrupts);
         let nics = nics::read(root, &mut irqs);
+        let napi = root
+            .napi_topology()
+            .map(|t| napi_placed(root, t, &nics, &irqs));
         Machine {
             host: HostId::read(root, topology.online.len() as u32),
             topology,
@@ -89,6 +96,7 @@ impl Machine {
             nics,
             rps_sock_flow_entries: root.read_parsed(RPS_SOCK_FLOW_ENTRIES),
             softnet: Softnet::read(root),
+            napi,
             irqbalance: irqbalance::read(root),
         }
     }
@@ -110,4 +118,53 @@ impl Machine {
             .and_then(|i| i.counts.get(col).copied())
             .unwrap_or(0)
     }
+}
+
+/// The NAPIs of the devices read (others dropped), each named and placed: its kthread's
+/// allowed CPUs when threaded, else its IRQ's effective (or allowed) CPUs.
+fn napi_placed(
+    root: &impl Tree,
+    mut t: napi::NapiTopology,
+    nics: &[Nic],
+    irqs: &[Irq],
+) -> napi::NapiTopology {
+    let by_index: std::collections::BTreeMap<u32, &str> = nics
+        .iter()
+        .filter_map(|n| {
+            let i = root.read_parsed::<u32>(&format!("sys/class/net/{}/ifindex", n.name))?;
+            Some((i, n.name.as_str()))
+        })
+        .collect();
+    t.napis.retain_mut(|n| {
+        let Some(name) = by_index.get(&n.ifindex) else {
+            return false;
+        };
+        n.device = (*name).to_string();
+        if n.irq.is_none() {
+            let nic = nics.iter().find(|x| x.name == *name);
+            n.irq = n
+                .rx_queues
+                .first()
+                .and_then(|q| nic?.rx.iter().find(|r| r.index == *q)?.irq);
+            n.irq_from_queue = n.irq.is_some();
+        }
+        // netdev-genl reports a pid only for a threaded NAPI.
+        let kthread = n.pid.and_then(|pid| {
+            let status = root.read_opt(&format!("proc/{pid}/status"))?;
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+                .trim()
+                .to_string();
+            crate::model::cpulist::parse(&list).ok()
+        });
+        n.cpus = kthread.unwrap_or_else(|| {
+            n.irq
+                .and_then(|i| irqs.iter().find(|q| q.irq == i))
+                .map(|q| q.effective.clone().unwrap_or_else(|| q.affinity.clone()))
+                .unwrap_or_default()
+        });
+        true
+    });
+    t
 }

@@ -38,6 +38,19 @@ pub struct Nic {
     /// Channels, rings and coalescing (ethtool-netlink); None: not read (a captured tree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<NicLayer>,
+    /// The device's NAPI settings in sysfs (Documentation/ABI/testing/sysfs-class-net):
+    /// threaded NAPI (5.12+), napi_defer_hard_irqs, gro_flush_timeout (ns); None where the
+    /// kernel or the tree lacks the file.
+    #[serde(default)]
+    pub napi: NicNapi,
+}
+
+/// A device's NAPI settings from sysfs (per device; per NAPI ones are in netdev-genl).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NicNapi {
+    pub threaded: Option<u32>,
+    pub defer_hard_irqs: Option<u32>,
+    pub gro_flush_timeout_ns: Option<u64>,
 }
 
 impl RxQueue {
@@ -96,6 +109,11 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
         let (mut rx, mut tx) = queues(root, &base);
         let own = claim_irqs(irqs, &name, &prefixes, &msi, &mut rx, &mut tx);
         let layer = root.nic_layer(&name);
+        let napi = NicNapi {
+            threaded: root.read_parsed(&format!("{base}/threaded")),
+            defer_hard_irqs: root.read_parsed(&format!("{base}/napi_defer_hard_irqs")),
+            gro_flush_timeout_ns: root.read_parsed(&format!("{base}/gro_flush_timeout")),
+        };
         nics.push(Nic {
             name,
             driver,
@@ -105,6 +123,7 @@ pub fn read(root: &impl Tree, irqs: &mut [Irq]) -> Vec<Nic> {
             tx,
             irqs: own,
             layer,
+            napi,
         });
     }
     nics

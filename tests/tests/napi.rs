@@ -1,0 +1,171 @@
+//! The NAPI topology on this machine's own NIC: `show` lists its NAPI instances from
+//! netdev-genl, each with the rx queue it serves, the IRQ that schedules it and the CPU it
+//! runs on, and these are what /proc says of that IRQ.
+
+use std::process::Command;
+
+use irqtune_tests::{irqtune_bin, kernel_test};
+
+kernel_test! {
+    fn show_lists_each_napi_with_its_queue_irq_and_cpu() {
+        let out = Command::new(irqtune_bin())
+            .args(["show", "--json", "--sample", "0"])
+            .output()
+            .expect("run show");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = &v["machine"];
+        assert_eq!(m["napi"]["source"], "netdev-genl", "{}", m["napi"]);
+        let napis = m["napi"]["napis"].as_array().unwrap();
+        // Every NIC with rx queue IRQs (the VM's virtio-net): one NAPI per such queue.
+        let mut checked = 0;
+        for nic in m["nics"].as_array().unwrap() {
+            for q in nic["rx"].as_array().unwrap() {
+                let Some(irq) = q["irq"].as_u64() else { continue };
+                let index = q["index"].as_u64().unwrap();
+                let n = napis
+                    .iter()
+                    .find(|n| {
+                        n["device"] == nic["name"]
+                            && n["rx_queues"].as_array().unwrap().iter().any(|x| x == index)
+                    })
+                    .unwrap_or_else(|| panic!("no NAPI for {} rx-{index}: {napis:?}", nic["name"]));
+                assert_eq!(n["irq"].as_u64(), Some(irq), "{n}");
+                let effective = std::fs::read_to_string(format!(
+                    "/proc/irq/{irq}/effective_affinity_list"
+                ))
+                .unwrap();
+                let cpus: Vec<u64> = irq_user::model::cpulist::parse(effective.trim())
+                    .unwrap()
+                    .into_iter()
+                    .map(u64::from)
+                    .collect();
+                let got: Vec<u64> = n["cpus"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_u64().unwrap())
+                    .collect();
+                assert_eq!(got, cpus, "NAPI {} runs where IRQ {irq} does: {n}", n["id"]);
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no NIC with rx queue IRQs here: {}", m["nics"]);
+        let text = String::from_utf8(
+            Command::new(irqtune_bin())
+                .args(["show", "--sample", "0"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        assert!(text.contains("NAPI instances from netdev-genl"), "{text}");
+    }
+}
+
+kernel_test! {
+    /// The per-device NAPI settings (threaded NAPI, napi_defer_hard_irqs, gro_flush_timeout)
+    /// on a veth with NAPI (GRO on) in a namespace: a plan of them is applied journaled, read
+    /// back, reverted exactly, and judged by `tune --plan` on a 64-byte UDP load, leaving the
+    /// state its verdict says.
+    fn napi_settings_apply_revert_and_are_judged_by_tune() {
+        use irqtune_tests::{sh, NetnsPair};
+        let pair = NetnsPair::new("napi");
+        sh(&format!("ip netns exec {} ethtool -K vb gro on", pair.b));
+        let files = ["threaded", "napi_defer_hard_irqs", "gro_flush_timeout"];
+        let read = || -> Vec<String> {
+            files
+                .iter()
+                .map(|f| pair.sysfs_read(&pair.b, &format!("/sys/class/net/vb/{f}")))
+                .collect()
+        };
+        let original = read();
+        let state = tempfile::tempdir().unwrap();
+        let irqtune = |args: &[&str]| {
+            let out = Command::new(irqtune_bin())
+                .args(["--netns", &pair.b])
+                .args(args)
+                .arg("--state-dir")
+                .arg(state.path())
+                .output()
+                .expect("run irqtune");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        // A plan of the three settings, on the skeleton `plan` writes for this host.
+        let skeleton = state.path().join("skeleton.json");
+        let (ok, text) = Command::new(irqtune_bin())
+            .args(["--netns", &pair.b, "plan", "--iface", "vb", "--output"])
+            .arg(&skeleton)
+            .output()
+            .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned()))
+            .unwrap();
+        assert!(ok, "{text}");
+        let mut plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&skeleton).unwrap()).unwrap();
+        let wanted = ["1", "2", "20000"];
+        plan["changes"] = files
+            .iter()
+            .zip(["napi_threaded", "napi_defer_hard_irqs", "gro_flush_timeout"])
+            .zip(original.iter().zip(wanted))
+            .map(|((file, kind), (cur, new))| {
+                serde_json::json!({
+                    "kind": kind, "iface": "vb",
+                    "path": format!("/sys/class/net/vb/{file}"),
+                    "current": cur, "proposed": new,
+                    "reason": "test", "evidence": "test"
+                })
+            })
+            .collect();
+        let path = state.path().join("napi.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let p = path.to_str().unwrap();
+        let (ok, text) = irqtune(&["apply", p]);
+        assert!(ok, "{text}");
+        assert_eq!(read(), wanted, "applied: {text}");
+        let (ok, text) = irqtune(&["revert"]);
+        assert!(ok, "{text}");
+        assert_eq!(read(), original, "revert restores them exactly");
+
+        // Judged on a workload: kept or rolled back, the state is what the verdict says.
+        let mut server = Command::new("ip")
+            .args(["netns", "exec", &pair.b, "sockperf", "server", "-i", &pair.ip_b, "-p", "11311"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sockperf");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut client = Command::new("ip")
+            .args([
+                "netns", "exec", &pair.a, "sockperf", "throughput", "-i", &pair.ip_b, "-p",
+                "11311", "-m", "64", "--mps", "50000", "-t", "120",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sockperf");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (ok, text) = irqtune(&[
+            "tune", "--iface", "vb", "--duration", "4", "--plan", p, "--max-trials", "1",
+        ]);
+        let _ = client.kill();
+        let _ = server.kill();
+        let _ = (client.wait(), server.wait());
+        eprintln!("{text}");
+        assert!(ok, "{text}");
+        let verdict = text
+            .lines()
+            .find(|l| l.starts_with("Verdict:"))
+            .unwrap_or_else(|| panic!("no verdict: {text}"));
+        if verdict.contains("; kept.") {
+            assert_eq!(read(), wanted, "{verdict}");
+            let (ok, text) = irqtune(&["revert"]);
+            assert!(ok, "{text}");
+        }
+        assert_eq!(read(), original, "the before state at the end: {verdict}");
+    }
+}
