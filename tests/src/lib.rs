@@ -520,3 +520,30 @@ impl Drop for RemoveOnDrop {
 fn scopeguard(p: std::path::PathBuf) -> RemoveOnDrop {
     RemoveOnDrop(p)
 }
+
+/// Processes killed when the test ends, however it ends.
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `sockperf ARGS` in namespace `ns`, pinned to `cpu` when given, its output discarded.
+pub fn sockperf(ns: &str, cpu: Option<usize>, args: &[&str]) -> std::process::Child {
+    let mut c = std::process::Command::new("ip");
+    c.args(["netns", "exec", ns]);
+    if let Some(cpu) = cpu {
+        c.args(["taskset", "-c", &cpu.to_string()]);
+    }
+    c.arg("sockperf")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sockperf (installed by `cargo xtask setup --tests`)")
+}

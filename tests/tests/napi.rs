@@ -132,29 +132,25 @@ kernel_test! {
         assert_eq!(read(), original, "revert restores them exactly");
 
         // Judged on a workload: kept or rolled back, the state is what the verdict says.
-        let mut server = Command::new("ip")
-            .args(["netns", "exec", &pair.b, "sockperf", "server", "-i", &pair.ip_b, "-p", "11311"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("sockperf");
+        let mut load = irqtune_tests::Procs(vec![irqtune_tests::sockperf(
+            &pair.b,
+            None,
+            &["server", "-i", &pair.ip_b, "-p", "11311"],
+        )]);
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let mut client = Command::new("ip")
-            .args([
-                "netns", "exec", &pair.a, "sockperf", "throughput", "-i", &pair.ip_b, "-p",
-                "11311", "-m", "64", "--mps", "50000", "-t", "120",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("sockperf");
+        load.0.push(irqtune_tests::sockperf(
+            &pair.a,
+            None,
+            &[
+                "throughput", "-i", &pair.ip_b, "-p", "11311", "-m", "64", "--mps", "50000",
+                "-t", "120",
+            ],
+        ));
         std::thread::sleep(std::time::Duration::from_secs(1));
         let (ok, text) = irqtune(&[
             "tune", "--iface", "vb", "--duration", "4", "--plan", p, "--max-trials", "1",
         ]);
-        let _ = client.kill();
-        let _ = server.kill();
-        let _ = (client.wait(), server.wait());
+        drop(load);
         eprintln!("{text}");
         assert!(ok, "{text}");
         let verdict = text

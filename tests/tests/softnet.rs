@@ -6,12 +6,9 @@
 //! exactly. The backlog runs on either CPU with the sender on the other, so neither CPU's
 //! role is what the test relies on.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
-use irqtune_tests::{irqtune_bin, kernel_test, NetnsPair, Restore};
+use irqtune_tests::{irqtune_bin, kernel_test, sockperf, NetnsPair, Procs, Restore};
 
 const RX: &str = "/sys/class/net/vb/queues/rx-0";
 
@@ -40,36 +37,6 @@ const BUDGET: Lever = Lever {
     at_least: 300,
 };
 
-/// Processes killed when the test ends, however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sockperf(ns: &str, cpu: usize, args: &[&str]) -> Child {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "taskset",
-            "-c",
-            &cpu.to_string(),
-            "sockperf",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sockperf (installed by `cargo xtask setup --tests`)")
-}
-
 fn softnet_case(tag: &str, lever: &Lever, backlog_cpu: usize) {
     let file = format!("/proc/sys/net/core/{}", lever.name);
     let sender_cpu = 1 - backlog_cpu;
@@ -95,13 +62,13 @@ fn softnet_case(tag: &str, lever: &Lever, backlog_cpu: usize) {
     let port = "11111";
     let mut procs = Procs(vec![sockperf(
         &pair.b,
-        backlog_cpu,
+        Some(backlog_cpu),
         &["server", "-i", &pair.ip_b, "-p", port],
     )]);
     std::thread::sleep(Duration::from_millis(500));
     procs.0.push(sockperf(
         &pair.a,
-        sender_cpu,
+        Some(sender_cpu),
         &[
             "throughput",
             "-i",

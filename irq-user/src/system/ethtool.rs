@@ -15,6 +15,7 @@
 use std::{ffi::CString, io};
 
 use netlink_bindings::ethtool;
+use netlink_bindings::traits::NetlinkRequest;
 use netlink_socket2::NetlinkSocket;
 
 use crate::model::machine::ethtool::{
@@ -62,75 +63,66 @@ fn name(iface: &str) -> Result<CString, EthtoolError> {
     CString::new(iface).map_err(|_| EthtoolError::BadName(iface.to_string()))
 }
 
-fn channels(sock: &mut NetlinkSocket, iface: &str) -> Result<Channels, EthtoolError> {
-    let dev = name(iface)?;
-    let mut req = ethtool::Request::new().op_channels_get_do();
-    req.header_mut().cmd = MSG_CHANNELS_GET;
-    req.encode()
-        .nested_header()
-        .push_dev_name(&dev)
-        .end_nested();
-    let mut reply = sock.request(&req).map_err(EthtoolError::of)?;
+/// Sends a get request and decodes its one reply.
+fn get_one<R: NetlinkRequest, T>(
+    sock: &mut NetlinkSocket,
+    req: &R,
+    decode: impl Fn(&R::ReplyType<'_>) -> T,
+) -> Result<T, EthtoolError> {
+    let mut reply = sock.request(req).map_err(EthtoolError::of)?;
     let mut out = None;
     while let Some(r) = reply.recv() {
-        let a = r.map_err(EthtoolError::of)?;
-        out = Some(Channels {
-            combined: a.get_combined_count().ok(),
-            combined_max: a.get_combined_max().ok(),
-            rx: a.get_rx_count().ok(),
-            rx_max: a.get_rx_max().ok(),
-            tx: a.get_tx_count().ok(),
-            tx_max: a.get_tx_max().ok(),
-        });
+        out = Some(decode(&r.map_err(EthtoolError::of)?));
     }
     out.ok_or_else(|| EthtoolError::Kernel("no reply".into()))
+}
+
+/// A `do` request of `op` for device `dev`, with the kernel's command number `cmd`.
+macro_rules! get_request {
+    ($op:ident, $cmd:expr, $dev:expr) => {{
+        let mut req = ethtool::Request::new().$op();
+        req.header_mut().cmd = $cmd;
+        req.encode()
+            .nested_header()
+            .push_dev_name($dev)
+            .end_nested();
+        req
+    }};
+}
+
+fn channels(sock: &mut NetlinkSocket, iface: &str) -> Result<Channels, EthtoolError> {
+    let req = get_request!(op_channels_get_do, MSG_CHANNELS_GET, &name(iface)?);
+    get_one(sock, &req, |a| Channels {
+        combined: a.get_combined_count().ok(),
+        combined_max: a.get_combined_max().ok(),
+        rx: a.get_rx_count().ok(),
+        rx_max: a.get_rx_max().ok(),
+        tx: a.get_tx_count().ok(),
+        tx_max: a.get_tx_max().ok(),
+    })
 }
 
 fn rings(sock: &mut NetlinkSocket, iface: &str) -> Result<Rings, EthtoolError> {
-    let dev = name(iface)?;
-    let mut req = ethtool::Request::new().op_rings_get_do();
-    req.header_mut().cmd = MSG_RINGS_GET;
-    req.encode()
-        .nested_header()
-        .push_dev_name(&dev)
-        .end_nested();
-    let mut reply = sock.request(&req).map_err(EthtoolError::of)?;
-    let mut out = None;
-    while let Some(r) = reply.recv() {
-        let a = r.map_err(EthtoolError::of)?;
-        out = Some(Rings {
-            rx: a.get_rx().ok(),
-            rx_max: a.get_rx_max().ok(),
-            tx: a.get_tx().ok(),
-            tx_max: a.get_tx_max().ok(),
-        });
-    }
-    out.ok_or_else(|| EthtoolError::Kernel("no reply".into()))
+    let req = get_request!(op_rings_get_do, MSG_RINGS_GET, &name(iface)?);
+    get_one(sock, &req, |a| Rings {
+        rx: a.get_rx().ok(),
+        rx_max: a.get_rx_max().ok(),
+        tx: a.get_tx().ok(),
+        tx_max: a.get_tx_max().ok(),
+    })
 }
 
 fn coalesce(sock: &mut NetlinkSocket, iface: &str) -> Result<Coalesce, EthtoolError> {
-    let dev = name(iface)?;
-    let mut req = ethtool::Request::new().op_coalesce_get_do();
-    req.header_mut().cmd = MSG_COALESCE_GET;
-    req.encode()
-        .nested_header()
-        .push_dev_name(&dev)
-        .end_nested();
-    let mut reply = sock.request(&req).map_err(EthtoolError::of)?;
-    let mut out = None;
+    let req = get_request!(op_coalesce_get_do, MSG_COALESCE_GET, &name(iface)?);
     // The kernel puts only the parameters the driver supports (coalesce_fill_reply).
-    while let Some(r) = reply.recv() {
-        let a = r.map_err(EthtoolError::of)?;
-        out = Some(Coalesce {
-            adaptive_rx: a.get_use_adaptive_rx().ok().map(|v| v != 0),
-            adaptive_tx: a.get_use_adaptive_tx().ok().map(|v| v != 0),
-            rx_usecs: a.get_rx_usecs().ok(),
-            rx_frames: a.get_rx_max_frames().ok(),
-            tx_usecs: a.get_tx_usecs().ok(),
-            tx_frames: a.get_tx_max_frames().ok(),
-        });
-    }
-    out.ok_or_else(|| EthtoolError::Kernel("no reply".into()))
+    get_one(sock, &req, |a| Coalesce {
+        adaptive_rx: a.get_use_adaptive_rx().ok().map(|v| v != 0),
+        adaptive_tx: a.get_use_adaptive_tx().ok().map(|v| v != 0),
+        rx_usecs: a.get_rx_usecs().ok(),
+        rx_frames: a.get_rx_max_frames().ok(),
+        tx_usecs: a.get_tx_usecs().ok(),
+        tx_frames: a.get_tx_max_frames().ok(),
+    })
 }
 
 /// Channels, rings and coalescing of `iface`; what cannot be read is said in `unavailable`.
