@@ -125,12 +125,26 @@ impl Knob {
         )
     }
 
-    /// A softnet setting (a sysctl the kernel holds in an int).
-    pub fn is_softnet(&self) -> bool {
-        matches!(
-            self,
-            Knob::NetdevMaxBacklog | Knob::NetdevBudget | Knob::NetdevBudgetUsecs
-        )
+    /// The values a count knob may be set to, and why: what the kernel takes, less what would
+    /// stop receive processing. None: no bound beyond the number itself.
+    pub fn count_range(&self) -> Option<(u64, u64, &'static str)> {
+        let int = i32::MAX as u64;
+        let u32_max = u64::from(u32::MAX);
+        match self {
+            Knob::NetdevMaxBacklog | Knob::NetdevBudget | Knob::NetdevBudgetUsecs => {
+                Some((1, int, "the kernel's int; 0 stops receive processing"))
+            }
+            Knob::NapiThreaded { .. } => Some((0, 2, "off, on, or busy-polling kthreads (6.17+)")),
+            Knob::NapiDeferHardIrqs { .. } => Some((0, int, "the kernel's S32_MAX")),
+            Knob::Coalesce { param, .. } if param.is_switch() => Some((0, 1, "a switch")),
+            Knob::Coalesce { .. } => Some((0, u32_max, "ethtool-netlink's u32")),
+            Knob::Channels { .. } | Knob::Ring { .. } => Some((
+                1,
+                u32_max,
+                "a NIC needs one at least; ethtool-netlink's u32",
+            )),
+            _ => None,
+        }
     }
 
     /// A NIC setting set through ethtool-netlink (the live machine only).
@@ -369,37 +383,9 @@ impl Plan {
             if matches!(c.knob, Knob::IrqAffinity { .. }) && value.cpus().is_empty() {
                 return Err(at("an IRQ needs at least one CPU".into()));
             }
-            // The kernel holds these in an int; 0 would stop the backlog or NET_RX outright.
-            if let (true, Value::Count(n)) = (c.knob.is_softnet(), &value) {
-                if *n == 0 || *n > i32::MAX as u64 {
-                    return Err(at(format!(
-                        "{n} is outside 1..={} (the kernel's int; 0 stops receive processing)",
-                        i32::MAX
-                    )));
-                }
-            }
-            // The NAPI settings: threaded 0 or 1 (2, busy-polling kthreads, on 6.17+),
-            // napi_defer_hard_irqs a non-negative int (the kernel's S32_MAX bound).
-            if let Value::Count(n) = &value {
-                let high = match &c.knob {
-                    Knob::NapiThreaded { .. } => Some(2),
-                    Knob::NapiDeferHardIrqs { .. } => Some(i32::MAX as u64),
-                    _ => None,
-                };
-                if high.is_some_and(|h| *n > h) {
-                    return Err(at(format!("{n} is outside 0..={}", high.unwrap_or(0))));
-                }
-            }
-            // ethtool-netlink carries u32; a NIC needs a channel and a ring at least, and an
-            // adaptive switch is 0 or 1.
-            if let (true, Value::Count(n)) = (c.knob.is_ethtool(), &value) {
-                let (low, high) = match &c.knob {
-                    Knob::Coalesce { param, .. } if param.is_switch() => (0, 1),
-                    Knob::Coalesce { .. } => (0, u64::from(u32::MAX)),
-                    _ => (1, u64::from(u32::MAX)),
-                };
+            if let (Some((low, high, why)), Value::Count(n)) = (c.knob.count_range(), &value) {
                 if *n < low || *n > high {
-                    return Err(at(format!("{n} is outside {low}..={high}")));
+                    return Err(at(format!("{n} is outside {low}..={high} ({why})")));
                 }
             }
         }

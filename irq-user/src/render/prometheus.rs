@@ -472,25 +472,15 @@ pub fn render(p: &Profile, opts: Options) -> String {
 /// A NIC's ethtool settings as numbered series ("channels_combined", "ring_rx_max",
 /// "rx_usecs").
 fn nic_settings(nic: &crate::model::machine::Nic) -> Vec<(String, u32)> {
-    use crate::model::machine::ethtool::{ChannelKind, CoalesceParam, RingKind};
     let mut out = Vec::new();
-    let Some(l) = &nic.layer else { return out };
-    if let Some(c) = &l.channels {
-        for k in [ChannelKind::Combined, ChannelKind::Rx, ChannelKind::Tx] {
-            out.extend(c.get(k).map(|v| (format!("channels_{}", k.name()), v)));
-            out.extend(c.max(k).map(|v| (format!("channels_{}_max", k.name()), v)));
-        }
-    }
-    if let Some(r) = &l.rings {
-        for k in [RingKind::Rx, RingKind::Tx] {
-            out.extend(r.get(k).map(|v| (format!("ring_{}", k.name()), v)));
-            out.extend(r.max(k).map(|v| (format!("ring_{}_max", k.name()), v)));
-        }
-    }
-    if let Some(c) = &l.coalesce {
-        for p in CoalesceParam::ALL {
-            out.extend(c.get(p).map(|v| (p.name().replace('-', "_"), v)));
-        }
+    for v in nic.layer.iter().flat_map(|l| l.values()) {
+        let name = match v.group {
+            Some(g) => format!("{g}_{}", v.name),
+            None => v.name.replace('-', "_"),
+        };
+        let max = v.max.map(|max| (format!("{name}_max"), max));
+        out.push((name, v.current));
+        out.extend(max);
     }
     out
 }

@@ -2,10 +2,7 @@
 //! channels, ring sizes and coalescing, as the profile's machine context holds them. One
 //! list, so the text, HTML and CSV reports show the same rows.
 
-use crate::model::machine::{
-    ethtool::{ChannelKind, CoalesceParam, RingKind},
-    Machine, Nic,
-};
+use crate::model::machine::{napi::Napi, Machine, Nic};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -53,29 +50,11 @@ pub fn of(m: &Machine) -> Vec<Setting> {
                 out.push(row(&nic.name, name, v));
             }
         }
-        for napi in m
-            .napi
-            .iter()
-            .flat_map(|t| &t.napis)
-            .filter(|x| x.device == nic.name)
-        {
-            let queues: Vec<String> = napi
-                .rx_queues
-                .iter()
-                .map(|q| format!("rx-{q}"))
-                .chain(napi.tx_queues.iter().map(|q| format!("tx-{q}")))
-                .collect();
+        for napi in napis_of(m, nic) {
             out.push(row(
                 &nic.name,
                 &format!("napi {}", napi.id),
-                format!(
-                    "{} irq {} CPU {} {}",
-                    queues.join(","),
-                    napi.irq.map_or("-".to_string(), |i| i.to_string()),
-                    crate::model::cpulist::format(&napi.cpus),
-                    napi.pid
-                        .map_or("softirq".to_string(), |p| format!("threaded pid {p}"))
-                ),
+                napi_text(napi),
             ));
         }
     }
@@ -90,39 +69,65 @@ pub fn nic_rows(nic: &Nic) -> Vec<Setting> {
     let Some(l) = &nic.layer else {
         return out;
     };
-    let of = |v: Option<u32>, max: Option<u32>| match (v, max) {
-        (Some(v), Some(m)) => Some(format!("{v} of {m}")),
-        (Some(v), None) => Some(v.to_string()),
-        _ => None,
-    };
-    if let Some(c) = &l.channels {
-        for k in [ChannelKind::Combined, ChannelKind::Rx, ChannelKind::Tx] {
-            if let Some(v) = of(c.get(k), c.max(k)) {
-                out.push(row(&nic.name, &format!("channels {}", k.name()), v));
-            }
-        }
-    }
-    if let Some(r) = &l.rings {
-        for k in [RingKind::Rx, RingKind::Tx] {
-            if let Some(v) = of(r.get(k), r.max(k)) {
-                out.push(row(&nic.name, &format!("ring {}", k.name()), v));
-            }
-        }
-    }
-    if let Some(c) = &l.coalesce {
-        for p in CoalesceParam::ALL {
-            if let Some(v) = c.get(p) {
-                let v = if p.is_switch() {
-                    if v != 0 { "on" } else { "off" }.to_string()
-                } else {
-                    v.to_string()
-                };
-                out.push(row(&nic.name, p.name(), v));
-            }
-        }
+    for v in l.values() {
+        let name = match v.group {
+            Some(g) => format!("{g} {}", v.name),
+            None => v.name.to_string(),
+        };
+        let value = match (v.max, v.switch) {
+            (Some(max), _) => format!("{} of {max}", v.current),
+            (None, true) => if v.current != 0 { "on" } else { "off" }.to_string(),
+            (None, false) => v.current.to_string(),
+        };
+        out.push(row(&nic.name, &name, value));
     }
     for u in &l.unavailable {
         out.push(row(&nic.name, "unavailable", u));
     }
     out
+}
+
+/// The NAPI instances of `nic` (netdev-genl).
+pub fn napis_of<'m>(m: &'m Machine, nic: &'m Nic) -> impl Iterator<Item = &'m Napi> {
+    m.napi
+        .iter()
+        .flat_map(|t| &t.napis)
+        .filter(move |x| x.device == nic.name)
+}
+
+/// One NAPI in words: the queues it serves, its IRQ (`N*`: its rx queue's, where the driver
+/// does not tell netdev-genl), where it runs, threaded or not, its deferral settings.
+pub fn napi_text(napi: &Napi) -> String {
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let served: Vec<String> = napi
+        .rx_queues
+        .iter()
+        .map(|q| format!("rx-{q}"))
+        .chain(napi.tx_queues.iter().map(|q| format!("tx-{q}")))
+        .collect();
+    format!(
+        "{}  irq {}  CPU {}  {}  defer_hard_irqs {}  gro_flush_timeout {}  irq_suspend_timeout {}",
+        if served.is_empty() {
+            "-".to_string()
+        } else {
+            served.join(",")
+        },
+        match napi.irq {
+            Some(i) if napi.irq_from_queue => format!("{i}*"),
+            Some(i) => i.to_string(),
+            None => "-".into(),
+        },
+        if napi.cpus.is_empty() {
+            "-".to_string()
+        } else {
+            crate::model::cpulist::format(&napi.cpus)
+        },
+        match napi.pid {
+            Some(p) => format!("threaded (kthread pid {p})"),
+            None => "softirq".to_string(),
+        },
+        opt(napi.defer_hard_irqs.map(u64::from)),
+        opt(napi.gro_flush_timeout_ns),
+        opt(napi.irq_suspend_timeout_ns),
+    )
 }

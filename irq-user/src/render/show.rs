@@ -204,34 +204,12 @@ fn nics(m: &Machine, o: &mut String) {
                 opt(n.gro_flush_timeout_ns)
             );
         }
-        for napi in m
-            .napi
-            .iter()
-            .flat_map(|t| &t.napis)
-            .filter(|x| x.device == nic.name)
-        {
-            let queues =
-                |q: &[u32], kind: &str| q.iter().map(|i| format!("{kind}-{i}")).collect::<Vec<_>>();
-            let mut served = queues(&napi.rx_queues, "rx");
-            served.extend(queues(&napi.tx_queues, "tx"));
+        for napi in super::settings::napis_of(m, nic) {
             let _ = writeln!(
                 o,
-                "    napi {:<6} {:<12} irq {:<6} CPU {:<8} {}  defer_hard_irqs {}  gro_flush_timeout {}  irq_suspend_timeout {}",
+                "    napi {:<6} {}",
                 napi.id,
-                if served.is_empty() { "-".to_string() } else { served.join(",") },
-                match napi.irq {
-                    Some(i) if napi.irq_from_queue => format!("{i}*"),
-                    Some(i) => i.to_string(),
-                    None => "-".into(),
-                },
-                if napi.cpus.is_empty() { "-".to_string() } else { cpulist::format(&napi.cpus) },
-                match napi.pid {
-                    Some(p) => format!("threaded (kthread pid {p})"),
-                    None => "softirq".to_string(),
-                },
-                opt(napi.defer_hard_irqs),
-                opt(napi.gro_flush_timeout_ns),
-                opt(napi.irq_suspend_timeout_ns),
+                super::settings::napi_text(napi)
             );
         }
         for q in &nic.rx {

@@ -175,3 +175,56 @@ impl Coalesce {
         }
     }
 }
+
+/// One value a NIC reports: a channel count or ring size with its maximum, or a coalescing
+/// parameter (switches as 0/1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerValue {
+    /// "channels" or "ring"; None for a coalescing parameter.
+    pub group: Option<&'static str>,
+    /// "combined", "rx", "tx", or ethtool's name of the parameter ("rx-usecs").
+    pub name: &'static str,
+    pub current: u32,
+    pub max: Option<u32>,
+    /// An on/off switch (adaptive coalescing).
+    pub switch: bool,
+}
+
+impl NicLayer {
+    /// Every value the NIC reported, channels, then rings, then coalescing: the one walk
+    /// the reports and the metrics share.
+    pub fn values(&self) -> Vec<LayerValue> {
+        let mut out = Vec::new();
+        let sized = |group, name, current: Option<u32>, max| {
+            current.map(|current| LayerValue {
+                group: Some(group),
+                name,
+                current,
+                max,
+                switch: false,
+            })
+        };
+        if let Some(c) = &self.channels {
+            for k in [ChannelKind::Combined, ChannelKind::Rx, ChannelKind::Tx] {
+                out.extend(sized("channels", k.name(), c.get(k), c.max(k)));
+            }
+        }
+        if let Some(r) = &self.rings {
+            for k in [RingKind::Rx, RingKind::Tx] {
+                out.extend(sized("ring", k.name(), r.get(k), r.max(k)));
+            }
+        }
+        if let Some(c) = &self.coalesce {
+            for p in CoalesceParam::ALL {
+                out.extend(c.get(p).map(|current| LayerValue {
+                    group: None,
+                    name: p.name(),
+                    current,
+                    max: None,
+                    switch: p.is_switch(),
+                }));
+            }
+        }
+        out
+    }
+}
