@@ -878,3 +878,96 @@ fn one_packet_per_interrupt_at_a_high_rate_turns_adaptive_rx_on_where_the_driver
         p.notes
     );
 }
+
+#[test]
+fn one_packet_per_tx_completion_interrupt_turns_adaptive_tx_on_where_the_driver_has_it() {
+    use irq_user::model::{
+        machine::{
+            ethtool::{Coalesce, CoalesceParam, NicLayer},
+            irqs::{IrqUse, QueueKind},
+        },
+        procfs::NicCounters,
+    };
+    let (_dir, mut m) = machine(&MachineSpec::vm());
+    let knob = Knob::Coalesce {
+        iface: "eth0".into(),
+        param: CoalesceParam::AdaptiveTx,
+    };
+    let tx_irq = m
+        .irqs
+        .iter()
+        .find(|i| {
+            matches!(
+                &i.usage,
+                IrqUse::NetQueue {
+                    dir: QueueKind::Tx,
+                    ..
+                }
+            )
+        })
+        .expect("virtio's output vector")
+        .irq;
+    let counts = Load::from_counts(&m, "test");
+    // 10 s at `rate` tx interrupts/s with `sent` packets sent.
+    let load = |rate: f64, sent: u64| {
+        let mut l = counts.clone();
+        l.secs = 10.0;
+        l.irq_rate.insert(tx_irq, rate);
+        l.nics.insert(
+            "eth0".into(),
+            NicCounters {
+                device: "eth0".into(),
+                tx_packets: sent,
+                ..NicCounters::default()
+            },
+        );
+        l
+    };
+    let adaptive = |v: Option<bool>| NicLayer {
+        coalesce: Some(Coalesce {
+            adaptive_tx: v,
+            tx_frames: Some(1),
+            ..Coalesce::default()
+        }),
+        ..NicLayer::default()
+    };
+    with_layer(&mut m, "eth0", adaptive(Some(false)));
+    // 400,000 interrupts for 500,000 packets: 1.25 per interrupt.
+    let p = planner::plan(&m, &load(40_000.0, 500_000), &PlanOptions::default(), 1).expect("plan");
+    assert_eq!(proposed(&p, &knob), Some(1), "{}", p.diff());
+    assert!(
+        p.changes.iter().all(|c| !matches!(
+            c.knob,
+            Knob::Coalesce {
+                param: CoalesceParam::AdaptiveRx,
+                ..
+            }
+        )),
+        "the tx rule does not touch rx: {}",
+        p.diff()
+    );
+    // Batches already (10 per interrupt), a low rate, or no counters: nothing.
+    for l in [load(40_000.0, 4_000_000), load(5_000.0, 50_000)] {
+        let p = planner::plan(&m, &l, &PlanOptions::default(), 1).expect("plan");
+        assert_eq!(proposed(&p, &knob), None, "{}", p.diff());
+    }
+    let mut no_counters = load(40_000.0, 500_000);
+    no_counters.nics.clear();
+    let p = planner::plan(&m, &no_counters, &PlanOptions::default(), 1).expect("plan");
+    assert_eq!(proposed(&p, &knob), None, "{}", p.diff());
+    // A driver without adaptive tx (virtio-net): said, not planned.
+    with_layer(&mut m, "eth0", adaptive(None));
+    let p = planner::plan(&m, &load(40_000.0, 500_000), &PlanOptions::default(), 1).expect("plan");
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| !matches!(c.knob, Knob::Coalesce { .. })),
+        "{}",
+        p.diff()
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("no adaptive tx")),
+        "{:?}",
+        p.notes
+    );
+}

@@ -1063,6 +1063,8 @@ impl Planner<'_> {
     /// one packet each: adaptive rx coalescing (where the driver has it) lets the NIC batch
     /// under load and interrupt at once when idle. A fixed rx-usecs would trade latency for
     /// it at every load: not proposed, said.
+    /// Receive interrupts that each bring about one packet at a rate where their cost shows:
+    /// adaptive rx coalescing where the driver has it.
     fn plan_coalesce(&mut self, nic: &Nic) {
         let rate: f64 = nic
             .rx
@@ -1088,21 +1090,57 @@ impl Planner<'_> {
         let evidence = format!(
             "{rate:.0} rx interrupts/s, {per_poll:.2} packets per poll ({packets} packets in {polls} polls)"
         );
+        self.propose_adaptive(nic, CoalesceParam::AdaptiveRx, evidence);
+    }
+
+    /// The same for transmit completions, on the NIC's tx-only vectors (a combined vector's
+    /// interrupts are the receive rule's): packets sent per tx interrupt, from the device's
+    /// tx_packets and the vectors' measured interrupt counts.
+    fn plan_tx_coalesce(&mut self, nic: &Nic, tx_only: &[(u32, u32)]) {
+        let rate: f64 = tx_only
+            .iter()
+            .filter_map(|(irq, _)| self.load.irq_rate.get(irq))
+            .sum();
+        let interrupts = rate * self.load.secs;
+        let Some(sent) = self.load.nics.get(&nic.name).map(|c| c.tx_packets) else {
+            return;
+        };
+        if rate < policy::COALESCE_IRQ_RATE || interrupts < 1.0 {
+            return;
+        }
+        let per_irq = sent as f64 / interrupts;
+        if per_irq >= policy::COALESCE_PACKETS_PER_POLL {
+            return;
+        }
+        let evidence = format!(
+            "{rate:.0} tx completion interrupts/s on {} tx-only vector(s), {per_irq:.2} packets sent per interrupt ({sent} packets)",
+            tx_only.len()
+        );
+        self.propose_adaptive(nic, CoalesceParam::AdaptiveTx, evidence);
+    }
+
+    /// Adaptive coalescing on where the driver has it and it is off; said where the driver
+    /// lacks it: a fixed usecs/frames value trades latency at every load and is not guessed.
+    fn propose_adaptive(&mut self, nic: &Nic, param: CoalesceParam, evidence: String) {
         let coalesce = nic.layer.as_ref().and_then(|l| l.coalesce.as_ref());
-        match coalesce.and_then(|c| c.adaptive_rx) {
+        let (state, dir) = match param {
+            CoalesceParam::AdaptiveTx => (coalesce.and_then(|c| c.adaptive_tx), "tx"),
+            _ => (coalesce.and_then(|c| c.adaptive_rx), "rx"),
+        };
+        match state {
             Some(false) => self.propose(
                 Knob::Coalesce {
                     iface: nic.name.clone(),
-                    param: CoalesceParam::AdaptiveRx,
+                    param,
                 },
                 Some("0"),
                 "1".into(),
-                "interrupts that bring about one packet each: adaptive rx coalescing batches them under load and keeps the idle latency".into(),
+                format!("{dir} interrupts that bring about one packet each: adaptive {dir} coalescing batches them under load and keeps the idle latency"),
                 evidence,
             ),
             Some(true) => {}
             None => self.notes.push(format!(
-                "{}: {evidence}, but the driver has no adaptive rx coalescing ({}); a fixed rx-usecs trades latency at every load and is not proposed",
+                "{}: {evidence}, but the driver has no adaptive {dir} coalescing ({}); a fixed {dir}-usecs or {dir}-frames trades latency at every load and is not proposed",
                 nic.name,
                 if coalesce.is_some() { "not in what it reports" } else { "coalescing not readable" }
             )),
@@ -1123,6 +1161,7 @@ impl Planner<'_> {
         self.plan_channels(nic, &pool);
         self.plan_coalesce(nic);
         let (vectors, tx_only) = self.vectors(nic);
+        self.plan_tx_coalesce(nic, &tx_only);
         let mut serving = if vectors.len() >= 2 {
             self.place_vectors(nic, &pool, &vectors, &tx_only)
         } else {

@@ -287,6 +287,9 @@ pub struct NicCounters {
     pub rx_fifo_errors: u64,
     /// Ring buffer overflow (drivers that tell it from missed).
     pub rx_over_errors: u64,
+    /// Packets sent: with the tx completion interrupts, how much each interrupt brought.
+    #[serde(default)]
+    pub tx_packets: u64,
 }
 
 impl NicCounters {
@@ -305,6 +308,7 @@ impl NicCounters {
             rx_missed_errors: self.rx_missed_errors.saturating_sub(e.rx_missed_errors),
             rx_fifo_errors: self.rx_fifo_errors.saturating_sub(e.rx_fifo_errors),
             rx_over_errors: self.rx_over_errors.saturating_sub(e.rx_over_errors),
+            tx_packets: self.tx_packets.saturating_sub(e.tx_packets),
         }
     }
 
@@ -314,6 +318,7 @@ impl NicCounters {
         self.rx_missed_errors = self.rx_missed_errors.saturating_add(e.rx_missed_errors);
         self.rx_fifo_errors = self.rx_fifo_errors.saturating_add(e.rx_fifo_errors);
         self.rx_over_errors = self.rx_over_errors.saturating_add(e.rx_over_errors);
+        self.tx_packets = self.tx_packets.saturating_add(e.tx_packets);
     }
 }
 
@@ -337,6 +342,7 @@ pub fn read_nic_counters<T: Tree + ?Sized>(tree: &T) -> Vec<NicCounters> {
             rx_missed_errors: stat("rx_missed_errors").unwrap_or(0),
             rx_fifo_errors: stat("rx_fifo_errors").unwrap_or(0),
             rx_over_errors: stat("rx_over_errors").unwrap_or(0),
+            tx_packets: stat("tx_packets").unwrap_or(0),
             device,
         });
     }

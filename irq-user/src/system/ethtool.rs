@@ -40,6 +40,10 @@ use crate::system::genl::with_socket;
 pub enum EthtoolError {
     #[error("not supported by the driver")]
     NotSupported,
+    /// virtio-net's tx-frames (its tx NAPI switch) is one: the driver takes it only with the
+    /// link down, and irqtune does not take a link down.
+    #[error("refused by the driver while the interface is up (EBUSY): it takes this change only with the link down")]
+    Busy,
     #[error("{0:?} is not an interface name")]
     BadName(String),
     #[error("{0}")]
@@ -51,6 +55,7 @@ impl EthtoolError {
         let e: io::Error = e.into();
         match e.raw_os_error() {
             Some(libc::EOPNOTSUPP) => EthtoolError::NotSupported,
+            Some(libc::EBUSY) => EthtoolError::Busy,
             _ => EthtoolError::Kernel(e.to_string()),
         }
     }
