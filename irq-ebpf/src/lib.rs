@@ -128,7 +128,9 @@ pub struct KernelOffsets {
     pub wait_queue_head_head: u32,
     /// `struct socket`: `sk` (the reader's side fallbacks get the socket, not the sock).
     pub socket_sk: u32,
-    pub _pad: u32,
+    /// `struct sock`: `sk_napi_id` (u32, the NAPI that last delivered to the socket); 0 on
+    /// kernels built without CONFIG_NET_RX_BUSY_POLL, where the field is absent (not read).
+    pub sk_napi_id: u32,
 }
 
 /// Offsets of classic tracepoint record fields (from events/*/format of 6.x kernels; a kernel
@@ -354,6 +356,10 @@ pub struct FlowInfo {
     /// 1 if a reader was waiting on the socket at that delivery (the read that follows is a
     /// wake-up), 0 if the reader was busy elsewhere (the data queued until it came back).
     pub pending_waiter: u32,
+    /// The socket's `sk_napi_id` at the latest delivery that started a wait: the NAPI its data
+    /// came from (0: none, the backlog of a device without NAPI ids, or not read).
+    pub napi_id: u32,
+    pub _pad: u32,
 }
 
 /// A flow: the socket, and its ports as the kernel stores them side by side
@@ -443,7 +449,7 @@ assert_size!(NetDevKey, 16);
 assert_size!(SoftirqStats, 8 * 8 + 2 * hist::BUCKETS * 8);
 assert_size!(CpuState, 24 + 2 * NR_SOFTIRQS * 8);
 assert_size!(NetDevStats, 16 + 8 + 5 * 8);
-assert_size!(FlowInfo, 32 + 8 + 8 + 16 + 16);
+assert_size!(FlowInfo, 32 + 8 + 8 + 16 + 16 + 8);
 assert_size!(FlowKey, 16);
 assert_size!(FlowCpuKey, 16);
 assert_size!(FlowCpuCounts, 40);

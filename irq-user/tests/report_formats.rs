@@ -236,6 +236,7 @@ fn csv_has_a_row_per_kind_key_and_cpu() {
             + 2 * p.softirqs.len()
             + p.netdevs.len()
             + p.flows.len()
+            + p.flows.iter().filter(|f| f.napi_id.is_some()).count()
             + d2r_rows
             + p.proc.softnet.len()
             + p.context

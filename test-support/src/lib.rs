@@ -867,6 +867,7 @@ fn synthetic_flow(
             queued_reads: reads / 10,
             queued_wait_ns: reads / 10 * 6_000,
         },
+        napi_id: None,
     }
 }
 
@@ -878,26 +879,36 @@ fn synthetic_flows(cpus: &[u32], soft_cpu: u32, secs: u64) -> Vec<FlowRow> {
         .copied()
         .find(|&c| c != soft_cpu)
         .unwrap_or(soft_cpu);
+    let napi = |mut f: FlowRow, id: u32| {
+        f.napi_id = Some(id);
+        f
+    };
     vec![
-        synthetic_flow(
-            Protocol::Tcp,
-            "10.0.0.10:443",
-            "10.0.3.7:51234",
-            4242,
-            "nginx",
-            true,
-            (soft_cpu, other),
-            9000 * secs,
+        napi(
+            synthetic_flow(
+                Protocol::Tcp,
+                "10.0.0.10:443",
+                "10.0.3.7:51234",
+                4242,
+                "nginx",
+                true,
+                (soft_cpu, other),
+                9000 * secs,
+            ),
+            8193,
         ),
-        synthetic_flow(
-            Protocol::Udp,
-            "0.0.0.0:53",
-            "0.0.0.0:0",
-            812,
-            "named",
-            false,
-            (soft_cpu, other),
-            3000 * secs,
+        napi(
+            synthetic_flow(
+                Protocol::Udp,
+                "0.0.0.0:53",
+                "0.0.0.0:0",
+                812,
+                "named",
+                false,
+                (soft_cpu, other),
+                3000 * secs,
+            ),
+            8194,
         ),
         synthetic_flow(
             Protocol::Tcp,

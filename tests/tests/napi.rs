@@ -71,7 +71,13 @@ kernel_test! {
     fn napi_settings_apply_revert_and_are_judged_by_tune() {
         use irqtune_tests::{sh, NetnsPair};
         let pair = NetnsPair::new("napi");
-        sh(&format!("ip netns exec {} ethtool -K vb gro on", pair.b));
+        // GRO puts vb's traffic through its NAPI, but a UDP skb from a local socket is GRO
+        // eligible only with rx-udp-gro-forwarding (veth_skb_is_eligible_for_gro): without
+        // it the packets take the backlog, and the sockets carry no NAPI id.
+        sh(&format!(
+            "ip netns exec {} ethtool -K vb gro on rx-udp-gro-forwarding on",
+            pair.b
+        ));
         let files = ["threaded", "napi_defer_hard_irqs", "gro_flush_timeout"];
         let read = || -> Vec<String> {
             files
@@ -147,6 +153,65 @@ kernel_test! {
             ],
         ));
         std::thread::sleep(std::time::Duration::from_secs(1));
+
+        // The flow's NAPI id: the receiving socket's sk_napi_id is one of vb's NAPIs as
+        // netdev-genl lists them, and the report says which.
+        let prof = state.path().join("flows.json");
+        let plain = |args: &[&str]| {
+            let out = Command::new(irqtune_bin())
+                .args(["--netns", &pair.b])
+                .args(args)
+                .output()
+                .expect("run irqtune");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        // Up to three 2 s recordings: the client may still be starting.
+        let mut flow = serde_json::Value::Null;
+        for _ in 0..3 {
+            let (ok, text) =
+                plain(&["record", "--duration", "2", "--output", prof.to_str().unwrap()]);
+            assert!(ok, "{text}");
+            let profile: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&prof).unwrap()).unwrap();
+            if let Some(f) = profile["flows"].as_array().unwrap().iter().find(|f| {
+                f["local"].as_str().is_some_and(|l| l.ends_with(":11311"))
+                    && f["napi_id"].as_u64().is_some()
+            }) {
+                flow = f.clone();
+                break;
+            }
+            eprintln!("no flow with a NAPI id on port 11311 yet: {}", profile["flows"]);
+        }
+        let out = Command::new(irqtune_bin())
+            .args(["--netns", &pair.b, "show", "--json", "--sample", "0"])
+            .output()
+            .expect("run show");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let vb_napis: Vec<u64> = shown["machine"]["napi"]["napis"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no NAPI list: {}", shown["machine"]["napi"]))
+            .iter()
+            .filter(|n| n["device"] == "vb")
+            .filter_map(|n| n["id"].as_u64())
+            .collect();
+        assert!(!vb_napis.is_empty(), "vb has NAPIs with GRO on: {}", shown["machine"]["napi"]);
+        let id = flow["napi_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the flow has no NAPI id: {flow}"));
+        assert!(vb_napis.contains(&id), "flow NAPI {id}, vb's NAPIs {vb_napis:?}");
+        let (ok, report) = plain(&["report", prof.to_str().unwrap()]);
+        assert!(ok, "{report}");
+        assert!(
+            report.contains(&format!("napi {id}")) && report.contains("Readers by NAPI"),
+            "the report names the flow's NAPI: {report}"
+        );
+
         let (ok, text) = irqtune(&[
             "tune", "--iface", "vb", "--duration", "4", "--plan", p, "--max-trials", "1",
         ]);

@@ -45,7 +45,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     socket_wq_wait: 0,
     wait_queue_head_head: 0,
     socket_sk: 0,
-    _pad: 0,
+    sk_napi_id: 0,
 };
 
 /// One field of [`OFFSETS`], read volatile so the compiler cannot fold the zero it was built

@@ -104,6 +104,8 @@ fn flow(key: &FlowKey, family: u16, protocol: u16) -> Option<&'static mut FlowIn
             pending_ns: 0,
             pending_cpu: NO_CPU,
             pending_waiter: 0,
+            napi_id: 0,
+            _pad: 0,
         };
         if family == AF_INET6 {
             f.local_addr = read_at(sk, offset!(skc_v6_rcv_saddr)).unwrap_or([0; 16]);
@@ -193,6 +195,11 @@ fn on_data_ready(sk: u64, family: u16, protocol: u16) {
             f.pending_ns = now_ns();
             f.pending_cpu = cpu;
             f.pending_waiter = has_waiter(key.sk).into();
+            // Once per read cycle, like the waiter check: not on every delivery.
+            let at = offset!(sk_napi_id);
+            if at != 0 {
+                f.napi_id = read_at::<u32>(key.sk, at).unwrap_or(0);
+            }
         }
     }
     if let Some(c) = counts(&key, cpu) {

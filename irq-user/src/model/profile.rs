@@ -254,6 +254,11 @@ pub struct FlowRow {
     /// (a bounded map).
     #[serde(default)]
     pub delivery_to_read: DeliveryToRead,
+    /// The NAPI its data came from (the socket's `sk_napi_id` at a delivery): what busy
+    /// polling and IRQ suspension act on. None: no NAPI id seen (data that came through a
+    /// CPU's backlog, as over loopback or a veth without GRO, or a kernel without the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub napi_id: Option<u32>,
 }
 
 /// Delivery-to-read latency of one flow. Deliveries that found the reader waiting on the
@@ -316,6 +321,41 @@ impl DeliveryToRead {
         self.queued_reads += other.queued_reads;
         self.queued_wait_ns += other.queued_wait_ns;
     }
+}
+
+/// One reading process and the NAPIs its flows' data came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReaderNapis {
+    pub pid: u32,
+    pub comm: String,
+    pub flows: usize,
+    /// NAPI id -> flows of this reader from it.
+    pub napis: BTreeMap<u32, usize>,
+    /// Flows without a NAPI id.
+    pub unknown: usize,
+}
+
+/// Readers (by pid) whose flows carry at least one NAPI id, most NAPIs first.
+pub fn readers_by_napi(flows: &[FlowRow]) -> Vec<ReaderNapis> {
+    let mut by_pid: BTreeMap<u32, ReaderNapis> = BTreeMap::new();
+    for f in flows.iter().filter(|f| f.pid != 0 && f.reads() > 0) {
+        let r = by_pid.entry(f.pid).or_insert_with(|| ReaderNapis {
+            pid: f.pid,
+            comm: f.comm.clone(),
+            ..ReaderNapis::default()
+        });
+        r.flows += 1;
+        match f.napi_id {
+            Some(id) => *r.napis.entry(id).or_default() += 1,
+            None => r.unknown += 1,
+        }
+    }
+    let mut out: Vec<ReaderNapis> = by_pid
+        .into_values()
+        .filter(|r| !r.napis.is_empty())
+        .collect();
+    out.sort_by(|a, b| b.napis.len().cmp(&a.napis.len()).then(a.pid.cmp(&b.pid)));
+    out
 }
 
 /// What the applications got from all flows together: the outcome of the steering.
@@ -670,6 +710,7 @@ fn flow_rows(d: &Snapshot) -> Vec<FlowRow> {
                 mismatch_ratio: f.mismatch_ratio(),
                 read_bytes: f.per_cpu.values().map(|c| c.read_bytes).sum(),
                 delivery_to_read: DeliveryToRead::from_latency(&f.latency),
+                napi_id: f.napi_id(),
             }
         })
         .collect();

@@ -168,6 +168,11 @@ impl FlowSeries {
         self.per_cpu.values().map(|c| c.mismatched_reads).sum()
     }
 
+    /// The NAPI the flow's data came from, if the probes saw one.
+    pub fn napi_id(&self) -> Option<u32> {
+        (self.info.napi_id != 0).then_some(self.info.napi_id)
+    }
+
     /// Mismatched reads / reads (0 without reads).
     pub fn mismatch_ratio(&self) -> f64 {
         let reads = self.reads();
@@ -474,6 +479,8 @@ mod tests {
             pending_ns: 0,
             pending_cpu: 0,
             pending_waiter: 0,
+            napi_id: 0,
+            _pad: 0,
         };
         let mut per_cpu = BTreeMap::new();
         per_cpu.insert(

@@ -130,6 +130,16 @@ pub fn render(p: &Profile) -> Vec<u8> {
             f.reads(),
             ("mismatch_ratio", format!("{:.4}", f.mismatch_ratio)),
         ));
+        if let Some(id) = f.napi_id {
+            rows.push(plain_row(
+                "flow_napi",
+                &key,
+                &id.to_string(),
+                None,
+                f.reads(),
+                ("napi_id", id.to_string()),
+            ));
+        }
         let d = &f.delivery_to_read;
         for (placement, h) in [("same_cpu", &d.same_cpu), ("cross_cpu", &d.cross_cpu)] {
             if h.count() > 0 {

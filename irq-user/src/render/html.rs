@@ -306,7 +306,7 @@ fn softirq_section(p: &Profile, o: &mut String) {
 fn flow_section(p: &Profile, o: &mut String) {
     let _ = writeln!(o, "<h2>Flow placement: softirq CPU x reader CPU</h2>");
     flow_matrix(p, o);
-    let _ = writeln!(o, "<table><tr><th>proto</th><th>local</th><th>remote</th><th>pid</th><th>comm</th><th>reads</th><th>mismatch</th><th>MB/s</th><th>same-CPU p50</th><th>same-CPU p99</th><th>cross-CPU p50</th><th>cross-CPU p99</th></tr>");
+    let _ = writeln!(o, "<table><tr><th>proto</th><th>local</th><th>remote</th><th>pid</th><th>comm</th><th>reads</th><th>mismatch</th><th>MB/s</th><th>same-CPU p50</th><th>same-CPU p99</th><th>cross-CPU p50</th><th>cross-CPU p99</th><th>NAPI</th></tr>");
     let secs = p.duration_secs().max(1e-9);
     for f in p.flows.iter().filter(|f| f.reads() > 0).take(20) {
         let (same, cross) = (
@@ -315,9 +315,10 @@ fn flow_section(p: &Profile, o: &mut String) {
         );
         let _ = writeln!(
             o,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{:.1}%</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{:.1}%</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             f.protocol, esc(&f.local), esc(&f.remote), f.pid, esc(&f.comm), f.reads(), f.mismatch_ratio * 100.0,
-            f.read_bytes as f64 / secs / 1e6, fmt_ns(same.p50_ns), fmt_ns(same.p99_ns), fmt_ns(cross.p50_ns), fmt_ns(cross.p99_ns)
+            f.read_bytes as f64 / secs / 1e6, fmt_ns(same.p50_ns), fmt_ns(same.p99_ns), fmt_ns(cross.p50_ns), fmt_ns(cross.p99_ns),
+            f.napi_id.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
         );
     }
     let _ = writeln!(o, "</table>");

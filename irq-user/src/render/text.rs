@@ -376,7 +376,7 @@ fn flows(p: &Profile, o: &mut String) {
     for f in &shown {
         let _ = writeln!(
             o,
-            "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>5.1}%  {}{} / {}",
+            "  {:<5} {:<40} {:<40} {:>8} {:<16} {:>9} {:>5.1}%  {}{} / {}{}",
             f.protocol,
             f.local,
             f.remote,
@@ -390,12 +390,46 @@ fn flows(p: &Profile, o: &mut String) {
                 n => format!(" (+{n} from backlog)"),
             },
             fmt_map(&f.reads_by_cpu),
+            f.napi_id.map(|n| format!("  napi {n}")).unwrap_or_default(),
         );
     }
     if shown.is_empty() {
         let _ = writeln!(o, "  (no TCP/UDP reads seen)");
     }
+    readers_by_napi(p, o);
     delivery_to_read(p, o);
+}
+
+/// Per reading process, the NAPIs its flows' data came from: busy polling and IRQ
+/// suspension poll one NAPI per epoll context, so they serve a reader whose sockets share one.
+fn readers_by_napi(p: &Profile, o: &mut String) {
+    let readers = crate::model::profile::readers_by_napi(&p.flows);
+    if readers.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nReaders by NAPI (where their flows' data came from):");
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    for r in &readers {
+        let ids: Vec<String> = r
+            .napis
+            .iter()
+            .map(|(id, n)| format!("{id} ({})", plural(*n, "flow")))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {} {}: {} over {}: {}{}",
+            r.comm,
+            r.pid,
+            plural(r.flows, "flow"),
+            plural(r.napis.len(), "NAPI"),
+            ids.join(", "),
+            if r.unknown > 0 {
+                format!("; {} without a NAPI id", plural(r.unknown, "flow"))
+            } else {
+                String::new()
+            },
+        );
+    }
 }
 
 /// Throughput and the delivery-to-read wait of the busiest flows, same-CPU vs cross-CPU.

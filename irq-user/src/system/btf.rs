@@ -238,7 +238,8 @@ impl Btf {
             socket_wq_wait: self.member_offset("socket_wq", "wait")?,
             wait_queue_head_head: self.member_offset("wait_queue_head", "head")?,
             socket_sk: self.member_offset("socket", "sk")?,
-            _pad: 0,
+            // Absent without CONFIG_NET_RX_BUSY_POLL: 0 tells the probes not to read it.
+            sk_napi_id: self.member_offset("sock", "sk_napi_id").unwrap_or(0),
         })
     }
 }

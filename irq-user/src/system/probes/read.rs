@@ -78,7 +78,10 @@ impl Probes {
             HashMap::try_from(self.map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
         let mut flows: BTreeMap<FlowKey, FlowSeries> = BTreeMap::new();
         for item in info.iter() {
-            let (key, info) = item.map_err(err(maps::FLOWS))?;
+            let (key, mut info) = item.map_err(err(maps::FLOWS))?;
+            if info.napi_id < min_napi_id() {
+                info.napi_id = 0;
+            }
             flows.insert(
                 key,
                 FlowSeries {
@@ -169,4 +172,18 @@ pub fn map_memory() -> Option<u64> {
         total = total.saturating_add(memlock);
     }
     Some(total)
+}
+
+/// The smallest NAPI id the kernel hands out: NR_CPUS + 1 (include/net/busy_poll.h,
+/// MIN_NAPI_ID), NR_CPUS being /sys/devices/system/cpu/kernel_max + 1. Below it, a socket's
+/// `sk_napi_id` holds what an skb carried in the same field on transmit (its sender CPU + 1,
+/// as loopback delivers it), not a NAPI. 8193 (x86's largest NR_CPUS + 1) if unreadable.
+fn min_napi_id() -> u32 {
+    static MIN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/kernel_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .map_or(8193, |max| max.saturating_add(2))
+    })
 }
