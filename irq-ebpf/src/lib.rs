@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<IrqCpu>(), 24);
         assert_eq!(core::mem::size_of::<IrqHist>(), 1120);
         assert_eq!(core::mem::size_of::<SoftirqStats>(), 2304);
-        assert_eq!(core::mem::size_of::<FlowInfo>(), 80);
+        assert_eq!(core::mem::size_of::<FlowInfo>(), 88);
         assert_eq!(core::mem::size_of::<FlowLatency>(), 2304);
         assert_eq!(core::mem::size_of::<NetDevStats>(), 64);
         assert_eq!(Loss::ALL.len(), Loss::COUNT as usize);

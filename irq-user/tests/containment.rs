@@ -347,18 +347,27 @@ fn revert_checks_the_journal_before_writing_anything() {
     let mut v: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&journal).unwrap()).unwrap();
     let first = v["entries"][0].clone();
-    let mut nic = serde_json::json!({
-        "kind": "channels", "iface": "eth0", "channel": "combined",
-        "path": "ethtool/eth0/channels/combined", "old": "1", "new": "4"
-    });
-    v["entries"] = serde_json::json!([first, nic.take()]);
-    let evil = a.dir.path().join("nic.json");
-    fs::write(&evil, v.to_string()).unwrap();
-    let before = snapshot(&a.root());
-    let o = a.run(&["revert", "--force", evil.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(err(&o).contains("live machine only"), "{}", err(&o));
-    assert_unchanged(&before, &snapshot(&a.root()), "tree");
+    // The same for a NAPI kthread's CPUs (sched_setaffinity on a live kthread): a tree has
+    // no task to set, and a journal must not make irqtune pin one of this host's.
+    for live_only in [
+        serde_json::json!({
+            "kind": "channels", "iface": "eth0", "channel": "combined",
+            "path": "ethtool/eth0/channels/combined", "old": "1", "new": "4"
+        }),
+        serde_json::json!({
+            "kind": "napi_kthread", "iface": "eth0", "napi": 8193,
+            "path": "napi/eth0/8193/kthread_cpus", "old": "3", "new": "1"
+        }),
+    ] {
+        v["entries"] = serde_json::json!([first.clone(), live_only]);
+        let evil = a.dir.path().join("nic.json");
+        fs::write(&evil, v.to_string()).unwrap();
+        let before = snapshot(&a.root());
+        let o = a.run(&["revert", "--force", evil.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(err(&o).contains("live machine only"), "{}", err(&o));
+        assert_unchanged(&before, &snapshot(&a.root()), "tree");
+    }
 
     // The right journal on its own tree reverts.
     let o = a.run(&["revert", "--state-dir", state.to_str().unwrap()]);

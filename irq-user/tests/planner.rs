@@ -519,6 +519,7 @@ fn softnet_load(rows: &[(u32, u64, u64, u64, u64)], net_rx: &[(u32, u64, u64)]) 
                     NetRxCpu {
                         gap_p99_ns,
                         time_ns,
+                        ..NetRxCpu::default()
                     },
                 )
             })
@@ -967,6 +968,190 @@ fn one_packet_per_tx_completion_interrupt_turns_adaptive_tx_on_where_the_driver_
     );
     assert!(
         p.notes.iter().any(|n| n.contains("no adaptive tx")),
+        "{:?}",
+        p.notes
+    );
+}
+
+/// A load where `nic`'s NAPI polled on `hot` with ksoftirqd running `ks` of 1000 NET_RX
+/// runs there, and readers on `readers`.
+fn ksoftirqd_load(m: &Machine, nic: &str, hot: u32, ks: u64, readers: &[u32]) -> Load {
+    let mut load = Load::from_counts(m, "test");
+    load.device_packets.insert((nic.into(), hot), 50_000);
+    load.net_rx.insert(
+        hot,
+        planner::NetRxCpu {
+            runs: 1000,
+            ksoftirqd_runs: ks,
+            ..planner::NetRxCpu::default()
+        },
+    );
+    load.flows = readers
+        .iter()
+        .map(|&cpu| FlowLoad {
+            label: format!("reader on {cpu}"),
+            steerable: true,
+            deliveries_by_cpu: [(hot, 1000)].into(),
+            reads_by_cpu: [(cpu, 1000)].into(),
+            reads: 1000,
+            mismatched_reads: 0,
+        })
+        .collect();
+    load
+}
+
+/// Two NAPIs on `nic`, threaded NAPI off, kthreads created on every CPU.
+fn with_napis(m: &mut Machine, nic: &str, threaded: Option<u32>) {
+    use irq_user::model::machine::napi::{Napi, NapiTopology};
+    let all = m.topology.online.clone();
+    m.new_kthread_cpus = Some(all);
+    m.napi = Some(NapiTopology {
+        source: "test".into(),
+        napis: [8193, 8194]
+            .into_iter()
+            .map(|id| Napi {
+                id,
+                device: nic.into(),
+                ..Napi::default()
+            })
+            .collect(),
+    });
+    m.nics
+        .iter_mut()
+        .find(|n| n.name == nic)
+        .unwrap()
+        .napi
+        .threaded = threaded;
+}
+
+fn threaded_plan(m: &Machine, load: &Load, nic: &str) -> Plan {
+    let opts = PlanOptions {
+        ifaces: vec![nic.into()],
+        strategy: irq_user::analysis::plan::Strategy::Threaded,
+        ..PlanOptions::default()
+    };
+    planner::plan(m, load, &opts, 1).expect("plan")
+}
+
+fn kthread_cpus(p: &Plan) -> Vec<(u32, Vec<u32>)> {
+    p.changes
+        .iter()
+        .filter_map(|c| match c.knob {
+            Knob::NapiKthread { napi, .. } => {
+                Some((napi, cpulist::parse_mask(&c.proposed).unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ksoftirqd_on_the_readers_cpus_turns_threaded_napi_on_with_kthreads_off_the_readers() {
+    let threaded = Knob::NapiThreaded {
+        iface: "eth2".into(),
+    };
+    let (_dir, mut m) = machine(&MachineSpec::two_socket_server());
+    with_napis(&mut m, "eth2", Some(0));
+    let node1 = m.topology.node_cpus(1).unwrap().to_vec();
+    // The hot CPU varied over the node, readers on it and on one more CPU.
+    for (hot, other) in [(node1[0], node1[3]), (node1[5], node1[1])] {
+        let load = ksoftirqd_load(&m, "eth2", hot, 600, &[hot, other]);
+        let p = threaded_plan(&m, &load, "eth2");
+        assert_eq!(proposed(&p, &threaded), Some(1), "{}", p.diff());
+        let placed = kthread_cpus(&p);
+        assert_eq!(
+            placed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [8193, 8194]
+        );
+        for (_, cpus) in &placed {
+            // The node's CPUs the planner may use (not isolated, not nohz_full), less readers.
+            let t = &m.topology;
+            let want: Vec<u32> = node1
+                .iter()
+                .copied()
+                .filter(|c| *c != hot && *c != other)
+                .filter(|c| !t.isolated.contains(c) && !t.nohz_full.contains(c))
+                .collect();
+            let mut got = cpus.clone();
+            got.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(got, want, "node 1 without the readers: {}", p.diff());
+        }
+        // The change to threaded comes before the placements (the kthreads appear with it).
+        assert!(
+            matches!(p.changes[0].knob, Knob::NapiThreaded { .. }),
+            "{}",
+            p.diff()
+        );
+        // The kthreads' current CPUs are the ones they are created with.
+        assert!(p.changes[1..]
+            .iter()
+            .all(|c| cpulist::parse_mask(&c.current).unwrap() == m.topology.online));
+    }
+    // ksoftirqd at the noise share, readers elsewhere, or threaded already on: nothing.
+    let cases = [
+        (
+            ksoftirqd_load(&m, "eth2", node1[0], 50, &[node1[0]]),
+            Some(0),
+        ),
+        (
+            ksoftirqd_load(&m, "eth2", node1[0], 600, &[node1[2]]),
+            Some(0),
+        ),
+        (
+            ksoftirqd_load(&m, "eth2", node1[0], 600, &[node1[0]]),
+            Some(1),
+        ),
+    ];
+    for (load, state) in cases {
+        with_napis(&mut m, "eth2", state);
+        let p = threaded_plan(&m, &load, "eth2");
+        assert!(p.changes.is_empty(), "{}", p.diff());
+    }
+    // A kernel without the threaded file: said.
+    with_napis(&mut m, "eth2", None);
+    let p = threaded_plan(
+        &m,
+        &ksoftirqd_load(&m, "eth2", node1[0], 600, &[node1[0]]),
+        "eth2",
+    );
+    assert!(p.changes.is_empty(), "{}", p.diff());
+    assert!(p.notes.iter().any(|n| n.contains("5.12")), "{:?}", p.notes);
+}
+
+#[test]
+fn threaded_napi_on_a_vm_whose_cpus_all_read_leaves_the_kthreads_to_the_scheduler() {
+    let threaded = Knob::NapiThreaded {
+        iface: "eth0".into(),
+    };
+    let (_dir, mut m) = machine(&MachineSpec::vm());
+    with_napis(&mut m, "eth0", Some(0));
+    // Readers on CPU 1 only: the kthreads go to CPU 0; on CPU 0 only: to CPU 1.
+    for (hot, free) in [(1u32, 0u32), (0, 1)] {
+        let p = threaded_plan(&m, &ksoftirqd_load(&m, "eth0", hot, 900, &[hot]), "eth0");
+        assert_eq!(proposed(&p, &threaded), Some(1), "{}", p.diff());
+        assert!(
+            kthread_cpus(&p).iter().all(|(_, c)| c == &[free]),
+            "{}",
+            p.diff()
+        );
+    }
+    // No ksoftirqd, but NET_RX takes 35% of the reader's CPU (as a sender on the reader's
+    // CPU makes it over a veth): proposed; at 2%, below what a trial resolves: not.
+    for (time_ns, want) in [(350_000_000u64, Some(1)), (20_000_000, None)] {
+        let mut load = ksoftirqd_load(&m, "eth0", 1, 0, &[1]);
+        load.secs = 1.0;
+        load.net_rx.get_mut(&1).unwrap().time_ns = time_ns;
+        let p = threaded_plan(&m, &load, "eth0");
+        assert_eq!(proposed(&p, &threaded), want, "{time_ns} ns: {}", p.diff());
+    }
+    // Readers on both: threaded still, the placement left to the scheduler and said.
+    let p = threaded_plan(&m, &ksoftirqd_load(&m, "eth0", 1, 900, &[0, 1]), "eth0");
+    assert_eq!(proposed(&p, &threaded), Some(1), "{}", p.diff());
+    assert!(kthread_cpus(&p).is_empty(), "{}", p.diff());
+    assert!(
+        p.notes.iter().any(|n| n.contains("left to the scheduler")),
         "{:?}",
         p.notes
     );

@@ -230,3 +230,179 @@ kernel_test! {
         assert_eq!(read(), original, "the before state at the end: {verdict}");
     }
 }
+
+kernel_test! {
+    /// Threaded NAPI where a device's polls take its reader's CPU: a 64-byte UDP flood over
+    /// a veth with NAPI (GRO), sender and reader on one CPU (varied: CPU 1, then CPU 0), so
+    /// vb's NAPI polls run in softirq context on the reader's CPU. `plan` proposes threaded
+    /// NAPI with vb's NAPI kthread on the other CPU; apply turns it on and the kthread runs
+    /// there; revert restores threaded 0 and leaves no kthread pinned; `tune --plan` judges
+    /// it on the flood and leaves the state its verdict says.
+    fn threaded_napi_on_the_readers_cpu_is_planned_placed_judged_and_reverted() {
+        for (shared, free) in [(1u32, 0u32), (0, 1)] {
+            threaded_case(shared, free);
+        }
+    }
+}
+
+fn threaded_case(shared: u32, free: u32) {
+    use irqtune_tests::{sh, NetnsPair};
+    let pair = NetnsPair::new(&format!("thr{shared}"));
+    sh(&format!(
+        "ip netns exec {} ethtool -K vb gro on rx-udp-gro-forwarding on",
+        pair.b
+    ));
+    let threaded = || pair.sysfs_read(&pair.b, "/sys/class/net/vb/threaded");
+    assert_eq!(threaded(), "0", "threaded NAPI starts off");
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], with_state: bool| {
+        let mut c = Command::new(irqtune_bin());
+        c.args(["--netns", &pair.b]).args(args);
+        if with_state {
+            c.arg("--state-dir").arg(state.path());
+        }
+        let out = c.output().expect("run irqtune");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "irqtune {args:?}: {text}");
+        text
+    };
+    let cpu = shared.to_string();
+    let mut load = irqtune_tests::Procs(vec![irqtune_tests::sockperf(
+        &pair.b,
+        Some(shared as usize),
+        &["server", "-i", &pair.ip_b, "-p", "11411"],
+    )]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    load.0.push(irqtune_tests::sockperf(
+        &pair.a,
+        Some(shared as usize),
+        &[
+            "throughput",
+            "-i",
+            &pair.ip_b,
+            "-p",
+            "11411",
+            "-m",
+            "64",
+            "--mps",
+            "max",
+            "-t",
+            "120",
+        ],
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
+    let full = state.path().join("plan.json");
+    let out = run(
+        &[
+            "plan",
+            "--iface",
+            "vb",
+            "--duration",
+            "3",
+            "--output",
+            full.to_str().unwrap(),
+        ],
+        false,
+    );
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap();
+    let changes: Vec<serde_json::Value> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "napi_threaded" || c["kind"] == "napi_kthread")
+        .cloned()
+        .collect();
+    assert!(
+        changes
+            .first()
+            .is_some_and(|c| c["kind"] == "napi_threaded" && c["proposed"] == "1"),
+        "sender and reader on CPU {cpu}: threaded NAPI proposed first: {out}"
+    );
+    let kthreads: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|c| c["kind"] == "napi_kthread")
+        .collect();
+    assert!(!kthreads.is_empty(), "vb's NAPI kthread placed: {out}");
+    for k in &kthreads {
+        let cpus = irq_user::model::cpulist::parse_mask(k["proposed"].as_str().unwrap()).unwrap();
+        assert_eq!(cpus, [free], "off the reader's CPU {cpu}: {k}");
+    }
+    plan["changes"] = serde_json::Value::Array(changes.clone());
+    let path = state.path().join("threaded.json");
+    std::fs::write(&path, plan.to_string()).unwrap();
+    let p = path.to_str().unwrap();
+
+    // Applied: threaded on, each kthread on the free CPU; reverted: as before.
+    run(&["apply", p], true);
+    assert_eq!(threaded(), "1");
+    for k in &kthreads {
+        let napi = k["napi"].as_u64().unwrap();
+        let allowed = kthread_cpus(&format!("napi/vb-{napi}"))
+            .unwrap_or_else(|| panic!("no kthread napi/vb-{napi}"));
+        assert_eq!(allowed, free.to_string(), "NAPI {napi}'s kthread");
+    }
+    run(&["revert"], true);
+    assert_eq!(threaded(), "0", "revert turns threaded NAPI off again");
+    for k in &kthreads {
+        let napi = k["napi"].as_u64().unwrap();
+        // Kernels that keep the kthread after threaded is off have it back on its old CPUs.
+        if let Some(allowed) = kthread_cpus(&format!("napi/vb-{napi}")) {
+            assert_ne!(
+                allowed,
+                free.to_string(),
+                "the kthread's placement is reverted"
+            );
+        }
+    }
+
+    // Judged on the flood.
+    let text = run(
+        &[
+            "tune",
+            "--iface",
+            "vb",
+            "--duration",
+            "4",
+            "--plan",
+            p,
+            "--max-trials",
+            "1",
+        ],
+        true,
+    );
+    drop(load);
+    eprintln!("{text}");
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("Verdict:"))
+        .unwrap_or_else(|| panic!("no verdict: {text}"));
+    if verdict.contains("; kept.") {
+        assert_eq!(threaded(), "1", "{verdict}");
+        run(&["revert"], true);
+    }
+    assert_eq!(threaded(), "0", "the before state at the end: {verdict}");
+}
+
+/// The allowed CPUs (list) of the kthread with this name, if it runs.
+fn kthread_cpus(name: &str) -> Option<String> {
+    let comm: String = name.chars().take(15).collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim().to_string())
+            };
+            (field("Name:")? == comm).then(|| field("Cpus_allowed_list:"))?
+        })
+}

@@ -53,6 +53,10 @@ pub enum Knob {
     /// /sys/class/net/IFACE/gro_flush_timeout (ns): the timer that polls while IRQs are
     /// deferred.
     GroFlushTimeout { iface: String },
+    /// The CPUs a threaded NAPI's kthread ("napi/IFACE-ID") may run on (sched_setaffinity;
+    /// hex mask, as /proc/PID/status shows it). Before the kthread exists (threaded NAPI
+    /// off), the CPUs it will be created with: kthreadd's.
+    NapiKthread { iface: String, napi: u32 },
 }
 
 /// How a knob's value is written and compared.
@@ -91,6 +95,8 @@ impl Knob {
                 format!("sys/class/net/{iface}/napi_defer_hard_irqs")
             }
             Knob::GroFlushTimeout { iface } => format!("sys/class/net/{iface}/gro_flush_timeout"),
+            // Not a file: a name for the journal; the kthread is found by its NAPI.
+            Knob::NapiKthread { iface, napi } => format!("napi/{iface}/{napi}/kthread_cpus"),
         }
     }
 
@@ -155,6 +161,11 @@ impl Knob {
         )
     }
 
+    /// Set through the kernel, not a file: the live machine only, never in a --root tree.
+    pub fn is_live_only(&self) -> bool {
+        self.is_ethtool() || matches!(self, Knob::NapiKthread { .. })
+    }
+
     /// Interface names come from plan and journal files: they must be one path component.
     pub fn check(&self) -> Result<(), ValueError> {
         match self {
@@ -166,7 +177,8 @@ impl Knob {
             | Knob::Coalesce { iface, .. }
             | Knob::NapiThreaded { iface }
             | Knob::NapiDeferHardIrqs { iface }
-            | Knob::GroFlushTimeout { iface } => {
+            | Knob::GroFlushTimeout { iface }
+            | Knob::NapiKthread { iface, .. } => {
                 if iface.is_empty()
                     || iface.len() > 15
                     || iface.contains('/')
@@ -199,6 +211,7 @@ impl fmt::Display for Knob {
             Knob::NapiThreaded { iface } => write!(f, "{iface} threaded NAPI"),
             Knob::NapiDeferHardIrqs { iface } => write!(f, "{iface} napi_defer_hard_irqs"),
             Knob::GroFlushTimeout { iface } => write!(f, "{iface} gro_flush_timeout"),
+            Knob::NapiKthread { iface, napi } => write!(f, "{iface} NAPI {napi} kthread CPUs"),
         }
     }
 }
@@ -302,6 +315,9 @@ pub enum Strategy {
     /// where the backlog or the NIC dropped or NET_RX ran out of budget: a plan of its own,
     /// so its effect is judged apart from the steering's, and kept only for fewer drops.
     Drops,
+    /// Threaded NAPI where a device's NAPI polls take its readers' CPUs (or fall to
+    /// ksoftirqd there): its polls move to kthreads, placed off the readers' CPUs.
+    Threaded,
 }
 
 impl Strategy {
@@ -319,6 +335,7 @@ impl Strategy {
             Strategy::Drops => {
                 "the receive drop levers (netdev_max_backlog, netdev_budget, NIC rx rings)"
             }
+            Strategy::Threaded => "threaded NAPI, its kthreads off the readers' CPUs",
         }
     }
 }

@@ -92,6 +92,9 @@ pub struct Load {
 pub struct NetRxCpu {
     pub gap_p99_ns: u64,
     pub time_ns: u64,
+    /// NET_RX runs, and those ksoftirqd ran (the load outgrew interrupt exit).
+    pub runs: u64,
+    pub ksoftirqd_runs: u64,
 }
 
 impl Load {
@@ -161,6 +164,8 @@ impl Load {
                         .p99_ns
                         .saturating_add(r.handler.summary.p99_ns),
                     time_ns: r.time_ns,
+                    runs: r.count,
+                    ksoftirqd_runs: r.ksoftirqd_runs,
                 },
             );
         }
@@ -184,9 +189,9 @@ pub struct PlanOptions {
     pub mismatch_threshold: f64,
     /// Where the receive processing of mismatched flows goes.
     pub strategy: Strategy,
-    /// Whether a steering plan carries the softnet changes too (`irqtune plan`: one plan for
-    /// everything measured; `tune` judges them apart).
-    pub softnet: bool,
+    /// Whether a steering plan carries the levers `tune` judges in trials of their own too
+    /// (the drop levers, threaded NAPI): `irqtune plan` makes one plan of everything measured.
+    pub separate_trials: bool,
 }
 
 impl Default for PlanOptions {
@@ -197,7 +202,7 @@ impl Default for PlanOptions {
             high_irq_rate: policy::RPS_HIGH_IRQ_RATE,
             mismatch_threshold: policy::MISMATCHED_FLOW,
             strategy: Strategy::default(),
-            softnet: true,
+            separate_trials: true,
         }
     }
 }
@@ -1147,6 +1152,136 @@ impl Planner<'_> {
         }
     }
 
+    /// Threaded NAPI for a device whose NAPI polls run on its readers' CPUs, taking a share
+    /// of them a trial could show the gain of, or falling to ksoftirqd there: the polls move
+    /// from softirq context (which runs where the IRQ or the sender was) into kthreads,
+    /// placed on the NIC's node off the readers' CPUs where there are such CPUs (else left to
+    /// the scheduler, and said).
+    fn plan_threaded(&mut self, nics: &[&Nic], allowed: &[u32]) {
+        let readers: BTreeSet<u32> = self
+            .load
+            .flows
+            .iter()
+            .flat_map(|f| {
+                f.reads_by_cpu
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(c, _)| *c)
+            })
+            .collect();
+        for nic in nics {
+            let hot: Vec<String> = self
+                .load
+                .device_packets
+                .iter()
+                .filter(|((d, cpu), n)| d == &nic.name && **n > 0 && readers.contains(cpu))
+                .filter_map(|((_, cpu), n)| {
+                    let r = self.load.net_rx.get(cpu)?;
+                    let ksoftirqd = r.ksoftirqd_runs as f64 / r.runs.max(1) as f64;
+                    let time = if self.load.secs > 0.0 {
+                        r.time_ns as f64 / (self.load.secs * 1e9)
+                    } else {
+                        0.0
+                    };
+                    let overloaded = r.runs >= policy::KSOFTIRQD_MIN_RUNS
+                        && ksoftirqd > policy::KSOFTIRQD_SHARE;
+                    (overloaded || time >= policy::NAPI_ON_READERS_SHARE).then(|| {
+                        format!(
+                            "CPU {cpu}: readers read there, {} polled {n} packets there, NET_RX took {:.1}% of it, ksoftirqd ran {:.0}% of its NET_RX runs ({} of {})",
+                            nic.name,
+                            time * 100.0,
+                            ksoftirqd * 100.0,
+                            r.ksoftirqd_runs,
+                            r.runs
+                        )
+                    })
+                })
+                .collect();
+            if hot.is_empty() {
+                continue;
+            }
+            let evidence = hot.join("; ");
+            match nic.napi.threaded {
+                Some(0) => {}
+                Some(_) => continue,
+                None => {
+                    self.notes.push(format!(
+                        "{}: {evidence}; threaded NAPI would move its polls to kthreads, but this kernel has no /sys/class/net/{}/threaded (5.12+)",
+                        nic.name, nic.name
+                    ));
+                    continue;
+                }
+            }
+            self.propose(
+                Knob::NapiThreaded { iface: nic.name.clone() },
+                Some("0"),
+                "1".into(),
+                format!("{}'s receive work runs on its readers' CPUs (in softirq context, or ksoftirqd): threaded NAPI polls it in kthreads the scheduler can place, and irqtune places off the readers", nic.name),
+                evidence,
+            );
+            self.place_napi_kthreads(nic, allowed, &readers);
+        }
+    }
+
+    /// Each of the device's NAPI kthreads on the NIC's node's CPUs without readers.
+    fn place_napi_kthreads(&mut self, nic: &Nic, allowed: &[u32], readers: &BTreeSet<u32>) {
+        let napis: Vec<u32> = self
+            .m
+            .napi
+            .iter()
+            .flat_map(|t| &t.napis)
+            .filter(|n| n.device == nic.name)
+            .map(|n| n.id)
+            .collect();
+        let pool = self.pool(nic, allowed);
+        let away: Vec<u32> = pool
+            .order
+            .iter()
+            .copied()
+            .filter(|c| !readers.contains(c))
+            .collect();
+        let Some(start) = self.m.new_kthread_cpus.clone() else {
+            self.notes.push(format!(
+                "{}: kthreadd's CPUs unknown: its NAPI kthreads are left to the scheduler",
+                nic.name
+            ));
+            return;
+        };
+        if napis.is_empty() {
+            self.notes.push(format!(
+                "{}: its NAPI ids are unknown (netdev-genl napi-get, Linux 6.8+): its kthreads are left to the scheduler",
+                nic.name
+            ));
+            return;
+        }
+        if away.is_empty() {
+            self.notes.push(format!(
+                "{}: every usable CPU of {} has readers: its NAPI kthreads are left to the scheduler",
+                nic.name, pool.place
+            ));
+            return;
+        }
+        let (current, proposed) = (self.mask(&start), self.mask(&away));
+        for napi in napis {
+            self.propose(
+                Knob::NapiKthread {
+                    iface: nic.name.clone(),
+                    napi,
+                },
+                Some(&current),
+                proposed.clone(),
+                format!(
+                    "NAPI {napi}'s kthread on {} without the readers' CPUs",
+                    pool.place
+                ),
+                format!(
+                    "readers on CPUs {}",
+                    cpulist::format(&readers.iter().copied().collect::<Vec<_>>())
+                ),
+            );
+        }
+    }
+
     fn plan_nic(&mut self, nic: &Nic, allowed: &[u32]) {
         let mismatched = Mismatched::of(self.load, self.opts.mismatch_threshold);
         let allowed = match self.opts.strategy {
@@ -1155,7 +1290,7 @@ impl Planner<'_> {
                 Some(rest) => rest,
                 None => return,
             },
-            Strategy::Drops => return,
+            Strategy::Drops | Strategy::Threaded => return,
         };
         let pool = self.pool(nic, &allowed);
         self.plan_channels(nic, &pool);
@@ -1179,7 +1314,7 @@ impl Planner<'_> {
             Strategy::AwayFromReaders => {
                 self.plan_rps_away(nic, &pool, vectors.len(), &mut serving);
             }
-            Strategy::Drops => {}
+            Strategy::Drops | Strategy::Threaded => {}
         }
         self.plan_xps(nic, &pool, &serving);
     }
@@ -1342,6 +1477,10 @@ pub fn plan(
         p.plan_drops(&nics);
         return Ok(p.into_plan(created_unix));
     }
+    if opts.strategy == Strategy::Threaded {
+        p.plan_threaded(&nics, &allowed);
+        return Ok(p.into_plan(created_unix));
+    }
     p.seed_cpu_load(&moving);
     // Heaviest NIC first, so it gets the pick of the cores.
     let mut nics = nics;
@@ -1352,8 +1491,9 @@ pub fn plan(
     for nic in &nics {
         p.plan_nic(nic, &allowed);
     }
-    if opts.softnet {
+    if opts.separate_trials {
         p.plan_drops(&nics);
+        p.plan_threaded(&nics, &allowed);
     }
     Ok(p.into_plan(created_unix))
 }
@@ -1369,22 +1509,28 @@ pub fn candidates(
     let mut out: Vec<Plan> = Vec::new();
     // The softnet levers first, on their own: drops are the most direct evidence, and a
     // trial of them alone says whether they, not the steering, helped.
-    let softnet = plan(
-        m,
-        load,
-        &PlanOptions {
-            strategy: Strategy::Drops,
-            ..opts.clone()
-        },
-        created_unix,
-    )?;
-    if !softnet.changes.is_empty() {
-        out.push(softnet);
+    let alone = |strategy| {
+        plan(
+            m,
+            load,
+            &PlanOptions {
+                strategy,
+                ..opts.clone()
+            },
+            created_unix,
+        )
+    };
+    let drops = alone(Strategy::Drops)?;
+    if !drops.changes.is_empty() {
+        out.push(drops);
     }
+    // The first steering plan even when it changes nothing, if nothing else does: its notes
+    // say why (kept aside so a threaded NAPI plan, if any, comes first then).
+    let mut empty = None;
     for strategy in Strategy::STEERING {
         let o = PlanOptions {
             strategy,
-            softnet: false,
+            separate_trials: false,
             ..opts.clone()
         };
         let p = plan(m, load, &o, created_unix)?;
@@ -1395,11 +1541,20 @@ pub fn candidates(
                     .zip(&p.changes)
                     .all(|(a, b)| a.knob == b.knob && a.proposed == b.proposed)
         };
-        if strategy == Strategy::FollowReaders && out.is_empty()
-            || (!p.changes.is_empty() && !out.iter().any(same))
-        {
+        if !p.changes.is_empty() && !out.iter().any(same) {
             out.push(p);
+        } else if strategy == Strategy::FollowReaders && out.is_empty() {
+            empty = Some(p);
         }
+    }
+    // Threaded NAPI last, alone: it moves all of a device's receive work, a bigger step than
+    // steering the flows that need it.
+    let threaded = alone(Strategy::Threaded)?;
+    if !threaded.changes.is_empty() {
+        out.push(threaded);
+    }
+    if out.is_empty() {
+        out.extend(empty);
     }
     Ok(out)
 }

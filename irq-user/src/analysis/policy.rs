@@ -170,6 +170,14 @@ pub const POWER: f64 = 0.8;
 /// so a 3% fall is resolved in 5 windows a side.
 pub const THROUGHPUT_MARGIN: f64 = 0.03;
 
+/// A device's NAPI polls on its readers' CPUs are worth moving to a threaded NAPI kthread
+/// elsewhere when NET_RX takes at least this share of such a CPU. Moving a share s off a
+/// CPU-bound reader's CPU gives the reader at most s / (1 - s) more time; a trial resolves a
+/// throughput change of about [`THROUGHPUT_MARGIN`], so below s = m / (1 + m) (2.9%) no trial
+/// could show the gain. (ksoftirqd carrying NET_RX there, the kernel's own sign of softirq
+/// overload, is the other trigger: [`KSOFTIRQD_SHARE`].)
+pub const NAPI_ON_READERS_SHARE: f64 = THROUGHPUT_MARGIN / (1.0 + THROUGHPUT_MARGIN);
+
 /// The median wake-up (delivery-to-read) may rise by less than this and still count as no
 /// worse. Moving a flow's softirq onto its reader's CPU is meant to save the cross-CPU
 /// wake-up (an IPI and a remote run-queue): the tune tests measured that gain at 10% to 40%

@@ -322,6 +322,12 @@ pub fn worth_changing(m: &Measures) -> Option<String> {
             m.imbalance
         ));
     }
+    if m.net_rx_runs >= policy::MIN_NET_RX_RUNS && m.ksoftirqd_share > policy::KSOFTIRQD_SHARE {
+        why.push(format!(
+            "ksoftirqd runs {:.0}% of NET_RX",
+            m.ksoftirqd_share * 100.0
+        ));
+    }
     if m.drops > 0 || m.squeezes > 0 {
         why.push(format!(
             "{} receive drops, {} squeezes",

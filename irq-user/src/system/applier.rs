@@ -484,9 +484,9 @@ fn checked(
     let j = store.load_in(path)?;
     let (mismatch, mut invalid) = j.check(root, here);
     if !root.is_live() {
-        invalid.extend(j.entries.iter().filter(|e| e.knob.is_ethtool()).map(|e| {
+        invalid.extend(j.entries.iter().filter(|e| e.knob.is_live_only()).map(|e| {
             format!(
-                "{}: a NIC setting, set through the kernel on the live machine only, not in the tree {}",
+                "{}: set through the kernel on the live machine only, not in the tree {}",
                 e.knob,
                 root.root().display()
             )

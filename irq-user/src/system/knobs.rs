@@ -1,6 +1,6 @@
 //! How each knob kind is read and written: a file under the root (/proc/irq, /sys/class/net,
-//! /proc/sys/net/core), or the kernel's ethtool-netlink for a NIC's channels, rings and
-//! coalescing, which exist on the live machine only. The applier and revert go through here,
+//! /proc/sys/net/core), the kernel's ethtool-netlink for a NIC's channels, rings and
+//! coalescing, or sched_setaffinity for a NAPI kthread: those exist on the live machine only. The applier and revert go through here,
 //! so every kind is journaled, checked and put back the same way.
 
 use std::io;
@@ -9,6 +9,7 @@ use crate::{
     analysis::plan::Knob,
     system::{
         ethtool::{self, EthtoolError, Param},
+        kthread,
         sysroot::{FsError, SysRoot},
     },
 };
@@ -36,7 +37,7 @@ fn live(root: &SysRoot) -> Result<(), io::Error> {
         Ok(())
     } else {
         Err(io::Error::other(format!(
-            "a NIC's channels, rings and coalescing are read and set through the kernel (ethtool-netlink), not in the tree {}",
+            "a NIC's channels, rings and coalescing (ethtool-netlink) and a NAPI kthread's CPUs are read and set through the kernel, not in the tree {}",
             root.root().display()
         )))
     }
@@ -44,6 +45,14 @@ fn live(root: &SysRoot) -> Result<(), io::Error> {
 
 /// The knob's value now, as its file shows it (or its number).
 pub fn read(root: &SysRoot, knob: &Knob) -> Result<String, FsError> {
+    if let Knob::NapiKthread { iface, napi } = knob {
+        return live(root)
+            .and_then(|()| kthread::read(root, iface, *napi))
+            .map_err(|source| FsError::Read {
+                path: root.path(&knob.path()),
+                source,
+            });
+    }
     let Some((iface, p)) = param(knob) else {
         return root.read(&knob.path());
     };
@@ -58,13 +67,17 @@ pub fn read(root: &SysRoot, knob: &Knob) -> Result<String, FsError> {
 
 /// Sets the knob to `value` (in its file's format).
 pub fn write(root: &SysRoot, knob: &Knob, value: &str) -> Result<(), FsError> {
-    let Some((iface, p)) = param(knob) else {
-        return root.write(&knob.path(), value);
-    };
     let err = |source| FsError::Write {
         path: root.path(&knob.path()),
         value: value.to_string(),
         source,
+    };
+    if let Knob::NapiKthread { iface, napi } = knob {
+        live(root).map_err(err)?;
+        return kthread::write(root, iface, *napi, value).map_err(err);
+    }
+    let Some((iface, p)) = param(knob) else {
+        return root.write(&knob.path(), value);
     };
     live(root).map_err(err)?;
     let n: u32 = value

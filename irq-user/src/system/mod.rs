@@ -11,6 +11,7 @@ pub mod files;
 pub mod genl;
 pub mod journal;
 pub mod knobs;
+pub mod kthread;
 pub mod netdev;
 pub mod netns;
 pub mod preflight;

@@ -53,6 +53,10 @@ pub struct Machine {
     /// The NAPI instances (netdev-genl, the live machine only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub napi: Option<napi::NapiTopology>,
+    /// The CPUs a new kernel thread gets (kthreadd's, /proc/2/status): where a NAPI kthread
+    /// starts when threaded NAPI is turned on. None where the tree lacks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_kthread_cpus: Option<Vec<u32>>,
     pub irqbalance: Irqbalance,
 }
 
@@ -97,6 +101,12 @@ impl Machine {
             rps_sock_flow_entries: root.read_parsed(RPS_SOCK_FLOW_ENTRIES),
             softnet: Softnet::read(root),
             napi,
+            new_kthread_cpus: root.read_opt("proc/2/status").and_then(|s| {
+                let list = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+                crate::model::cpulist::parse(list.trim()).ok()
+            }),
             irqbalance: irqbalance::read(root),
         }
     }
