@@ -26,6 +26,8 @@ use irq_user::system::sysroot::SysRoot;
 use irqtune_tests::{enter_netns, irqtune_bin, kernel_test, qemu, sh};
 
 const KERNEL: &str = "6.1";
+/// Debian's newest kernel, with per-NAPI netlink (napi-get 6.8+, napi-set 6.13+).
+const NEWEST_KERNEL: &str = "7.3";
 /// The NICs: MAC suffix, queues, NUMA node, guest address.
 const NICS: [(&str, u32, u32, &str); 3] = [
     ("01:04", 4, 1, "10.77.1.2"),
@@ -198,7 +200,335 @@ kernel_test! {
     }
 }
 
+kernel_test! {
+    /// The NAPI view on Debian's newest kernel (7.3: netdev-genl napi-get/queue-get with
+    /// per-NAPI settings, 6.8+/6.13+), on the same NICs and traffic: one NAPI per queue with
+    /// its IRQ and CPU as /proc has them, the flows' NAPI ids among the NIC's, and threaded
+    /// NAPI with each kthread placed on a CPU of the NIC's node, reverted.
+    fn numa_guest_newest_kernel_napi() {
+        let Some(mut guest) = qemu::Guest::new(NEWEST_KERNEL, "numa_guest_newest_kernel_napi") else {
+            return;
+        };
+        let pid = std::process::id();
+        guest.cpus = 8;
+        guest.memory_mb = 2048;
+        guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
+        guest.qemu_opts = nic_opts(pid);
+        guest.timeout = Duration::from_secs(10 * 60);
+        let ns = format!("irqt-numa-{pid}");
+        sh(&format!("ip netns add {ns}"));
+        let mut host = HostSide {
+            ns: ns.clone(),
+            pid,
+            moved: false,
+            served: 0,
+            workers: Vec::new(),
+        };
+        let run = guest.run("inside_numa_guest_napi --ignored", |dir| host.poll(dir));
+        for w in host.workers.drain(..) {
+            let _ = w.join();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        eprintln!(
+            "== guest in {:.0} s\n{}\n== seen\n{}",
+            run.secs, run.log, run.seen
+        );
+        assert!(host.moved, "QEMU never made the TAP devices");
+        run.assert_passed("numa_guest_newest_kernel_napi", 1);
+    }
+}
+
 // ---- inside the guest ----
+
+/// Loads virtio-net, waits for the NICs, gives them their addresses; returns their names.
+fn guest_nics() -> Vec<String> {
+    // The guest runs no udev: the NIC driver is loaded by hand, and its devices awaited.
+    let _ = Command::new("modprobe").arg("virtio_net").status();
+    let start = Instant::now();
+    while !NICS.iter().all(|(m, ..)| has_iface(&mac(m))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the NICs never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let nics: Vec<String> = NICS.iter().map(|(m, ..)| iface(&mac(m))).collect();
+    for (nic, (_, _, _, ip)) in nics.iter().zip(NICS) {
+        sh(&format!(
+            "ip addr add {ip}/24 dev {nic} && ip link set {nic} up"
+        ));
+    }
+    nics
+}
+
+#[test]
+#[ignore = "runs inside the QEMU guest of numa_guest_newest_kernel_napi"]
+fn inside_numa_guest_napi() {
+    let dir: PathBuf = qemu::guest_dir().expect("IRQTUNE_GUEST_DIR: run by the host test");
+    let node1: Vec<u32> = (4..8).collect();
+    let nics = guest_nics();
+    let nic = &nics[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    listen(stop.clone());
+    traffic(&dir, 1, 600);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // One NAPI per rx queue, with that queue's IRQ and the CPUs the IRQ runs on.
+    let show: serde_json::Value = serde_json::from_str(&irqtune(&["show", "--json"])).unwrap();
+    let napi = &show["machine"]["napi"];
+    assert_eq!(napi["source"], "netdev-genl", "{napi}");
+    let mine: Vec<&serde_json::Value> = napi["napis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["device"] == nic.as_str())
+        .collect();
+    let inputs: BTreeMap<u32, u32> = queue_irqs(nic)
+        .into_iter()
+        .map(|(q, irqs)| (q, irqs[0]))
+        .collect();
+    for (q, irq) in &inputs {
+        let n = mine
+            .iter()
+            .find(|n| n["rx_queues"].as_array().unwrap().iter().any(|x| x == q))
+            .unwrap_or_else(|| panic!("no NAPI for {nic} rx-{q}: {mine:?}"));
+        let name = interrupts()
+            .rows
+            .into_iter()
+            .find(|r| r.irq == Some(*irq))
+            .map(|r| r.name)
+            .unwrap_or_default();
+        assert!(name.contains(&format!("input.{q}")), "IRQ {irq} is {name}");
+        assert_eq!(n["irq"].as_u64(), Some(u64::from(*irq)), "{n}");
+        let effective =
+            fs::read_to_string(format!("/proc/irq/{irq}/effective_affinity_list")).unwrap();
+        let want: Vec<u64> = irq_user::model::cpulist::parse(effective.trim())
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect();
+        let got: Vec<u64> = n["cpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_u64())
+            .collect();
+        assert_eq!(got, want, "NAPI {} runs where IRQ {irq} does", n["id"]);
+        for key in [
+            "defer_hard_irqs",
+            "gro_flush_timeout_ns",
+            "irq_suspend_timeout_ns",
+        ] {
+            assert!(n[key].is_u64(), "7.3 reports {key} per NAPI: {n}");
+        }
+    }
+    let ids: Vec<u64> = mine.iter().filter_map(|n| n["id"].as_u64()).collect();
+    qemu_report(&format!(
+        "numa guest {NEWEST_KERNEL}: {nic} has {} NAPIs, one per rx queue with its IRQ and CPU",
+        inputs.len()
+    ));
+
+    // The flows' NAPI ids are the NIC's.
+    let prof = std::env::temp_dir().join("numa-napi-flows.json");
+    irqtune(&[
+        "record",
+        "--duration",
+        "3",
+        "--output",
+        prof.to_str().unwrap(),
+    ]);
+    let p: serde_json::Value = serde_json::from_str(&fs::read_to_string(&prof).unwrap()).unwrap();
+    let flows: Vec<&serde_json::Value> = p["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["local"]
+                .as_str()
+                .and_then(|l| l.rsplit(':').next()?.parse::<u16>().ok())
+                .is_some_and(|port| PORTS.contains(&port))
+        })
+        .collect();
+    assert!(
+        !flows.is_empty(),
+        "no flows of the host's senders: {}",
+        p["flows"]
+    );
+    for f in &flows {
+        let id = f["napi_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no NAPI id: {f}"));
+        assert!(
+            ids.contains(&id),
+            "flow NAPI {id} is not one of {nic}'s {ids:?}: {f}"
+        );
+    }
+    qemu_report(&format!(
+        "numa guest {NEWEST_KERNEL}: {} flows, each with one of {nic}'s NAPI ids",
+        flows.len()
+    ));
+
+    // Threaded NAPI with each rx NAPI's kthread on its own CPU of node 1, then reverted.
+    let skeleton = std::env::temp_dir().join("numa-threaded.json");
+    irqtune(&[
+        "plan",
+        "--iface",
+        nic,
+        "--output",
+        skeleton.to_str().unwrap(),
+    ]);
+    let kthreadd = fs::read_to_string("/proc/2/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| Some(l.strip_prefix("Cpus_allowed:")?.trim().to_string()))
+        .expect("kthreadd's CPUs");
+    let rx_napis: Vec<u64> = mine
+        .iter()
+        .filter(|n| !n["rx_queues"].as_array().unwrap().is_empty())
+        .filter_map(|n| n["id"].as_u64())
+        .collect();
+    let mut changes = vec![serde_json::json!({
+        "kind": "napi_threaded", "iface": nic, "path": format!("/sys/class/net/{nic}/threaded"),
+        "current": "0", "proposed": "1", "reason": "test", "evidence": "test"
+    })];
+    for (i, id) in rx_napis.iter().enumerate() {
+        let cpu = node1[i % node1.len()];
+        changes.push(serde_json::json!({
+            "kind": "napi_kthread", "iface": nic, "napi": id,
+            "path": format!("/napi/{nic}/{id}/kthread_cpus"),
+            "current": kthreadd, "proposed": format!("{:x}", 1u64 << cpu),
+            "reason": "test", "evidence": "test"
+        }));
+    }
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&skeleton).unwrap()).unwrap();
+    plan["changes"] = serde_json::Value::Array(changes);
+    fs::write(&skeleton, plan.to_string()).unwrap();
+    irqtune(&["apply", skeleton.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(format!("/sys/class/net/{nic}/threaded"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let show: serde_json::Value = serde_json::from_str(&irqtune(&["show", "--json"])).unwrap();
+    for (i, id) in rx_napis.iter().enumerate() {
+        let n = show["machine"]["napi"]["napis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"].as_u64() == Some(*id))
+            .unwrap_or_else(|| panic!("NAPI {id} gone"));
+        assert!(n["pid"].is_u64(), "threaded: a kthread pid: {n}");
+        assert_eq!(
+            n["cpus"],
+            serde_json::json!([node1[i % node1.len()]]),
+            "NAPI {id}: {n}"
+        );
+    }
+    irqtune(&["revert"]);
+    assert_eq!(
+        fs::read_to_string(format!("/sys/class/net/{nic}/threaded"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    qemu_report(&format!(
+        "numa guest {NEWEST_KERNEL}: threaded NAPI on {nic} with {} kthreads placed on node 1, reverted",
+        rx_napis.len()
+    ));
+    napi_settings(nic, &mine);
+    wait_done(&dir, 1);
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Per-NAPI deferral (netdev-genl napi-set): each rx NAPI of `nic` gets defer-hard-irqs 2
+/// and gro-flush-timeout 20 us; show reads them back per NAPI, revert restores each exactly,
+/// and `tune --plan` judges them on the host's flows, leaving the state its verdict says.
+fn napi_settings(nic: &str, napis: &[&serde_json::Value]) {
+    let settings = [
+        ("defer_hard_irqs", "defer_hard_irqs", "2"),
+        ("gro_flush_timeout", "gro_flush_timeout_ns", "20000"),
+    ];
+    let state = || -> Vec<String> {
+        let show: serde_json::Value = serde_json::from_str(&irqtune(&["show", "--json"])).unwrap();
+        let all = show["machine"]["napi"]["napis"].as_array().unwrap().clone();
+        napis
+            .iter()
+            .flat_map(|n| {
+                let now = all
+                    .iter()
+                    .find(|m| m["id"] == n["id"])
+                    .cloned()
+                    .unwrap_or_default();
+                settings.map(|(_, key, _)| now[key].to_string())
+            })
+            .collect()
+    };
+    let before = state();
+    let skeleton = std::env::temp_dir().join("numa-napi-set.json");
+    irqtune(&[
+        "plan",
+        "--iface",
+        nic,
+        "--output",
+        skeleton.to_str().unwrap(),
+    ]);
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&skeleton).unwrap()).unwrap();
+    let mut changes = Vec::new();
+    for n in napis
+        .iter()
+        .filter(|n| !n["rx_queues"].as_array().unwrap().is_empty())
+    {
+        for (setting, key, value) in settings {
+            changes.push(serde_json::json!({
+                "kind": "napi_setting", "iface": nic, "napi": n["id"], "setting": setting,
+                "path": format!("/napi/{nic}/{}/{}", n["id"], setting.replace('_', "-")),
+                "current": n[key].to_string(), "proposed": value,
+                "reason": "test", "evidence": "test"
+            }));
+        }
+    }
+    plan["changes"] = serde_json::Value::Array(changes);
+    fs::write(&skeleton, plan.to_string()).unwrap();
+    let p = skeleton.to_str().unwrap();
+    irqtune(&["apply", p]);
+    let applied = state();
+    for (i, v) in applied.iter().enumerate() {
+        assert_eq!(v, settings[i % 2].2, "applied per NAPI: {applied:?}");
+    }
+    irqtune(&["revert"]);
+    assert_eq!(
+        state(),
+        before,
+        "revert restores each NAPI's settings exactly"
+    );
+    let out = irqtune(&[
+        "tune",
+        "--iface",
+        nic,
+        "--duration",
+        "4",
+        "--plan",
+        p,
+        "--max-trials",
+        "1",
+    ]);
+    let verdict = out
+        .lines()
+        .find(|l| l.starts_with("Verdict:"))
+        .unwrap_or_else(|| panic!("no verdict: {out}"))
+        .to_string();
+    if verdict.contains("; kept.") {
+        assert_eq!(state(), applied, "{verdict}");
+        irqtune(&["revert"]);
+    }
+    assert_eq!(state(), before, "the before state at the end: {verdict}");
+    qemu_report(&format!(
+        "numa guest {NEWEST_KERNEL}: per-NAPI defer-hard-irqs and gro-flush-timeout on {nic} applied, reverted, judged: {verdict}"
+    ));
+}
 
 fn irqtune(args: &[&str]) -> String {
     let out = Command::new(irqtune_bin())
@@ -389,22 +719,7 @@ fn inside_numa_guest() {
     let dir: PathBuf = qemu::guest_dir().expect("IRQTUNE_GUEST_DIR: run by numa_guest_planner");
     let node0: Vec<u32> = (0..4).collect();
     let node1: Vec<u32> = (4..8).collect();
-    // The guest runs no udev: the NIC driver is loaded by hand, and its devices awaited.
-    let _ = Command::new("modprobe").arg("virtio_net").status();
-    let start = Instant::now();
-    while !NICS.iter().all(|(m, ..)| has_iface(&mac(m))) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the NICs never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let nics: Vec<String> = NICS.iter().map(|(m, ..)| iface(&mac(m))).collect();
-    for (nic, (_, _, _, ip)) in nics.iter().zip(NICS) {
-        sh(&format!(
-            "ip addr add {ip}/24 dev {nic} && ip link set {nic} up"
-        ));
-    }
+    let nics = guest_nics();
     let stop = Arc::new(AtomicBool::new(false));
     listen(stop.clone());
     let original = all_masks();

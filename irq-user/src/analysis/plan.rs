@@ -9,6 +9,7 @@ use crate::{
     model::cpulist,
     model::machine::{
         ethtool::{ChannelKind, CoalesceParam, RingKind},
+        napi::NapiParam,
         HostId,
     },
 };
@@ -57,6 +58,12 @@ pub enum Knob {
     /// hex mask, as /proc/PID/status shows it). Before the kthread exists (threaded NAPI
     /// off), the CPUs it will be created with: kthreadd's.
     NapiKthread { iface: String, napi: u32 },
+    /// One NAPI's deferral or IRQ-suspension setting (netdev-genl napi-set, 6.13+).
+    NapiSetting {
+        iface: String,
+        napi: u32,
+        setting: NapiParam,
+    },
 }
 
 /// How a knob's value is written and compared.
@@ -97,6 +104,11 @@ impl Knob {
             Knob::GroFlushTimeout { iface } => format!("sys/class/net/{iface}/gro_flush_timeout"),
             // Not a file: a name for the journal; the kthread is found by its NAPI.
             Knob::NapiKthread { iface, napi } => format!("napi/{iface}/{napi}/kthread_cpus"),
+            Knob::NapiSetting {
+                iface,
+                napi,
+                setting,
+            } => format!("napi/{iface}/{napi}/{}", setting.name()),
         }
     }
 
@@ -112,7 +124,8 @@ impl Knob {
             | Knob::Coalesce { .. }
             | Knob::NapiThreaded { .. }
             | Knob::NapiDeferHardIrqs { .. }
-            | Knob::GroFlushTimeout { .. } => ValueKind::Count,
+            | Knob::GroFlushTimeout { .. }
+            | Knob::NapiSetting { .. } => ValueKind::Count,
             _ => ValueKind::Mask,
         }
     }
@@ -141,7 +154,12 @@ impl Knob {
                 Some((1, int, "the kernel's int; 0 stops receive processing"))
             }
             Knob::NapiThreaded { .. } => Some((0, 2, "off, on, or busy-polling kthreads (6.17+)")),
-            Knob::NapiDeferHardIrqs { .. } => Some((0, int, "the kernel's S32_MAX")),
+            Knob::NapiDeferHardIrqs { .. }
+            | Knob::NapiSetting {
+                setting: NapiParam::DeferHardIrqs,
+                ..
+            } => Some((0, int, "the kernel's S32_MAX")),
+            Knob::NapiSetting { .. } => Some((0, u32_max, "netdev-genl's u32 (ns)")),
             Knob::Coalesce { param, .. } if param.is_switch() => Some((0, 1, "a switch")),
             Knob::Coalesce { .. } => Some((0, u32_max, "ethtool-netlink's u32")),
             Knob::Channels { .. } | Knob::Ring { .. } => Some((
@@ -163,7 +181,7 @@ impl Knob {
 
     /// Set through the kernel, not a file: the live machine only, never in a --root tree.
     pub fn is_live_only(&self) -> bool {
-        self.is_ethtool() || matches!(self, Knob::NapiKthread { .. })
+        self.is_ethtool() || matches!(self, Knob::NapiKthread { .. } | Knob::NapiSetting { .. })
     }
 
     /// Interface names come from plan and journal files: they must be one path component.
@@ -178,7 +196,8 @@ impl Knob {
             | Knob::NapiThreaded { iface }
             | Knob::NapiDeferHardIrqs { iface }
             | Knob::GroFlushTimeout { iface }
-            | Knob::NapiKthread { iface, .. } => {
+            | Knob::NapiKthread { iface, .. }
+            | Knob::NapiSetting { iface, .. } => {
                 if iface.is_empty()
                     || iface.len() > 15
                     || iface.contains('/')
@@ -212,6 +231,11 @@ impl fmt::Display for Knob {
             Knob::NapiDeferHardIrqs { iface } => write!(f, "{iface} napi_defer_hard_irqs"),
             Knob::GroFlushTimeout { iface } => write!(f, "{iface} gro_flush_timeout"),
             Knob::NapiKthread { iface, napi } => write!(f, "{iface} NAPI {napi} kthread CPUs"),
+            Knob::NapiSetting {
+                iface,
+                napi,
+                setting,
+            } => write!(f, "{iface} NAPI {napi} {}", setting.name()),
         }
     }
 }

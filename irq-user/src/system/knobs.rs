@@ -7,9 +7,10 @@ use std::io;
 
 use crate::{
     analysis::plan::Knob,
+    model::{machine::napi::Napi, tree::Tree},
     system::{
         ethtool::{self, EthtoolError, Param},
-        kthread,
+        kthread, netdev,
         sysroot::{FsError, SysRoot},
     },
 };
@@ -43,8 +44,54 @@ fn live(root: &SysRoot) -> Result<(), io::Error> {
     }
 }
 
+/// NAPI `napi`, checked to be `iface`'s (ids are global; a plan or journal must not reach
+/// another device's NAPI through an id).
+fn own_napi(root: &SysRoot, iface: &str, napi: u32) -> Result<Napi, io::Error> {
+    live(root)?;
+    let n = netdev::get(napi).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("NAPI {napi}: {e} (netdev-genl napi-get; per-NAPI settings need Linux 6.13+)"),
+        )
+    })?;
+    let ifindex = root.read_parsed::<u32>(&format!("sys/class/net/{iface}/ifindex"));
+    if ifindex != Some(n.ifindex) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "NAPI {napi} is not {iface}'s (it belongs to ifindex {})",
+                n.ifindex
+            ),
+        ));
+    }
+    Ok(n)
+}
+
 /// The knob's value now, as its file shows it (or its number).
 pub fn read(root: &SysRoot, knob: &Knob) -> Result<String, FsError> {
+    if let Knob::NapiSetting {
+        iface,
+        napi,
+        setting,
+    } = knob
+    {
+        return own_napi(root, iface, *napi)
+            .and_then(|n| {
+                setting.of(&n).map(|v| v.to_string()).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "this kernel does not report {} per NAPI (6.13+)",
+                            setting.name()
+                        ),
+                    )
+                })
+            })
+            .map_err(|source| FsError::Read {
+                path: root.path(&knob.path()),
+                source,
+            });
+    }
     if let Knob::NapiKthread { iface, napi } = knob {
         return live(root)
             .and_then(|()| kthread::read(root, iface, *napi))
@@ -75,6 +122,19 @@ pub fn write(root: &SysRoot, knob: &Knob, value: &str) -> Result<(), FsError> {
     if let Knob::NapiKthread { iface, napi } = knob {
         live(root).map_err(err)?;
         return kthread::write(root, iface, *napi, value).map_err(err);
+    }
+    if let Knob::NapiSetting {
+        iface,
+        napi,
+        setting,
+    } = knob
+    {
+        own_napi(root, iface, *napi).map_err(err)?;
+        let n: u32 = value
+            .trim()
+            .parse()
+            .map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        return netdev::set(*napi, *setting, n).map_err(err);
     }
     let Some((iface, p)) = param(knob) else {
         return root.write(&knob.path(), value);

@@ -9,7 +9,7 @@ use netlink_bindings::netdev;
 use netlink_socket2::NetlinkSocket;
 
 use crate::{
-    model::machine::napi::{Napi, NapiTopology},
+    model::machine::napi::{Napi, NapiParam, NapiTopology},
     system::genl::with_socket,
 };
 
@@ -85,5 +85,44 @@ pub fn read() -> NapiTopology {
             source: "netdev-genl".into(),
             napis: list,
         }
+    })
+}
+
+/// One NAPI instance (`napi-get` by id): its device's ifindex and settings.
+pub fn get(id: u32) -> std::io::Result<Napi> {
+    with_socket(|s| {
+        let mut req = netdev::Request::new().op_napi_get_do();
+        req.encode().push_id(id);
+        let mut reply = s.request(&req)?;
+        let Some(r) = reply.recv() else {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        };
+        let a = r?;
+        Ok(Napi {
+            id,
+            ifindex: a.get_ifindex().unwrap_or(0),
+            defer_hard_irqs: a.get_defer_hard_irqs().ok(),
+            gro_flush_timeout_ns: a.get_gro_flush_timeout().ok().map(u64::from),
+            irq_suspend_timeout_ns: a.get_irq_suspend_timeout().ok().map(u64::from),
+            ..Napi::default()
+        })
+    })
+}
+
+/// Sets one setting of one NAPI (`napi-set`, 6.13+).
+pub fn set(id: u32, param: NapiParam, value: u32) -> std::io::Result<()> {
+    with_socket(|s| {
+        let mut req = netdev::Request::new().op_napi_set_do();
+        let e = req.encode().push_id(id);
+        match param {
+            NapiParam::DeferHardIrqs => e.push_defer_hard_irqs(value),
+            NapiParam::GroFlushTimeout => e.push_gro_flush_timeout(value),
+            NapiParam::IrqSuspendTimeout => e.push_irq_suspend_timeout(value),
+        };
+        let mut reply = s.request(&req)?;
+        while let Some(r) = reply.recv() {
+            r?;
+        }
+        Ok(())
     })
 }

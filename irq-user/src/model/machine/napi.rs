@@ -37,3 +37,54 @@ pub struct NapiTopology {
     pub source: String,
     pub napis: Vec<Napi>,
 }
+
+/// A NAPI instance's own setting, set through netdev-genl `napi-set` (Linux 6.13+): per NAPI
+/// where the sysfs files of the same names set every NAPI of a device.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NapiParam {
+    /// Empty polls before the NAPI's IRQ is re-armed (napi_defer_hard_irqs).
+    DeferHardIrqs,
+    /// ns: the timer that polls while IRQs are deferred (gro_flush_timeout).
+    GroFlushTimeout,
+    /// ns: how long IRQs stay suspended while an application's busy polling finds events.
+    IrqSuspendTimeout,
+}
+
+impl NapiParam {
+    pub const ALL: [NapiParam; 3] = [
+        NapiParam::DeferHardIrqs,
+        NapiParam::GroFlushTimeout,
+        NapiParam::IrqSuspendTimeout,
+    ];
+
+    /// netdev-genl's attribute name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NapiParam::DeferHardIrqs => "defer-hard-irqs",
+            NapiParam::GroFlushTimeout => "gro-flush-timeout",
+            NapiParam::IrqSuspendTimeout => "irq-suspend-timeout",
+        }
+    }
+
+    /// Its value in a NAPI as read.
+    pub fn of(self, n: &Napi) -> Option<u64> {
+        match self {
+            NapiParam::DeferHardIrqs => n.defer_hard_irqs.map(u64::from),
+            NapiParam::GroFlushTimeout => n.gro_flush_timeout_ns,
+            NapiParam::IrqSuspendTimeout => n.irq_suspend_timeout_ns,
+        }
+    }
+}
