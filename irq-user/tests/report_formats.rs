@@ -134,6 +134,46 @@ fn json_round_trips_and_findings_are_found() {
 }
 
 #[test]
+fn busy_poll_advice_follows_how_many_napis_a_readers_flows_span() {
+    let (_, mut p) = profiles().remove(1);
+    let advice = |p: &Profile| -> Vec<String> {
+        irq_user::analysis::findings::find(p)
+            .into_iter()
+            .filter(|f| f.id.name() == "busy_poll_alignment")
+            .map(|f| f.title)
+            .collect()
+    };
+    // The fixture: nginx from NAPI 8193, named from 8194, sshd (40 reads/s) without one.
+    let one = advice(&p);
+    assert!(
+        one.iter()
+            .any(|t| t.starts_with("nginx's flows all come from one NAPI")),
+        "{one:?}"
+    );
+    assert!(
+        one.iter()
+            .any(|t| t.starts_with("named's flows all come from one NAPI")),
+        "{one:?}"
+    );
+    // named's flow moved to nginx with a NAPI of its own: nginx spans two NAPIs.
+    let named = p.flows.iter().position(|f| f.comm == "named").unwrap();
+    let nginx_pid = p.flows.iter().find(|f| f.comm == "nginx").unwrap().pid;
+    p.flows[named].pid = nginx_pid;
+    p.flows[named].comm = "nginx".into();
+    let two = advice(&p);
+    assert_eq!(
+        two,
+        ["nginx's flows come from 2 NAPIs: busy polling would serve one of them"],
+        "{two:?}"
+    );
+    // No NAPI ids (data through the backlog): no advice either way.
+    for f in &mut p.flows {
+        f.napi_id = None;
+    }
+    assert!(advice(&p).is_empty());
+}
+
+#[test]
 fn prometheus_histograms_are_cumulative_and_typed() {
     for (name, p) in profiles() {
         let text =

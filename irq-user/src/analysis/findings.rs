@@ -446,12 +446,61 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
     }
 }
 
+/// Busy polling and IRQ suspension, per reading process: they poll one NAPI per epoll
+/// context, so a reader whose flows all come from one NAPI can use them (what it must set is
+/// the application's part; irqtune sets the NAPI's part), and one whose flows span several
+/// cannot until they are split or steered.
+fn busy_poll(p: &Profile, out: &mut Vec<Finding>) {
+    for r in crate::model::profile::readers_by_napi(&p.flows) {
+        let reads: u64 = p
+            .flows
+            .iter()
+            .filter(|f| f.pid == r.pid)
+            .map(|f| f.reads())
+            .sum();
+        if reads < policy::MIN_FLOW_READS {
+            continue;
+        }
+        let ids: Vec<String> = r.napis.keys().map(|id| id.to_string()).collect();
+        let evidence = format!(
+            "{} (pid {}): {} flow(s) with {reads} reads from NAPI {}{}",
+            r.comm,
+            r.pid,
+            r.flows,
+            ids.join(", "),
+            if r.unknown > 0 {
+                format!("; {} without a NAPI id", r.unknown)
+            } else {
+                String::new()
+            }
+        );
+        if r.napis.len() == 1 && r.unknown == 0 {
+            out.push(finding(
+                FindingId::BusyPollAlignment,
+                Severity::Info,
+                format!("{}'s flows all come from one NAPI: it can busy poll it", r.comm),
+                evidence,
+                format!("in the application: epoll busy polling (ioctl EPIOCSPARAMS: busy_poll_usecs, busy_poll_budget, prefer_busy_poll 1; Linux 6.9+), or SO_BUSY_POLL and SO_PREFER_BUSY_POLL on its sockets; then NAPI {}'s irq-suspend-timeout, with gro-flush-timeout and defer-hard-irqs as the fallback timer (6.13+; irqtune's napi_setting knobs), keeps its IRQ off while the application finds events: judge it with `irqtune tune --plan`", ids[0]),
+            ));
+        } else if r.napis.len() > 1 {
+            out.push(finding(
+                FindingId::BusyPollAlignment,
+                Severity::Info,
+                format!("{}'s flows come from {} NAPIs: busy polling would serve one of them", r.comm, r.napis.len()),
+                evidence,
+                "busy polling and IRQ suspension poll one NAPI per epoll context: give each NAPI's flows their own thread and epoll set (SO_INCOMING_NAPI_ID tells a socket's NAPI), or steer the flows to one queue (ethtool ntuple rules) first".into(),
+            ));
+        }
+    }
+}
+
 /// Every finding the profile supports, most severe first.
 pub fn find(p: &Profile) -> Vec<Finding> {
     let mut out = Vec::new();
     concentrated(p, &mut out);
     ksoftirqd(p, &mut out);
     softnet(p, &mut out);
+    busy_poll(p, &mut out);
     if let Some(m) = &p.context {
         single_queue(p, m, &mut out);
         rfs(p, m, &mut out);

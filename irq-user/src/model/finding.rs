@@ -46,6 +46,7 @@ pub enum FindingId {
     NicIrqRemoteNuma,
     QueueIrqsOnSmtSiblings,
     DiskAndNicOnOneCpu,
+    BusyPollAlignment,
 }
 
 impl FindingId {
@@ -67,6 +68,7 @@ impl FindingId {
             FindingId::NicIrqRemoteNuma => "nic_irq_remote_numa",
             FindingId::QueueIrqsOnSmtSiblings => "queue_irqs_on_smt_siblings",
             FindingId::DiskAndNicOnOneCpu => "disk_and_nic_on_one_cpu",
+            FindingId::BusyPollAlignment => "busy_poll_alignment",
         }
     }
 }
