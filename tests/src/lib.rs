@@ -547,3 +547,14 @@ pub fn sockperf(ns: &str, cpu: Option<usize>, args: &[&str]) -> std::process::Ch
         .spawn()
         .expect("start sockperf (installed by `cargo xtask setup --tests`)")
 }
+
+/// The CPUs an IRQ last ran on (/proc/irq/N/effective_affinity_list), as JSON numbers compare.
+pub fn effective_cpus(irq: u32) -> Vec<u64> {
+    let list = std::fs::read_to_string(format!("/proc/irq/{irq}/effective_affinity_list"))
+        .unwrap_or_else(|e| panic!("IRQ {irq}'s effective affinity: {e}"));
+    irq_user::model::cpulist::parse(list.trim())
+        .unwrap_or_else(|e| panic!("IRQ {irq}'s effective affinity {list:?}: {e}"))
+        .into_iter()
+        .map(u64::from)
+        .collect()
+}

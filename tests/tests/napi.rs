@@ -31,15 +31,7 @@ kernel_test! {
                     })
                     .unwrap_or_else(|| panic!("no NAPI for {} rx-{index}: {napis:?}", nic["name"]));
                 assert_eq!(n["irq"].as_u64(), Some(irq), "{n}");
-                let effective = std::fs::read_to_string(format!(
-                    "/proc/irq/{irq}/effective_affinity_list"
-                ))
-                .unwrap();
-                let cpus: Vec<u64> = irq_user::model::cpulist::parse(effective.trim())
-                    .unwrap()
-                    .into_iter()
-                    .map(u64::from)
-                    .collect();
+                let cpus = irqtune_tests::effective_cpus(irq as u32);
                 let got: Vec<u64> = n["cpus"]
                     .as_array()
                     .unwrap()

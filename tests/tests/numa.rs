@@ -165,76 +165,59 @@ fn send(ns: &str, port: u16, time: Duration, stop: &Path) -> u64 {
 
 const FLOW_BYTES_PER_SEC: u64 = 400_000;
 
+/// Boots the NUMA guest on `kernel` with its NICs, serves their traffic from the host and
+/// runs `inner` (a test of this binary) inside; the guest's tests must pass.
+fn numa_guest(kernel: &str, test: &str, inner: &str, timeout: Duration) {
+    let Some(mut guest) = qemu::Guest::new(kernel, test) else {
+        return;
+    };
+    let pid = std::process::id();
+    guest.cpus = 8;
+    guest.memory_mb = 2048;
+    guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
+    guest.qemu_opts = nic_opts(pid);
+    guest.timeout = timeout;
+    let ns = format!("irqt-numa-{pid}");
+    sh(&format!("ip netns add {ns}"));
+    let mut host = HostSide {
+        ns: ns.clone(),
+        pid,
+        moved: false,
+        served: 0,
+        workers: Vec::new(),
+    };
+    let run = guest.run(&format!("{inner} --ignored"), |dir| host.poll(dir));
+    for w in host.workers.drain(..) {
+        let _ = w.join();
+    }
+    // The TAPs went with QEMU; the namespace is ours to remove.
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    eprintln!(
+        "== guest in {:.0} s\n{}\n== seen\n{}",
+        run.secs, run.log, run.seen
+    );
+    assert!(host.moved, "QEMU never made the TAP devices");
+    run.assert_passed(test, 1);
+}
+
 kernel_test! {
     fn numa_guest_planner() {
-        let Some(mut guest) = qemu::Guest::new(KERNEL, "numa_guest_planner") else {
-            return;
-        };
-        let pid = std::process::id();
-        guest.cpus = 8;
-        guest.memory_mb = 2048;
-        guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
-        guest.qemu_opts = nic_opts(pid);
-        guest.timeout = Duration::from_secs(20 * 60);
-        let ns = format!("irqt-numa-{pid}");
-        sh(&format!("ip netns add {ns}"));
-        let mut host = HostSide {
-            ns: ns.clone(),
-            pid,
-            moved: false,
-            served: 0,
-            workers: Vec::new(),
-        };
-        let run = guest.run("inside_numa_guest --ignored", |dir| host.poll(dir));
-        for w in host.workers.drain(..) {
-            let _ = w.join();
-        }
-        // The TAPs went with QEMU; the namespace is ours to remove.
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        eprintln!(
-            "== guest in {:.0} s\n{}\n== seen\n{}",
-            run.secs, run.log, run.seen
-        );
-        assert!(host.moved, "QEMU never made the TAP devices");
-        run.assert_passed("numa_guest_planner", 1);
+        numa_guest(KERNEL, "numa_guest_planner", "inside_numa_guest", Duration::from_secs(20 * 60));
     }
 }
 
 kernel_test! {
     /// The NAPI view on Debian's newest kernel (7.3: netdev-genl napi-get/queue-get with
     /// per-NAPI settings, 6.8+/6.13+), on the same NICs and traffic: one NAPI per queue with
-    /// its IRQ and CPU as /proc has them, the flows' NAPI ids among the NIC's, and threaded
-    /// NAPI with each kthread placed on a CPU of the NIC's node, reverted.
+    /// its IRQ and CPU as /proc has them, the flows' NAPI ids among the NIC's, threaded NAPI
+    /// planned for NET_RX on the readers' CPU and judged, and per-NAPI settings.
     fn numa_guest_newest_kernel_napi() {
-        let Some(mut guest) = qemu::Guest::new(NEWEST_KERNEL, "numa_guest_newest_kernel_napi") else {
-            return;
-        };
-        let pid = std::process::id();
-        guest.cpus = 8;
-        guest.memory_mb = 2048;
-        guest.numa = vec!["1024M,cpus=0-3".into(), "1024M,cpus=4-7".into()];
-        guest.qemu_opts = nic_opts(pid);
-        guest.timeout = Duration::from_secs(10 * 60);
-        let ns = format!("irqt-numa-{pid}");
-        sh(&format!("ip netns add {ns}"));
-        let mut host = HostSide {
-            ns: ns.clone(),
-            pid,
-            moved: false,
-            served: 0,
-            workers: Vec::new(),
-        };
-        let run = guest.run("inside_numa_guest_napi --ignored", |dir| host.poll(dir));
-        for w in host.workers.drain(..) {
-            let _ = w.join();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        eprintln!(
-            "== guest in {:.0} s\n{}\n== seen\n{}",
-            run.secs, run.log, run.seen
+        numa_guest(
+            NEWEST_KERNEL,
+            "numa_guest_newest_kernel_napi",
+            "inside_numa_guest_napi",
+            Duration::from_secs(10 * 60),
         );
-        assert!(host.moved, "QEMU never made the TAP devices");
-        run.assert_passed("numa_guest_newest_kernel_napi", 1);
     }
 }
 
@@ -300,13 +283,7 @@ fn inside_numa_guest_napi() {
             .unwrap_or_default();
         assert!(name.contains(&format!("input.{q}")), "IRQ {irq} is {name}");
         assert_eq!(n["irq"].as_u64(), Some(u64::from(*irq)), "{n}");
-        let effective =
-            fs::read_to_string(format!("/proc/irq/{irq}/effective_affinity_list")).unwrap();
-        let want: Vec<u64> = irq_user::model::cpulist::parse(effective.trim())
-            .unwrap()
-            .into_iter()
-            .map(u64::from)
-            .collect();
+        let want = irqtune_tests::effective_cpus(*irq);
         let got: Vec<u64> = n["cpus"]
             .as_array()
             .unwrap()
@@ -438,6 +415,7 @@ fn inside_numa_guest_napi() {
         rx_napis.len()
     ));
     napi_settings(nic, &mine);
+    threaded_planned(nic, &node1);
     wait_done(&dir, 1);
     stop.store(true, Ordering::Relaxed);
 }
@@ -1284,4 +1262,97 @@ fn tx_coalescing(prof: &Path, nic: &str) {
         String::from_utf8_lossy(&reverted.stderr)
     );
     assert_eq!(back, 1, "revert restores tx-frames exactly");
+}
+
+/// NET_RX on the readers' CPU of a real NIC: every queue IRQ of `nic` and this process's
+/// reader threads on CPU 4, the host's flows arriving. `plan` proposes threaded NAPI with
+/// the NIC's NAPI kthreads on node 1's other CPUs, `tune --plan` judges it, revert restores
+/// threaded 0; the IRQ masks and the threads' CPUs are put back after.
+fn threaded_planned(nic: &str, node1: &[u32]) {
+    let masks = all_masks();
+    let irqs: Vec<u32> = queue_irqs(nic).into_values().flatten().collect();
+    for irq in &irqs {
+        fs::write(format!("/proc/irq/{irq}/smp_affinity"), "10").unwrap();
+    }
+    let me = std::process::id();
+    sh(&format!("taskset -a -p -c 4 {me} > /dev/null"));
+    std::thread::sleep(Duration::from_secs(2));
+    let full = std::env::temp_dir().join("numa-threaded-planned.json");
+    let out = irqtune(&[
+        "plan",
+        "--iface",
+        nic,
+        "--duration",
+        "3",
+        "--output",
+        full.to_str().unwrap(),
+    ]);
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&full).unwrap()).unwrap();
+    let changes: Vec<serde_json::Value> = plan_changes(&full)
+        .into_iter()
+        .filter(|c| c["kind"] == "napi_threaded" || c["kind"] == "napi_kthread")
+        .collect();
+    let threaded = changes
+        .iter()
+        .find(|c| c["kind"] == "napi_threaded")
+        .unwrap_or_else(|| panic!("NET_RX on the readers' CPU 4: threaded NAPI proposed: {out}"));
+    let evidence = threaded["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let others: Vec<u32> = node1.iter().copied().filter(|&c| c != 4).collect();
+    let kthreads: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|c| c["kind"] == "napi_kthread")
+        .collect();
+    assert!(
+        !kthreads.is_empty(),
+        "the NIC's NAPI kthreads placed: {out}"
+    );
+    for k in &kthreads {
+        let cpus = irq_user::model::cpulist::parse_mask(k["proposed"].as_str().unwrap()).unwrap();
+        assert_eq!(cpus, others, "node 1 without the readers' CPU 4: {k}");
+    }
+    plan["changes"] = serde_json::Value::Array(changes.clone());
+    fs::write(&full, plan.to_string()).unwrap();
+    let tuned = irqtune(&[
+        "tune",
+        "--iface",
+        nic,
+        "--duration",
+        "4",
+        "--plan",
+        full.to_str().unwrap(),
+        "--max-trials",
+        "1",
+    ]);
+    let verdict = tuned
+        .lines()
+        .find(|l| l.starts_with("Verdict:"))
+        .unwrap_or_else(|| panic!("no verdict: {tuned}"))
+        .to_string();
+    let threaded_now = || {
+        fs::read_to_string(format!("/sys/class/net/{nic}/threaded"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    if verdict.contains("; kept.") {
+        assert_eq!(threaded_now(), "1", "{verdict}");
+        irqtune(&["revert"]);
+    }
+    assert_eq!(
+        threaded_now(),
+        "0",
+        "the before state at the end: {verdict}"
+    );
+    sh(&format!("taskset -a -p -c 0-7 {me} > /dev/null"));
+    for (irq, mask) in &masks {
+        let _ = fs::write(format!("/proc/irq/{irq}/smp_affinity"), mask);
+    }
+    qemu_report(&format!(
+        "numa guest {NEWEST_KERNEL}: threaded NAPI planned for {nic} ({evidence}), {} kthreads on CPUs {others:?}; {verdict}",
+        kthreads.len()
+    ));
 }
