@@ -79,21 +79,7 @@ kernel_test! {
         };
         let original = read();
         let state = tempfile::tempdir().unwrap();
-        let irqtune = |args: &[&str]| {
-            let out = Command::new(irqtune_bin())
-                .args(["--netns", &pair.b])
-                .args(args)
-                .arg("--state-dir")
-                .arg(state.path())
-                .output()
-                .expect("run irqtune");
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
-        };
+        let irqtune = |args: &[&str]| irqtune_in(&pair.b, Some(state.path()), args);
         // A plan of the three settings, on the skeleton `plan` writes for this host.
         let skeleton = state.path().join("skeleton.json");
         let (ok, text) = Command::new(irqtune_bin())
@@ -149,19 +135,7 @@ kernel_test! {
         // The flow's NAPI id: the receiving socket's sk_napi_id is one of vb's NAPIs as
         // netdev-genl lists them, and the report says which.
         let prof = state.path().join("flows.json");
-        let plain = |args: &[&str]| {
-            let out = Command::new(irqtune_bin())
-                .args(["--netns", &pair.b])
-                .args(args)
-                .output()
-                .expect("run irqtune");
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
-        };
+        let plain = |args: &[&str]| irqtune_in(&pair.b, None, args);
         // Up to three 2 s recordings: the client may still be starting.
         let mut flow = serde_json::Value::Null;
         for _ in 0..3 {
@@ -248,18 +222,8 @@ fn threaded_case(shared: u32, free: u32) {
     assert_eq!(threaded(), "0", "threaded NAPI starts off");
     let state = tempfile::tempdir().unwrap();
     let run = |args: &[&str], with_state: bool| {
-        let mut c = Command::new(irqtune_bin());
-        c.args(["--netns", &pair.b]).args(args);
-        if with_state {
-            c.arg("--state-dir").arg(state.path());
-        }
-        let out = c.output().expect("run irqtune");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "irqtune {args:?}: {text}");
+        let (ok, text) = irqtune_in(&pair.b, with_state.then(|| state.path()), args);
+        assert!(ok, "irqtune {args:?}: {text}");
         text
     };
     let cpu = shared.to_string();
@@ -397,4 +361,21 @@ fn kthread_cpus(name: &str) -> Option<String> {
             };
             (field("Name:")? == comm).then(|| field("Cpus_allowed_list:"))?
         })
+}
+
+/// irqtune on namespace `ns` (with `state` as its state directory, if given): whether it
+/// succeeded, and what it said on both outputs.
+fn irqtune_in(ns: &str, state: Option<&std::path::Path>, args: &[&str]) -> (bool, String) {
+    let mut c = Command::new(irqtune_bin());
+    c.args(["--netns", ns]).args(args);
+    if let Some(dir) = state {
+        c.arg("--state-dir").arg(dir);
+    }
+    let out = c.output().expect("run irqtune");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

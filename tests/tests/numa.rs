@@ -1120,28 +1120,9 @@ fn nic_layer(dir: &Path, nic: &str, node_cpus: &[u32]) {
     );
 
     // Coalescing the driver lacks (rx-usecs): a clear error, nothing changed.
-    let mut bad: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&plan).unwrap()).unwrap();
-    bad["changes"] = serde_json::json!([{
-        "kind": "coalesce", "iface": nic, "param": "rx_usecs",
-        "path": format!("/ethtool/{nic}/coalesce/rx-usecs"),
-        "current": "0", "proposed": "8", "reason": "test", "evidence": "test"
-    }]);
-    let bad_path = std::env::temp_dir().join("numa-coalesce.json");
-    fs::write(&bad_path, serde_json::to_string(&bad).unwrap()).unwrap();
-    let out = Command::new(irqtune_bin())
-        .args(["apply", bad_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !out.status.success(),
-        "an unsupported parameter is not applied: {text}"
-    );
+    let bad_path = coalesce_plan(&plan, nic, "rx_usecs", "0", "8");
+    let (ok, text) = apply(&bad_path);
+    assert!(!ok, "an unsupported parameter is not applied: {text}");
     assert!(
         text.contains("not support") || text.contains("rx-usecs"),
         "says which parameter and why: {text}"
@@ -1220,41 +1201,19 @@ fn tx_coalescing(prof: &Path, nic: &str) {
             .expect("ethtool -c shows tx-frames")
     };
     assert_eq!(tx_frames(), 1, "virtio-net's tx NAPI is on by default");
-    let mut change: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&plan).unwrap()).unwrap();
-    change["changes"] = serde_json::json!([{
-        "kind": "coalesce", "iface": nic, "param": "tx_frames",
-        "path": format!("/ethtool/{nic}/coalesce/tx-frames"),
-        "current": "1", "proposed": "0", "reason": "test", "evidence": "test"
-    }]);
-    let change_path = std::env::temp_dir().join("numa-tx-frames.json");
-    fs::write(&change_path, serde_json::to_string(&change).unwrap()).unwrap();
-    let up = Command::new(irqtune_bin())
-        .args(["apply", change_path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&up.stdout),
-        String::from_utf8_lossy(&up.stderr)
-    );
-    assert!(!up.status.success(), "refused while up: {text}");
+    let change_path = coalesce_plan(&plan, nic, "tx_frames", "1", "0");
+    let (ok, text) = apply(&change_path);
+    assert!(!ok, "refused while up: {text}");
     assert!(text.contains("link down"), "says why: {text}");
     assert_eq!(tx_frames(), 1, "nothing changed");
     sh(&format!("ip link set {nic} down"));
-    let applied = Command::new(irqtune_bin())
-        .args(["apply", change_path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // Both before any assertion: the link goes up again whatever happened.
+    let (applied, applied_text) = apply(&change_path);
     let down_frames = tx_frames();
     let reverted = Command::new(irqtune_bin()).arg("revert").output().unwrap();
     let back = tx_frames();
     sh(&format!("ip link set {nic} up"));
-    assert!(
-        applied.status.success(),
-        "applied with the link down: {}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    assert!(applied, "applied with the link down: {applied_text}");
     assert_eq!(down_frames, 0, "tx-frames applied");
     assert!(
         reverted.status.success(),
@@ -1355,4 +1314,38 @@ fn threaded_planned(nic: &str, node1: &[u32]) {
         "numa guest {NEWEST_KERNEL}: threaded NAPI planned for {nic} ({evidence}), {} kthreads on CPUs {others:?}; {verdict}",
         kthreads.len()
     ));
+}
+
+/// `template` (a plan of this host) with one coalescing change of `nic`, written beside it.
+fn coalesce_plan(
+    template: &Path,
+    nic: &str,
+    param: &str,
+    current: &str,
+    proposed: &str,
+) -> PathBuf {
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(template).unwrap()).unwrap();
+    plan["changes"] = serde_json::json!([{
+        "kind": "coalesce", "iface": nic, "param": param,
+        "path": format!("/ethtool/{nic}/coalesce/{}", param.replace('_', "-")),
+        "current": current, "proposed": proposed, "reason": "test", "evidence": "test"
+    }]);
+    let path = std::env::temp_dir().join(format!("numa-coalesce-{param}.json"));
+    fs::write(&path, serde_json::to_string(&plan).unwrap()).unwrap();
+    path
+}
+
+/// `irqtune apply PLAN`: whether it succeeded, and what it said.
+fn apply(plan: &Path) -> (bool, String) {
+    let out = Command::new(irqtune_bin())
+        .args(["apply", plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
