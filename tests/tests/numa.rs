@@ -1092,16 +1092,7 @@ fn nic_layer(dir: &Path, nic: &str, node_cpus: &[u32]) {
         .unwrap_or_else(|| panic!("the profile has no counters of {nic}"));
     row["rx_missed_errors"] = 500.into();
     fs::write(&prof, serde_json::to_string(&p).unwrap()).unwrap();
-    let plan = std::env::temp_dir().join("numa-ring.json");
-    let out = irqtune(&[
-        "plan",
-        "--from",
-        prof.to_str().unwrap(),
-        "--iface",
-        nic,
-        "--output",
-        plan.to_str().unwrap(),
-    ]);
+    let (plan, out) = plan_from(&prof, nic, "numa-ring.json");
     eprintln!("{out}");
     let ring = plan_changes(&plan)
         .into_iter()
@@ -1170,16 +1161,7 @@ fn tx_coalescing(prof: &Path, nic: &str) {
         }
     }
     fs::write(prof, serde_json::to_string(&p).unwrap()).unwrap();
-    let plan = std::env::temp_dir().join("numa-tx.json");
-    let out = irqtune(&[
-        "plan",
-        "--from",
-        prof.to_str().unwrap(),
-        "--iface",
-        nic,
-        "--output",
-        plan.to_str().unwrap(),
-    ]);
+    let (plan, out) = plan_from(prof, nic, "numa-tx.json");
     let planned: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&plan).unwrap()).unwrap();
     let notes = planned["notes"].to_string();
@@ -1349,4 +1331,20 @@ fn apply(plan: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// `irqtune plan --from PROFILE --iface NIC` into a temporary file `name`: the file and what
+/// plan printed.
+fn plan_from(profile: &Path, nic: &str, name: &str) -> (PathBuf, String) {
+    let plan = std::env::temp_dir().join(name);
+    let out = irqtune(&[
+        "plan",
+        "--from",
+        profile.to_str().unwrap(),
+        "--iface",
+        nic,
+        "--output",
+        plan.to_str().unwrap(),
+    ]);
+    (plan, out)
 }

@@ -452,12 +452,7 @@ fn placement(p: &Profile, m: &Machine, out: &mut Vec<Finding>) {
 /// cannot until they are split or steered.
 fn busy_poll(p: &Profile, out: &mut Vec<Finding>) {
     for r in crate::model::profile::readers_by_napi(&p.flows) {
-        let reads: u64 = p
-            .flows
-            .iter()
-            .filter(|f| f.pid == r.pid)
-            .map(|f| f.reads())
-            .sum();
+        let reads = r.reads;
         if reads < policy::MIN_FLOW_READS {
             continue;
         }

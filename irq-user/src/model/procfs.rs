@@ -391,6 +391,25 @@ pub fn ksoftirqd_pids<T: Tree + ?Sized>(tree: &T) -> Vec<(u32, u32)> {
     found
 }
 
+/// One field of a /proc/PID/status text ("Cpus_allowed_list", "PPid", ...), trimmed.
+pub fn status_value<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim())
+    })
+}
+
+/// One field of /proc/PID/status.
+pub fn status_field<T: Tree + ?Sized>(tree: &T, pid: u32, key: &str) -> Option<String> {
+    let status = tree.read_opt(&format!("proc/{pid}/status"))?;
+    status_value(&status, key).map(str::to_string)
+}
+
+/// The CPUs a task may run on (its `Cpus_allowed_list`).
+pub fn task_cpus<T: Tree + ?Sized>(tree: &T, pid: u32) -> Option<Vec<u32>> {
+    crate::model::cpulist::parse(&status_field(tree, pid, "Cpus_allowed_list")?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

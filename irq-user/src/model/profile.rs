@@ -329,6 +329,8 @@ pub struct ReaderNapis {
     pub pid: u32,
     pub comm: String,
     pub flows: usize,
+    /// Reads over all its flows.
+    pub reads: u64,
     /// NAPI id -> flows of this reader from it.
     pub napis: BTreeMap<u32, usize>,
     /// Flows without a NAPI id.
@@ -345,6 +347,7 @@ pub fn readers_by_napi(flows: &[FlowRow]) -> Vec<ReaderNapis> {
             ..ReaderNapis::default()
         });
         r.flows += 1;
+        r.reads += f.reads();
         match f.napi_id {
             Some(id) => *r.napis.entry(id).or_default() += 1,
             None => r.unknown += 1,

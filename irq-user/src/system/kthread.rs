@@ -6,7 +6,11 @@
 use std::io;
 
 use crate::{
-    model::{cpulist, tree::Tree},
+    model::{
+        cpulist,
+        procfs::{status_field, status_value},
+        tree::Tree,
+    },
     system::{netdev, sysroot::SysRoot},
 };
 
@@ -14,10 +18,9 @@ use crate::{
 /// name is "napi/IFACE-ID" (cut to the kernel's 15 characters) and whose parent is kthreadd.
 pub fn find(root: &SysRoot, iface: &str, napi: u32) -> Option<u32> {
     let ifindex = root.read_parsed::<u32>(&format!("sys/class/net/{iface}/ifindex"))?;
-    let from_genl = netdev::read()
-        .napis
-        .into_iter()
-        .find(|n| n.ifindex == ifindex && n.id == napi)
+    let from_genl = netdev::get(napi)
+        .ok()
+        .filter(|n| n.ifindex == ifindex)
         .and_then(|n| n.pid);
     if from_genl.is_some() {
         return from_genl;
@@ -33,32 +36,19 @@ pub fn find(root: &SysRoot, iface: &str, napi: u32) -> Option<u32> {
             let status = root
                 .read_opt(&format!("proc/{pid}/status"))
                 .unwrap_or_default();
-            let field = |k: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(|v| v.trim().to_string())
-            };
-            field("Name:").as_deref() == Some(comm.as_str())
-                && field("PPid:").as_deref() == Some("2")
+            status_value(&status, "Name") == Some(comm.as_str())
+                && status_value(&status, "PPid") == Some("2")
         });
     let first = found.next()?;
     // A cut name may match another NAPI of a long-named device: then it is not this one.
     (exact || found.next().is_none()).then_some(first)
 }
 
-/// The CPUs a task may run on, as the hex mask /proc/PID/status shows (`Cpus_allowed`).
-pub fn cpus_mask(root: &SysRoot, pid: u32) -> Option<String> {
-    root.read_opt(&format!("proc/{pid}/status"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed:"))
-        .map(|v| v.trim().to_string())
-}
-
-/// The kthread's CPUs, or kthreadd's when it does not exist yet.
+/// The kthread's CPUs (the hex mask /proc/PID/status shows as `Cpus_allowed`), or kthreadd's
+/// when it does not exist yet.
 pub fn read(root: &SysRoot, iface: &str, napi: u32) -> io::Result<String> {
     let pid = find(root, iface, napi).unwrap_or(2);
-    cpus_mask(root, pid).ok_or_else(|| {
+    status_field(root, pid, "Cpus_allowed").ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("/proc/{pid}/status has no Cpus_allowed"),

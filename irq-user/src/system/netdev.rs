@@ -21,19 +21,24 @@ fn napis(sock: &mut NetlinkSocket) -> std::io::Result<Vec<Napi>> {
     while let Some(r) = reply.recv() {
         let a = r?;
         let Ok(id) = a.get_id() else { continue };
-        out.push(Napi {
-            id,
-            ifindex: a.get_ifindex().unwrap_or(0),
-            irq: a.get_irq().ok(),
-            pid: a.get_pid().ok().filter(|&p| p != 0),
-            threaded: a.get_threaded().ok().map(|t| t != 0),
-            defer_hard_irqs: a.get_defer_hard_irqs().ok(),
-            gro_flush_timeout_ns: a.get_gro_flush_timeout().ok().map(u64::from),
-            irq_suspend_timeout_ns: a.get_irq_suspend_timeout().ok().map(u64::from),
-            ..Napi::default()
-        });
+        out.push(napi(id, &a));
     }
     Ok(out)
+}
+
+/// A NAPI as napi-get answers it (dump or do).
+fn napi(id: u32, a: &netdev::IterableNapi<'_>) -> Napi {
+    Napi {
+        id,
+        ifindex: a.get_ifindex().unwrap_or(0),
+        irq: a.get_irq().ok(),
+        pid: a.get_pid().ok().filter(|&p| p != 0),
+        threaded: a.get_threaded().ok().map(|t| t != 0),
+        defer_hard_irqs: a.get_defer_hard_irqs().ok(),
+        gro_flush_timeout_ns: a.get_gro_flush_timeout().ok().map(u64::from),
+        irq_suspend_timeout_ns: a.get_irq_suspend_timeout().ok().map(u64::from),
+        ..Napi::default()
+    }
 }
 
 /// (ifindex, NAPI id) -> (rx queues, tx queues).
@@ -88,7 +93,7 @@ pub fn read() -> NapiTopology {
     })
 }
 
-/// One NAPI instance (`napi-get` by id): its device's ifindex and settings.
+/// One NAPI instance (`napi-get` by id): its device's ifindex, kthread and settings.
 pub fn get(id: u32) -> std::io::Result<Napi> {
     with_socket(|s| {
         let mut req = netdev::Request::new().op_napi_get_do();
@@ -97,15 +102,7 @@ pub fn get(id: u32) -> std::io::Result<Napi> {
         let Some(r) = reply.recv() else {
             return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
         };
-        let a = r?;
-        Ok(Napi {
-            id,
-            ifindex: a.get_ifindex().unwrap_or(0),
-            defer_hard_irqs: a.get_defer_hard_irqs().ok(),
-            gro_flush_timeout_ns: a.get_gro_flush_timeout().ok().map(u64::from),
-            irq_suspend_timeout_ns: a.get_irq_suspend_timeout().ok().map(u64::from),
-            ..Napi::default()
-        })
+        Ok(napi(id, &r?))
     })
 }
 

@@ -101,12 +101,7 @@ impl Machine {
             rps_sock_flow_entries: root.read_parsed(RPS_SOCK_FLOW_ENTRIES),
             softnet: Softnet::read(root),
             napi,
-            new_kthread_cpus: root.read_opt("proc/2/status").and_then(|s| {
-                let list = s
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-                crate::model::cpulist::parse(list.trim()).ok()
-            }),
+            new_kthread_cpus: procfs::task_cpus(root, 2),
             irqbalance: irqbalance::read(root),
         }
     }
@@ -159,15 +154,7 @@ fn napi_placed(
             n.irq_from_queue = n.irq.is_some();
         }
         // netdev-genl reports a pid only for a threaded NAPI.
-        let kthread = n.pid.and_then(|pid| {
-            let status = root.read_opt(&format!("proc/{pid}/status"))?;
-            let list = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
-                .trim()
-                .to_string();
-            crate::model::cpulist::parse(&list).ok()
-        });
+        let kthread = n.pid.and_then(|pid| procfs::task_cpus(root, pid));
         n.cpus = kthread.unwrap_or_else(|| {
             n.irq
                 .and_then(|i| irqs.iter().find(|q| q.irq == i))
