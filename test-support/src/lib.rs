@@ -652,6 +652,7 @@ impl MachineSpec {
                 irqtune_version: "fixture".into(),
                 sampling: None,
                 bpf_map_bytes: None,
+                mark_skew_ns: None,
             },
             hardirqs: irqs.rows,
             irqs: irqs.irqs,

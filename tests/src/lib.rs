@@ -187,6 +187,30 @@ pub fn rel_diff(a: u64, b: u64) -> f64 {
     (a as f64 - b as f64).abs() / (b.max(1) as f64)
 }
 
+/// A duration in nanoseconds, saturating.
+pub fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The most events that arrive within `gap_ns` of a window of `duration_ns` that saw `count`,
+/// but with probability 1e-4: arrivals Poisson at the window's mean rate, in bursts of `burst`
+/// events each (one I/O request's several interrupts), a burst cut by the gap counted whole.
+/// The bound on how far two counters read `gap_ns` apart can disagree.
+pub fn arrivals_within(count: u64, duration_ns: u64, gap_ns: u64, burst: u64) -> u64 {
+    let burst = burst.max(1);
+    let mean = count as f64 / burst as f64 * gap_ns as f64 / duration_ns.max(1) as f64;
+    // Smallest k with P(N > k) <= 1e-4, summing the Poisson pmf.
+    let (mut k, mut pmf) = (0u64, (-mean).exp());
+    let mut cdf = pmf;
+    while 1.0 - cdf > 1e-4 && k < 1_000_000 {
+        k += 1;
+        pmf *= mean / k as f64;
+        cdf += pmf;
+    }
+    // A burst straddling either end of the gap adds one more.
+    (k + 1) * burst
+}
+
 /// How long a generated stream runs: at most `chunks` writes and `time`, and until `stop` is
 /// set when there is one.
 #[derive(Clone)]

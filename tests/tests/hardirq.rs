@@ -1,13 +1,13 @@
 //! Hardirq probes against /proc/interrupts, with disk I/O made on purpose.
 
-use std::path::Path;
+use std::{path::Path, time::Instant};
 
 use irq_user::system::sysroot::SysRoot;
 use irq_user::{
     model::procfs,
     system::probes::{Group, ProbeOptions},
 };
-use irqtune_tests::{direct_io, kernel_test, load_probes, rel_diff};
+use irqtune_tests::{arrivals_within, direct_io, kernel_test, load_probes, nanos};
 
 /// The virtio block request queue IRQ ("virtio1-req.0"), which fires on disk I/O.
 fn block_irq() -> (u32, String) {
@@ -30,11 +30,15 @@ kernel_test! {
         // /var/tmp is on the disk (tmpfs would refuse O_DIRECT and never touch the device).
         let dir = Path::new("/var/tmp");
 
+        let t0 = Instant::now();
         let s0 = probes.snapshot().expect("snapshot");
         let i0 = procfs::read_interrupts(&SysRoot::default()).expect("interrupts");
+        let gap0 = t0.elapsed();
         direct_io(dir, 1500);
+        let t1 = Instant::now();
         let s1 = probes.snapshot().expect("snapshot");
         let i1 = procfs::read_interrupts(&SysRoot::default()).expect("interrupts");
+        let (gap, window) = (gap0 + t1.elapsed(), t1 - t0);
 
         let proc_delta: u64 = i1
             .cpus
@@ -54,9 +58,13 @@ kernel_test! {
             proc_delta >= 1000,
             "disk I/O made only {proc_delta} interrupts on IRQ {irq}"
         );
+        // Each O_DIRECT write is one request, one interrupt: the two counts differ by at most
+        // the interrupts that arrive while the two are read.
+        let allowed = arrivals_within(proc_delta, nanos(window), nanos(gap), 1);
         assert!(
-            rel_diff(seen, proc_delta) <= 0.02,
-            "probes saw {seen}, /proc/interrupts {proc_delta}: more than 2% apart"
+            seen.abs_diff(proc_delta) <= allowed,
+            "probes saw {seen}, /proc/interrupts {proc_delta}: more than the {allowed} that \
+             could arrive in the {gap:?} between the reads"
         );
         assert_eq!(in_hist, seen, "every handler run is in the histogram");
         let total: u64 = series.per_cpu.iter().map(|v| v.total_ns).sum();

@@ -11,7 +11,7 @@ use std::{
     path::Path,
     process::Command,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -23,9 +23,9 @@ use irq_user::model::{
     snapshot::Protocol,
 };
 use irqtune_tests::{
-    irqtune_bin, irqtune_programs_loaded, kernel_test,
+    arrivals_within, irqtune_bin, irqtune_programs_loaded, kernel_test,
     qemu::{self, Guest},
-    rel_diff, require_root, Limit, NetnsPair, Pace, Proto, Restore, Streams,
+    require_root, Limit, NetnsPair, Pace, Proto, Restore, Streams,
 };
 
 const RX_QUEUE: &str = "/sys/class/net/vb/queues/rx-0";
@@ -292,16 +292,19 @@ kernel_test! {
 
 /// File I/O that reaches a virtio device: durable writes (the disk here) and reads of the
 /// root file system (a QEMU guest's root is 9p over virtio, uncached, its /var a tmpfs).
-fn file_io(stop: &AtomicBool) {
+/// Returns how many rounds (a durable write and a read each) it made.
+fn file_io(stop: &AtomicBool) -> u64 {
     use std::io::Read as _;
     let path = Path::new("/var/tmp").join(format!("irqtune-compat-io-{}", std::process::id()));
     let block = vec![0x5au8; 4096];
     let mut buf = vec![0u8; 4096];
     let start = Instant::now();
+    let mut rounds = 0;
     for _ in 0..20_000 {
         if stop.load(Ordering::Relaxed) || start.elapsed() > Duration::from_secs(60) {
             break;
         }
+        rounds += 1;
         let mut f = fs::File::create(&path).expect("create the I/O file");
         f.write_all(&block).expect("write");
         f.sync_all().expect("fsync");
@@ -309,6 +312,7 @@ fn file_io(stop: &AtomicBool) {
         let _ = r.read(&mut buf).expect("read");
     }
     let _ = fs::remove_file(&path);
+    rounds
 }
 
 kernel_test! {
@@ -317,13 +321,15 @@ kernel_test! {
         let n = pair.names();
         // Attached throughout: a duty cycle would scale its counts to /proc's, and this
         // compares them. The RFS recording above runs with the default duty cycle.
+        let rounds = Arc::new(AtomicU64::new(0));
+        let io_rounds = rounds.clone();
         let r = record_during(&["--duration", "4", "--no-flows", "--duty", "100"], move |stop| {
             let io = {
                 let stop = stop.clone();
                 std::thread::spawn(move || file_io(&stop))
             };
             paced(&n, Proto::Tcp, false, 5521, "irqt-cmp-cnt", stop);
-            io.join().expect("I/O thread");
+            io_rounds.store(io.join().expect("I/O thread"), Ordering::Relaxed);
         });
         assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
         let p = &r.profile;
@@ -354,9 +360,17 @@ kernel_test! {
             proc_count >= 200,
             "only {proc_count} interrupts on IRQ {irq} ({name})"
         );
+        // The two counts are read moments apart at each end (the profile says how long): they
+        // differ by at most the interrupts that arrive in that time, which come in bursts of
+        // one I/O round's requests.
+        let skew_ns = p.session.mark_skew_ns.expect("a recording says its mark skew");
+        let burst = proc_count.div_ceil(rounds.load(Ordering::Relaxed).max(1));
+        let allowed = arrivals_within(proc_count, p.session.duration_ns, skew_ns, burst);
+        eprintln!("IRQ {irq}: marks {skew_ns} ns apart, bursts of {burst}: at most {allowed} apart");
         assert!(
-            rel_diff(seen, proc_count) <= 0.02,
-            "IRQ {irq} ({name}): probes {seen}, /proc/interrupts {proc_count}: more than 2% apart"
+            seen.abs_diff(proc_count) <= allowed,
+            "IRQ {irq} ({name}): probes {seen}, /proc/interrupts {proc_count}: more than the \
+             {allowed} that could arrive in the {skew_ns} ns between the two reads"
         );
 
         let net_rx: u64 = p
@@ -373,9 +387,12 @@ kernel_test! {
             .expect("NET_RX in /proc/softirqs");
         eprintln!("NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}");
         assert!(proc_net_rx >= 500, "only {proc_net_rx} NET_RX runs");
+        let allowed = arrivals_within(proc_net_rx, p.session.duration_ns, skew_ns, 1);
+        eprintln!("NET_RX: at most {allowed} apart");
         assert!(
-            rel_diff(net_rx, proc_net_rx) <= 0.05,
-            "NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}: more than 5% apart"
+            net_rx.abs_diff(proc_net_rx) <= allowed,
+            "NET_RX: probes {net_rx}, /proc/softirqs {proc_net_rx}: more than the {allowed} \
+             that could run in the {skew_ns} ns between the two reads"
         );
         report(&format!(
             "kernel={} irq={name} probes={seen} proc={proc_count} net_rx_probes={net_rx} net_rx_proc={proc_net_rx}",

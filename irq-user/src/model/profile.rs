@@ -464,6 +464,11 @@ pub struct SessionInfo {
     /// Kernel memory the probes' BPF maps took, bytes (the memlock the kernel charged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpf_map_bytes: Option<u64>,
+    /// How far apart /proc's counts and the probes' were read, both ends of the session
+    /// together (an upper bound): what arrived in between is in one source only, so the
+    /// two agree up to the events of that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark_skew_ns: Option<u64>,
 }
 
 /// What a duty-cycled recording observed, and how its figures stand for the whole session.
@@ -526,6 +531,8 @@ pub struct Recorded<'a> {
     pub observed_ns: u64,
     /// Kernel memory of the probes' maps.
     pub bpf_map_bytes: Option<u64>,
+    /// Time between reading /proc and the maps, both marks together.
+    pub mark_skew_ns: u64,
     pub interrupted: bool,
     pub cpus: Vec<u32>,
     pub probes: Vec<ProbeRow>,
@@ -757,6 +764,7 @@ impl Profile {
                 irqtune_version: env!("CARGO_PKG_VERSION").into(),
                 sampling: None,
                 bpf_map_bytes: r.bpf_map_bytes,
+                mark_skew_ns: Some(r.mark_skew_ns),
             },
             hardirqs,
             irqs,
@@ -803,6 +811,7 @@ impl Profile {
                 irqtune_version: env!("CARGO_PKG_VERSION").into(),
                 sampling: None,
                 bpf_map_bytes: None,
+                mark_skew_ns: None,
             },
             hardirqs: Vec::new(),
             irqs: Vec::new(),

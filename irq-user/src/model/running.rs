@@ -140,6 +140,11 @@ impl Profile {
         });
         self.session.probes = next.session.probes.clone();
         self.session.bpf_map_bytes = next.session.bpf_map_bytes;
+        // The running window's ends are this one's start and next's end: the sum bounds them.
+        self.session.mark_skew_ns = match (self.session.mark_skew_ns, next.session.mark_skew_ns) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, b) => a.or(b),
+        };
         self.hardirqs = add_rows(
             &self.hardirqs,
             &next.hardirqs,

@@ -31,6 +31,9 @@ pub struct Mark {
     /// The NICs' receive drop counters.
     pub nics: Vec<NicCounters>,
     pub unix_ms: u64,
+    /// Time from the first /proc count read to the end of the maps' snapshot: what arrived
+    /// in it is in one source's count and not yet in the other's.
+    pub skew_ns: u64,
 }
 
 impl Mark {
@@ -41,9 +44,11 @@ impl Mark {
         // first (flows last): each /proc count and its probe count are read moments apart.
         let nics = procfs::read_nic_counters(root);
         let softnet = procfs::read_softnet(root).unwrap_or_default();
+        let proc_at = crate::model::snapshot::monotonic_ns();
         let softirqs = procfs::read_softirqs(root)?;
         let interrupts = procfs::read_interrupts(root)?;
         let probes = probes.snapshot()?;
+        let skew_ns = crate::model::snapshot::monotonic_ns().saturating_sub(proc_at);
         Ok(Mark {
             probes,
             interrupts,
@@ -51,6 +56,7 @@ impl Mark {
             softnet,
             nics,
             unix_ms,
+            skew_ns,
         })
     }
 
@@ -132,6 +138,11 @@ impl Recorder {
     pub fn with_duty(opts: &ProbeOptions, duty: Option<Duty>) -> anyhow::Result<Recorder> {
         let env = preflight::check()?;
         let probes = Probes::load(&env, opts).context("loading the probes")?;
+        // One mark thrown away: the first pass through the mark code and the maps pages them
+        // in, and on a machine whose root file system is a device (a guest's virtio-fs) those
+        // page faults are interrupts that /proc counted before the maps were read, a skew of
+        // the first window alone.
+        Mark::take(&probes).context("reading /proc and the probes' maps")?;
         Ok(Recorder {
             rows: probe_rows(&probes),
             probes,
@@ -237,6 +248,7 @@ impl Recorder {
                 duration_ns
             },
             bpf_map_bytes: crate::system::probes::map_memory(),
+            mark_skew_ns: from.skew_ns.saturating_add(to.skew_ns),
             interrupted,
             cpus,
             probes: self.rows.clone(),
