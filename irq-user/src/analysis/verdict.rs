@@ -621,6 +621,8 @@ pub struct Verdict {
     pub effects: Vec<String>,
     /// The figures shown, not judged.
     pub shown: Vec<Shown>,
+    /// What the shown figures leave out, and why (they are not judged: the outcomes are).
+    pub left_out: Vec<String>,
     /// Windows per side.
     pub windows: (usize, usize),
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    analysis::plan::{Plan, Strategy},
+    analysis::plan::{Change, Knob, Plan, Strategy},
     analysis::planner::{self, Load, PlanOptions},
     analysis::policy,
     analysis::verdict::{self, Conclusion, Measure, Measures, Noise, Outcome, Side, Verdict},
@@ -169,6 +169,54 @@ impl Measured {
             .map(|w| judged(rec.profile(&w[0], &w[1], false, None), addrs))
             .collect()
     }
+}
+
+/// What the shown NET_RX figures leave out: the polls of devices with threaded NAPI on, on
+/// either side of the trial, run in kthreads outside the NET_RX softirq the probes time.
+/// (Attributing their time needs the kthreads' CPU time read at each mark.)
+fn kthread_polls_unseen(machine: &Machine, plan: &Plan) -> Option<String> {
+    let now: Vec<(&str, bool)> = machine
+        .nics
+        .iter()
+        .map(|n| (n.name.as_str(), n.napi.threaded.is_some_and(|t| t != 0)))
+        .collect();
+    threaded_sides(&now, &plan.changes)
+}
+
+/// [`kthread_polls_unseen`] from each device's threaded NAPI now and the plan's changes.
+fn threaded_sides(now: &[(&str, bool)], changes: &[Change]) -> Option<String> {
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for &(name, was) in now {
+        let will = changes
+            .iter()
+            .find_map(|c| match &c.knob {
+                Knob::NapiThreaded { iface } if iface == name => Some(c.proposed.trim() != "0"),
+                _ => None,
+            })
+            .unwrap_or(was);
+        if was {
+            before.push(name);
+        }
+        if will {
+            after.push(name);
+        }
+    }
+    let side = match (before.is_empty(), after.is_empty()) {
+        (true, true) => return None,
+        (true, false) => format!("after the change ({})", after.join(", ")),
+        (false, true) => format!("before the change ({})", before.join(", ")),
+        (false, false) if before == after => format!("on both sides ({})", after.join(", ")),
+        (false, false) => format!(
+            "before ({}) and after ({}) the change",
+            before.join(", "),
+            after.join(", ")
+        ),
+    };
+    Some(format!(
+        "the receive polls of threaded NAPI {side}: they run in kthreads, outside the NET_RX \
+         softirq the probes time, so the busiest CPU's softirq share and the NET_RX time per \
+         packet shown leave them out (throughput, latency and drops judge the change)"
+    ))
 }
 
 /// Which state the machine is in during the trial.
@@ -519,12 +567,14 @@ impl Run<'_> {
             whole: Measures::of_windows(windows, &self.cpus),
         };
         let fewer_drops = plan.changes.iter().any(|c| c.knob.is_drop_lever());
-        verdict::compare(
+        let mut v = verdict::compare(
             &side(&w.before),
             &side(&w.after),
             alpha_per_look(),
             fewer_drops,
-        )
+        );
+        v.left_out.extend(kthread_polls_unseen(&self.machine, plan));
+        v
     }
 
     /// Step 4: the trial. Windows alternate between the before and the after state (the
@@ -602,6 +652,9 @@ impl Run<'_> {
         );
         for u in &v.unmeasured {
             say(out, format_args!("  not measured: {u}\n"));
+        }
+        for l in &v.left_out {
+            say(out, format_args!("  left out of the figures: {l}\n"));
         }
         for t in &v.tradeoffs {
             say(out, format_args!("  tradeoff: {t}\n"));
@@ -819,6 +872,40 @@ mod tests {
             pos.iter().sum::<usize>() as f64 / pos.len() as f64
         };
         assert!((mean(true) - mean(false)).abs() <= 0.5, "{o:?}");
+    }
+
+    #[test]
+    fn the_polls_of_threaded_napi_are_said_unmeasured_on_the_side_they_run() {
+        let threaded = |iface: &str, from: &str, to: &str| Change {
+            knob: Knob::NapiThreaded {
+                iface: iface.into(),
+            },
+            path: format!("sys/class/net/{iface}/threaded"),
+            current: from.into(),
+            proposed: to.into(),
+            reason: String::new(),
+            evidence: String::new(),
+        };
+        let off = [("eth0", false), ("eth1", false)];
+        // Nothing threaded either side: nothing left out.
+        assert_eq!(threaded_sides(&off, &[]), None);
+        // Turned on: the after side's polls are unseen; turned off: the before side's.
+        let on = threaded_sides(&off, &[threaded("eth1", "0", "1\n")]).unwrap();
+        assert!(on.contains("after the change (eth1)"), "{on}");
+        let was = [("eth0", true), ("eth1", false)];
+        let off_again = threaded_sides(&was, &[threaded("eth0", "1", "0")]).unwrap();
+        assert!(
+            off_again.contains("before the change (eth0)"),
+            "{off_again}"
+        );
+        // Already on and left alone: both sides; a change to another device adds it after.
+        let both = threaded_sides(&was, &[]).unwrap();
+        assert!(both.contains("on both sides (eth0)"), "{both}");
+        let more = threaded_sides(&was, &[threaded("eth1", "0", "1")]).unwrap();
+        assert!(
+            more.contains("before (eth0) and after (eth0, eth1)"),
+            "{more}"
+        );
     }
 
     #[test]
