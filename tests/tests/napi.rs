@@ -144,9 +144,16 @@ kernel_test! {
             assert!(ok, "{text}");
             let profile: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&prof).unwrap()).unwrap();
+            // Read as well as delivered: the report lists flows with reads.
+            let reads = |f: &serde_json::Value| -> u64 {
+                f["reads_by_cpu"]
+                    .as_object()
+                    .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+            };
             if let Some(f) = profile["flows"].as_array().unwrap().iter().find(|f| {
                 f["local"].as_str().is_some_and(|l| l.ends_with(":11311"))
                     && f["napi_id"].as_u64().is_some()
+                    && reads(f) > 0
             }) {
                 flow = f.clone();
                 break;
