@@ -122,6 +122,19 @@ fn record_with(args: &[&str], env: &[(&str, &str)], load: Option<Load>) -> Recor
     let profile = irq_user::system::files::load_profile(&path)
         .unwrap_or_else(|e| panic!("no profile from irqtune record ({e}):\n{stdout}\n{stderr}"));
     let _ = fs::remove_file(&path);
+    // A duty cycle that could not attach its probes again would observe its first slice
+    // alone; where the kernel cannot, the recorder keeps them attached and says so.
+    assert!(
+        !stderr.contains("attaching the probes again"),
+        "a probe failed to attach again during the duty cycle:\n{stderr}"
+    );
+    if stderr.contains("the duty cycle is off") {
+        assert!(
+            profile.session.sampling.is_none(),
+            "duty cycle off, yet the profile says it was sampled: {:?}",
+            profile.session.sampling
+        );
+    }
     assert!(
         irqtune_programs_loaded().is_empty(),
         "irqtune programs still loaded after exit: {:?}",

@@ -138,6 +138,21 @@ impl Recorder {
     pub fn with_duty(opts: &ProbeOptions, duty: Option<Duty>) -> anyhow::Result<Recorder> {
         let env = preflight::check()?;
         let probes = Probes::load(&env, opts).context("loading the probes")?;
+        let release = SysRoot::default()
+            .read_opt("proc/sys/kernel/osrelease")
+            .unwrap_or_default();
+        let duty = match (duty, probes.attached_once(release.trim())) {
+            (Some(_), Some(hook)) => {
+                log::warn!(
+                    "the duty cycle is off: {hook} cannot be attached again once detached on \
+                     this kernel ({}; Linux 5.13 lifted it), so the probes stay attached for \
+                     the whole session, at their full cost",
+                    release.trim()
+                );
+                None
+            }
+            (duty, _) => duty,
+        };
         // One mark thrown away: the first pass through the mark code and the maps pages them
         // in, and on a machine whose root file system is a device (a guest's virtio-fs) those
         // page faults are interrupts that /proc counted before the maps were read, a skew of
