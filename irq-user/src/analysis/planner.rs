@@ -950,7 +950,7 @@ impl Planner<'_> {
                 "CPU {}: {} time squeezes in {:.1} s, NET_RX {per_packet:.0} ns per packet: {in_time} packets fit in {usecs} us",
                 r.cpu, r.time_squeeze, load.secs
             );
-            if in_time > budget {
+            if in_time as f64 >= budget as f64 * (1.0 + policy::BUDGET_MIN_RAISE) {
                 fits = fits.min(in_time);
                 evidence.push(line);
             } else {
