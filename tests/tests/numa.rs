@@ -45,6 +45,14 @@ fn tap(pid: u32, queues: u32) -> String {
     format!("iqt{queues}-{}", pid % 100_000)
 }
 
+/// The TAPs go with QEMU; the namespace is ours to remove, also when the guest fails (a
+/// namespace left behind fails the next guest's `ip netns add`).
+impl Drop for HostSide {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
 /// QEMU options for the three NICs: each behind a PCIe expander bridge on its NUMA node.
 fn nic_opts(pid: u32) -> Vec<String> {
     let mut o = Vec::new();
@@ -191,8 +199,6 @@ fn numa_guest(kernel: &str, test: &str, inner: &str, timeout: Duration) {
     for w in host.workers.drain(..) {
         let _ = w.join();
     }
-    // The TAPs went with QEMU; the namespace is ours to remove.
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     eprintln!(
         "== guest in {:.0} s\n{}\n== seen\n{}",
         run.secs, run.log, run.seen
