@@ -203,6 +203,18 @@ fn mismatch_row(out: &str) -> (f64, f64) {
     (v[0] / 100.0, v[1] / 100.0)
 }
 
+/// The estimated change, in percent, of a judged row of a trial's before-and-after table.
+fn change_of(trial: &str, row: &str) -> f64 {
+    let line = trial
+        .lines()
+        .find(|l| l.trim_start().starts_with(row))
+        .unwrap_or_else(|| panic!("no {row:?} row in:\n{trial}"));
+    line.split_whitespace()
+        .filter(|w| w.starts_with(['+', '-']))
+        .find_map(|w| w.strip_suffix('%')?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no change in {line:?}"))
+}
+
 fn run(mut cmd: Command) -> (bool, String) {
     let out = cmd.output().expect("run tune");
     let text = format!(
@@ -605,10 +617,22 @@ kernel_test! {
         assert!(ok, "tune failed:\n{out}");
         let verdicts: Vec<&str> = out.lines().filter(|l| l.starts_with("Verdict:")).collect();
         assert_eq!(verdicts.len(), 2, "two trials:\n{out}");
+        // The harm is measured by the readers' wait, whose window medians are spread widely here
+        // (16 flows, half of them crossing CPUs before the change): in the study the first plan
+        // was WORSE 10 of 10 at +65% to +210%, and a CI run met +38% at a 37% spread, which 15
+        // windows a side cannot separate from 10% (INCONCLUSIVE). Either way it is not kept:
+        // rolled back, its estimated change in the harmful direction, and the next plan tried.
         assert!(
-            verdicts[0].starts_with("Verdict: WORSE") && verdicts[0].contains("rolled back"),
+            (verdicts[0].starts_with("Verdict: WORSE")
+                || verdicts[0].starts_with("Verdict: INCONCLUSIVE"))
+                && verdicts[0].contains("rolled back"),
             "RFS onto the readers' CPU hurts them: {}",
             verdicts[0]
+        );
+        let wait = change_of(steering_trial(&out), "delivery-to-read, median");
+        assert!(
+            wait > 0.0,
+            "RFS onto the readers' CPU makes them wait longer ({wait:+.1}%):\n{out}"
         );
         assert!(
             verdicts[1].contains("; kept."),
@@ -652,7 +676,16 @@ kernel_test! {
         let tried = r["tried"].as_array().expect("tried");
         assert_eq!(tried.len(), 2, "{r}");
         assert_eq!(tried[0]["kept"], false);
-        assert_eq!(tried[0]["verdict"]["conclusion"], "worse");
+        let printed = if verdicts[0].starts_with("Verdict: WORSE") {
+            "worse"
+        } else {
+            "undecided"
+        };
+        assert_eq!(
+            tried[0]["verdict"]["conclusion"], printed,
+            "the record's first verdict is the printed one: {}",
+            verdicts[0]
+        );
         assert_eq!(tried[1]["kept"], true);
         assert_eq!(tried[1]["plan"]["strategy"], "away_from_readers");
         let rev = s.revert();
