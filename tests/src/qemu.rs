@@ -130,6 +130,12 @@ impl Guest {
         for n in &self.numa {
             cmd.args(["--numa", n]);
         }
+        if let Some(lpj) = host_lpj() {
+            // Secondary vCPUs otherwise time their delay loop against jiffies, which under TCG
+            // failed ("Consider using \"lpj=\" boot option") and once hung a 7.3 guest's SMP
+            // bring-up for the whole timeout.
+            cmd.args(["--append", &format!("lpj={lpj}")]);
+        }
         // One host thread for all vCPUs: with multi-threaded TCG a vCPU could run a stale
         // translation of kernel text being patched (tracepoint and trampoline sites patched
         // through int3 at attach and detach): guests oopsed ("int3" in handle_softirqs,
@@ -157,9 +163,13 @@ impl Guest {
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
                 let log = fs::read_to_string(out.join("log")).unwrap_or_default();
+                let console = fs::read_to_string(out.join("console")).unwrap_or_default();
+                // An empty log is a guest that never reached the test: its console says how
+                // far the boot got.
                 panic!(
-                    "the guest did not finish in {} s; its output so far:\n{log}",
-                    self.timeout.as_secs()
+                    "the guest did not finish in {} s; its output so far:\n{log}\n== console (last 40 lines):\n{}",
+                    self.timeout.as_secs(),
+                    tail(&console, 40)
                 );
             }
             host(out);
@@ -187,15 +197,13 @@ impl Drop for Guest {
 impl GuestRun {
     /// The tests inside passed, `n` of them.
     pub fn assert_passed(&self, test: &str, n: usize) {
-        let tail: Vec<&str> = self.console.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
         assert_eq!(
             self.rc,
             "0",
             "{test}: the tests failed in the guest (exit {:?}):\n{}\n== console (last 40 lines):\n{}",
             self.rc,
             self.log,
-            tail.join("\n")
+            tail(&self.console, 40)
         );
         assert!(
             self.log.contains(&format!("test result: ok. {n} passed")),
@@ -203,6 +211,28 @@ impl GuestRun {
             self.log
         );
     }
+}
+
+/// The guest kernels' loops per jiffy, from this host's BogoMIPS (the same TSC under TCG):
+/// BogoMIPS = lpj * HZ / 500000, and Debian's kernels are built with HZ=250.
+fn host_lpj() -> Option<u64> {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").ok()?;
+    let bogomips: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("bogomips"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    const HZ: f64 = 250.0;
+    Some((bogomips * 500_000.0 / HZ) as u64).filter(|&l| l > 0)
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Inside a guest: the shared directory, or None on the host.
