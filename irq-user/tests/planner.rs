@@ -1182,3 +1182,32 @@ fn threaded_napi_on_a_vm_whose_cpus_all_read_leaves_the_kthreads_to_the_schedule
         p.notes
     );
 }
+
+/// A reader that keeps the machine's rarely changing parts between reads (watch) reads the
+/// same machine as one that reads everything, before and after a CPU goes offline.
+#[test]
+fn cached_machine_reads_match_full_reads_across_hotplug() {
+    use irq_user::model::{machine::MachineCache, procfs};
+    let spec = MachineSpec::two_socket_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    spec.write(dir.path()).expect("write fixture");
+    let root = SysRoot::new(dir.path());
+    let mut cache = MachineCache::default();
+    let read = |cache: &mut MachineCache| {
+        let i = procfs::read_interrupts(&root).expect("interrupts");
+        (
+            Machine::from_interrupts_cached(&root, &i, cache),
+            Machine::from_interrupts(&root, &i),
+        )
+    };
+    for _ in 0..2 {
+        let (cached, full) = read(&mut cache);
+        assert_eq!(cached, full);
+    }
+    let online = dir.path().join("sys/devices/system/cpu/online");
+    let last = spec.nr_cpus() - 1;
+    std::fs::write(&online, format!("0-{}\n", last - 1)).expect("offline the last CPU");
+    let (cached, full) = read(&mut cache);
+    assert!(!full.topology.cpu(last).expect("possible").online);
+    assert_eq!(cached, full, "the topology is read again after hotplug");
+}

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::model::profile::Attach;
 use crate::{
     analysis::findings,
-    model::machine::Machine,
+    model::machine::{Machine, MachineCache},
     model::procfs::{self, Interrupts, NicCounters, Softirqs, SoftnetRow},
     model::profile::{ProbeRow, Profile, Recorded},
     model::snapshot::{unix_ms, Snapshot},
@@ -63,6 +63,11 @@ impl Mark {
     /// The machine now (topology, affinity, NIC queues), from this mark's /proc/interrupts.
     pub fn machine(&self) -> Machine {
         Machine::from_interrupts(&SysRoot::default(), &self.interrupts)
+    }
+
+    /// [`Mark::machine`] for a reader that reads it again and again, keeping `cache`.
+    pub fn machine_cached(&self, cache: &mut MachineCache) -> Machine {
+        Machine::from_interrupts_cached(&SysRoot::default(), &self.interrupts, cache)
     }
 }
 

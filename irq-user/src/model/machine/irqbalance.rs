@@ -70,6 +70,27 @@ pub fn read(root: &impl Tree) -> Irqbalance {
     ib
 }
 
+/// [`read`], kept in `cache` between calls: while the pid found still names irqbalance (its
+/// arguments and environment do not change while it runs), or while it was not running and
+/// the last scan is younger than [`super::IRQBALANCE_RESCAN`].
+pub fn read_cached(
+    root: &impl Tree,
+    cache: &mut Option<(Irqbalance, std::time::Instant)>,
+) -> Irqbalance {
+    if let Some((ib, at)) = cache.as_ref() {
+        let alive = ib.pid.is_some_and(|pid| {
+            root.read_opt(&format!("proc/{pid}/comm")).as_deref() == Some("irqbalance")
+        });
+        let fresh = !ib.running && at.elapsed() < super::IRQBALANCE_RESCAN;
+        if alive || fresh {
+            return ib.clone();
+        }
+    }
+    let ib = read(root);
+    *cache = Some((ib.clone(), std::time::Instant::now()));
+    ib
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +105,65 @@ mod tests {
         apply_setting(&mut ib, "/usr/sbin/irqbalance --foreground --banirq 42");
         assert_eq!(ib.banned_cpus, vec![2, 3]);
         assert_eq!(ib.banned_irqs, vec![40, 41, 42]);
+    }
+
+    /// A /proc of comm files only, in memory.
+    struct Procs(std::cell::RefCell<std::collections::BTreeMap<u32, String>>);
+
+    impl Tree for Procs {
+        fn root(&self) -> &std::path::Path {
+            std::path::Path::new("/")
+        }
+
+        fn read(&self, rel: &str) -> Result<String, crate::model::tree::ReadError> {
+            let pid = rel
+                .strip_prefix("proc/")
+                .and_then(|r| r.strip_suffix("/comm"))
+                .and_then(|p| p.parse::<u32>().ok());
+            pid.and_then(|p| self.0.borrow().get(&p).cloned())
+                .ok_or_else(|| crate::model::tree::ReadError {
+                    path: rel.into(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })
+        }
+
+        fn list(&self, rel: &str) -> Vec<String> {
+            match rel {
+                "proc" => self.0.borrow().keys().map(u32::to_string).collect(),
+                _ => Vec::new(),
+            }
+        }
+
+        fn link_name(&self, _: &str) -> Option<String> {
+            None
+        }
+
+        fn exists(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn cached_read_rescans_when_irqbalance_may_have_changed() {
+        let procs = Procs(Default::default());
+        let comm = |pid: u32, name: &str| {
+            procs.0.borrow_mut().insert(pid, name.to_string());
+        };
+        comm(10, "sshd");
+        let mut cache = None;
+        assert!(!read_cached(&procs, &mut cache).running);
+        // Started since the last scan: not seen until the rescan is due.
+        comm(20, "irqbalance");
+        assert!(!read_cached(&procs, &mut cache).running);
+        let old = std::time::Instant::now()
+            .checked_sub(super::super::IRQBALANCE_RESCAN)
+            .unwrap();
+        cache.as_mut().unwrap().1 = old;
+        let ib = read_cached(&procs, &mut cache);
+        assert!(ib.running && ib.pid == Some(20), "{ib:?}");
+        // Kept while its pid names it; gone (the pid reused) means a rescan at once.
+        assert_eq!(read_cached(&procs, &mut cache), ib);
+        comm(20, "bash");
+        assert!(!read_cached(&procs, &mut cache).running);
     }
 }

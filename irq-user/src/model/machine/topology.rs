@@ -50,6 +50,20 @@ fn list(root: &impl Tree, rel: &str) -> Vec<u32> {
 }
 
 impl Topology {
+    /// The CPU lists the topology is read for (online, possible, isolated, nohz_full), as
+    /// read: when they read the same, so does the rest of the topology (CPU hotplug changes
+    /// `online`).
+    pub fn key(root: &impl Tree) -> String {
+        ["online", "possible", "isolated", "nohz_full"]
+            .iter()
+            .map(|f| {
+                root.read_opt(&format!("sys/devices/system/cpu/{f}"))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
     /// Reads the topology. `online_fallback` gives the CPUs when the tree has no
     /// /sys/devices/system/cpu (a capture with only /proc): the /proc/interrupts columns.
     pub fn read(root: &impl Tree, online_fallback: &[u32]) -> Topology {

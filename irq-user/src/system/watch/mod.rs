@@ -14,6 +14,7 @@ use crate::model::profile::{Attach, Vector};
 use crate::{
     analysis::findings::Finding,
     model::hist::Summary,
+    model::machine::MachineCache,
     model::procfs::SoftnetRow,
     model::profile::{ProbeRow, Profile},
     model::snapshot::unix_ms,
@@ -79,6 +80,8 @@ pub struct Watcher {
     /// counters never go down.
     total: Option<Profile>,
     opts: prometheus::Options,
+    /// The machine's rarely changing parts, kept between intervals.
+    machine: MachineCache,
 }
 
 impl Watcher {
@@ -90,6 +93,7 @@ impl Watcher {
             prev,
             total: None,
             opts,
+            machine: MachineCache::default(),
         })
     }
 
@@ -106,9 +110,12 @@ impl Watcher {
     /// findings of the last interval) and the interval's record.
     pub fn tick(&mut self) -> anyhow::Result<(String, IntervalRecord)> {
         let now = self.recorder.mark()?;
-        let interval = self
-            .recorder
-            .profile(&self.prev, &now, false, Some(now.machine()));
+        let interval = self.recorder.profile(
+            &self.prev,
+            &now,
+            false,
+            Some(now.machine_cached(&mut self.machine)),
+        );
         let total = match self.total.as_mut() {
             Some(t) => {
                 t.add_window(&interval);
