@@ -383,7 +383,9 @@ kernel_test! {
         assert!(
             seen.abs_diff(proc_count) <= allowed,
             "IRQ {irq} ({name}): probes {seen}, /proc/interrupts {proc_count}: more than the \
-             {allowed} that could arrive in the {skew_ns} ns between the two reads"
+             {allowed} that could arrive in the {skew_ns} ns between the two reads (probe \
+             losses {:?})",
+            p.losses
         );
 
         let net_rx: u64 = p
