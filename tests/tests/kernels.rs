@@ -334,15 +334,16 @@ kernel_test! {
         let n = pair.names();
         // Attached throughout: a duty cycle would scale its counts to /proc's, and this
         // compares them. The RFS recording above runs with the default duty cycle.
+        // Two recordings: disk I/O alone for the IRQ count, network traffic alone for
+        // NET_RX. With both at once the probes fell short of /proc on the disk IRQ by up to
+        // 70 of ~22,000 (about one run in four on the 6.18 host; ftrace saw every interrupt
+        // /proc counted, and the shortfall went away without the softirq programs loaded):
+        // handler runs are missed while a softirq program runs on that CPU, an open problem
+        // the README states, not something a wider margin should hide.
         let rounds = Arc::new(AtomicU64::new(0));
         let io_rounds = rounds.clone();
         let r = record_during(&["--duration", "4", "--no-flows", "--duty", "100"], move |stop| {
-            let io = {
-                let stop = stop.clone();
-                std::thread::spawn(move || file_io(&stop))
-            };
-            paced(&n, Proto::Tcp, false, 5521, "irqt-cmp-cnt", stop);
-            io_rounds.store(io.join().expect("I/O thread"), Ordering::Relaxed);
+            io_rounds.store(file_io(&stop), Ordering::Relaxed);
         });
         assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
         let p = &r.profile;
@@ -368,7 +369,10 @@ kernel_test! {
             .filter(|h| h.irq == Some(irq))
             .map(|h| h.count)
             .sum();
-        eprintln!("IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_count}");
+        eprintln!(
+            "IRQ {irq} {name}: probes {seen}, /proc/interrupts {proc_count}; losses {:?}",
+            p.losses
+        );
         assert!(
             proc_count >= 200,
             "only {proc_count} interrupts on IRQ {irq} ({name})"
@@ -388,6 +392,12 @@ kernel_test! {
             p.losses
         );
 
+        let r = record_during(&["--duration", "4", "--no-flows", "--duty", "100"], move |stop| {
+            paced(&n, Proto::Tcp, false, 5521, "irqt-cmp-cnt", stop);
+        });
+        assert_eq!(r.code, 0, "record exit code\n{}", r.stdout);
+        let p = &r.profile;
+        let skew_ns = p.session.mark_skew_ns.expect("a recording says its mark skew");
         let net_rx: u64 = p
             .softirqs
             .iter()
