@@ -1189,8 +1189,7 @@ fn threaded_napi_on_a_vm_whose_cpus_all_read_leaves_the_kthreads_to_the_schedule
 fn cached_machine_reads_match_full_reads_across_hotplug() {
     use irq_user::model::{machine::MachineCache, procfs};
     let spec = MachineSpec::two_socket_server();
-    let dir = tempfile::tempdir().expect("tempdir");
-    spec.write(dir.path()).expect("write fixture");
+    let (dir, _) = machine(&spec);
     let root = SysRoot::new(dir.path());
     let mut cache = MachineCache::default();
     let read = |cache: &mut MachineCache| {

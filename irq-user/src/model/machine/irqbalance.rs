@@ -42,11 +42,16 @@ fn apply_setting(ib: &mut Irqbalance, text: &str) {
     }
 }
 
+/// Whether process `pid` of the tree is irqbalance (by its comm).
+fn is_irqbalance(root: &impl Tree, pid: u32) -> bool {
+    root.read_opt(&format!("proc/{pid}/comm")).as_deref() == Some("irqbalance")
+}
+
 pub fn read(root: &impl Tree) -> Irqbalance {
     let mut ib = Irqbalance::default();
     for pid in root.list("proc") {
         let Ok(n) = pid.parse::<u32>() else { continue };
-        if root.read_opt(&format!("proc/{pid}/comm")).as_deref() == Some("irqbalance") {
+        if is_irqbalance(root, n) {
             ib.running = true;
             ib.pid = Some(n);
             if let Some(args) = root.read_opt(&format!("proc/{pid}/cmdline")) {
@@ -78,9 +83,7 @@ pub fn read_cached(
     cache: &mut Option<(Irqbalance, std::time::Instant)>,
 ) -> Irqbalance {
     if let Some((ib, at)) = cache.as_ref() {
-        let alive = ib.pid.is_some_and(|pid| {
-            root.read_opt(&format!("proc/{pid}/comm")).as_deref() == Some("irqbalance")
-        });
+        let alive = ib.pid.is_some_and(|pid| is_irqbalance(root, pid));
         let fresh = !ib.running && at.elapsed() < super::IRQBALANCE_RESCAN;
         if alive || fresh {
             return ib.clone();
