@@ -564,3 +564,36 @@ fn prometheus_series_are_bounded_by_default() {
         defaults["server-64cpu"]
     );
 }
+
+#[test]
+fn hardirq_probe_runs_are_set_against_proc_counts() {
+    let (_, mut p) = profiles().swap_remove(0);
+    let row = p
+        .proc
+        .interrupts
+        .iter_mut()
+        .find(|r| r.id.parse::<u32>().is_ok())
+        .expect("a numbered IRQ in the fixture");
+    row.counts[0] += 1000;
+    let counted: u64 = p
+        .proc
+        .interrupts
+        .iter()
+        .filter(|r| r.id.parse::<u32>().is_ok())
+        .flat_map(|r| r.counts.iter())
+        .sum();
+    let text = |p: &Profile| {
+        String::from_utf8(render::render(p, Format::Text, Options::default())).unwrap()
+    };
+    // The kernel kept no count: nothing said.
+    assert!(!text(&p).contains("hardirq probe:"));
+    p.session.hardirq_probe_runs = Some(counted - 5);
+    assert!(text(&p).contains(&format!(
+        "the kernel ran it {} times for the {counted} handler runs /proc/interrupts counted \
+         (5 not handed to the probe)",
+        counted - 5
+    )));
+    p.session.hardirq_probe_runs = Some(counted);
+    let t = text(&p);
+    assert!(t.contains("hardirq probe:") && !t.contains("not handed"));
+}

@@ -653,6 +653,7 @@ impl MachineSpec {
                 sampling: None,
                 bpf_map_bytes: None,
                 mark_skew_ns: None,
+                hardirq_probe_runs: None,
             },
             hardirqs: irqs.rows,
             irqs: irqs.irqs,

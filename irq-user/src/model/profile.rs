@@ -469,6 +469,12 @@ pub struct SessionInfo {
     /// two agree up to the events of that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark_skew_ns: Option<u64>,
+    /// Times the kernel ran the hardirq probe in the session, by its own count of program
+    /// runs (kept only while BPF statistics are on: `kernel.bpf_stats_enabled`). A check
+    /// from outside the probes: handler runs /proc/interrupts counted beyond it are runs the
+    /// kernel never handed to the probe. Absent: the kernel did not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardirq_probe_runs: Option<u64>,
 }
 
 /// What a duty-cycled recording observed, and how its figures stand for the whole session.
@@ -765,6 +771,10 @@ impl Profile {
                 sampling: None,
                 bpf_map_bytes: r.bpf_map_bytes,
                 mark_skew_ns: Some(r.mark_skew_ns),
+                // A count of 0 with handler runs recorded is a kernel that was not counting.
+                hardirq_probe_runs: d
+                    .hardirq_runs
+                    .filter(|&n| n > 0 || hardirqs.iter().all(|h| h.count == 0)),
             },
             hardirqs,
             irqs,
@@ -812,6 +822,7 @@ impl Profile {
                 sampling: None,
                 bpf_map_bytes: None,
                 mark_skew_ns: None,
+                hardirq_probe_runs: None,
             },
             hardirqs: Vec::new(),
             irqs: Vec::new(),

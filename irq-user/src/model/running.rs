@@ -145,6 +145,11 @@ impl Profile {
             (Some(a), Some(b)) => Some(a.saturating_add(b)),
             (a, b) => a.or(b),
         };
+        self.session.hardirq_probe_runs = self
+            .session
+            .hardirq_probe_runs
+            .zip(next.session.hardirq_probe_runs)
+            .map(|(a, b)| a.saturating_add(b));
         self.hardirqs = add_rows(
             &self.hardirqs,
             &next.hardirqs,

@@ -223,6 +223,10 @@ pub struct Snapshot {
     pub flow_cpu_entries: u64,
     /// Summed over CPUs, indexed by [`Loss`].
     pub losses: [u64; Loss::COUNT as usize],
+    /// Times the kernel ran the hardirq exit program, where it counts program runs (BPF
+    /// statistics on: `kernel.bpf_stats_enabled` or a BPF_ENABLE_STATS holder; otherwise the
+    /// kernel's count stays 0). None: the program is not attached or its count unreadable.
+    pub hardirq_runs: Option<u64>,
 }
 
 /// Counters that can be subtracted. `max_ns` fields cannot: a delta keeps the later maximum,
@@ -398,6 +402,10 @@ impl Snapshot {
             flow_entries: self.flow_entries,
             flow_cpu_entries: self.flow_cpu_entries,
             losses: std::array::from_fn(|i| self.losses[i].saturating_sub(earlier.losses[i])),
+            hardirq_runs: self
+                .hardirq_runs
+                .zip(earlier.hardirq_runs)
+                .map(|(now, then)| now.saturating_sub(then)),
         }
     }
 
@@ -462,6 +470,7 @@ mod tests {
             flow_cpu_entries: 0,
             flows,
             losses,
+            hardirq_runs: Some(irq_count),
         }
     }
 

@@ -42,6 +42,26 @@ fn header(p: &Profile, o: &mut String) {
             s.method
         );
     }
+    if let (None, Some(runs)) = (&p.session.sampling, p.session.hardirq_probe_runs) {
+        // Numbered IRQs only: the architecture's rows (LOC, NMI, ...) have no handler probe.
+        let counted: u64 = p
+            .proc
+            .interrupts
+            .iter()
+            .filter(|r| r.id.parse::<u32>().is_ok())
+            .flat_map(|r| r.counts.iter())
+            .sum();
+        let _ = writeln!(
+            o,
+            "hardirq probe: the kernel ran it {runs} times for the {counted} handler runs \
+             /proc/interrupts counted{}",
+            if counted > runs {
+                format!(" ({} not handed to the probe)", counted - runs)
+            } else {
+                String::new()
+            }
+        );
+    }
     if let Some(bytes) = p.session.bpf_map_bytes {
         let _ = writeln!(
             o,

@@ -147,7 +147,20 @@ impl Probes {
             flow_cpu_entries,
             flows,
             losses: self.read_losses()?,
+            hardirq_runs: self.hardirq_runs(),
         })
+    }
+
+    /// The kernel's run count of the hardirq exit program (the one that counts handler runs):
+    /// a check on the probes from outside them. The kernel counts runs only while BPF
+    /// statistics are on, so 0 can mean "not counted"; the profile tells the two apart.
+    fn hardirq_runs(&self) -> Option<u64> {
+        let attached = self
+            .attached
+            .iter()
+            .find(|a| a.probe.name == "irq_handler_exit")?;
+        let program = self.ebpf.as_ref()?.program(attached.programs.first()?)?;
+        program.info().ok().map(|i| i.run_count())
     }
 }
 
