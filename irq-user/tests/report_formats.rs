@@ -575,13 +575,7 @@ fn hardirq_probe_runs_are_set_against_proc_counts() {
         .find(|r| r.id.parse::<u32>().is_ok())
         .expect("a numbered IRQ in the fixture");
     row.counts[0] += 1000;
-    let counted: u64 = p
-        .proc
-        .interrupts
-        .iter()
-        .filter(|r| r.id.parse::<u32>().is_ok())
-        .flat_map(|r| r.counts.iter())
-        .sum();
+    let counted = p.proc.numbered_irq_runs();
     let text = |p: &Profile| {
         String::from_utf8(render::render(p, Format::Text, Options::default())).unwrap()
     };

@@ -373,13 +373,7 @@ kernel_test! {
             .session
             .hardirq_probe_runs
             .expect("the profile carries the hardirq probe's run count");
-        let counted_all: u64 = p
-            .proc
-            .interrupts
-            .iter()
-            .filter(|row| row.id.parse::<u32>().is_ok())
-            .flat_map(|row| row.counts.iter())
-            .sum();
+        let counted_all = p.proc.numbered_irq_runs();
         // Handler runs /proc counted that the kernel never handed to the probe (on the 6.18
         // test bed, in about one run in four, some tens of thousands; ftrace on the same
         // tracepoint sees every one, and no recursion miss is counted).

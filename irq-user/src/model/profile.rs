@@ -428,6 +428,18 @@ pub struct ProcCounts {
     pub nics: Vec<NicCounters>,
 }
 
+impl ProcCounts {
+    /// Handler runs of the numbered IRQs, all CPUs: what the hardirq probe could be handed
+    /// (the architecture's rows, LOC, NMI and the like, have no handler probe).
+    pub fn numbered_irq_runs(&self) -> u64 {
+        self.interrupts
+            .iter()
+            .filter(|r| r.id.parse::<u32>().is_ok())
+            .flat_map(|r| r.counts.iter())
+            .sum()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeRow {
     /// "irq:irq_handler_entry".

@@ -43,14 +43,7 @@ fn header(p: &Profile, o: &mut String) {
         );
     }
     if let (None, Some(runs)) = (&p.session.sampling, p.session.hardirq_probe_runs) {
-        // Numbered IRQs only: the architecture's rows (LOC, NMI, ...) have no handler probe.
-        let counted: u64 = p
-            .proc
-            .interrupts
-            .iter()
-            .filter(|r| r.id.parse::<u32>().is_ok())
-            .flat_map(|r| r.counts.iter())
-            .sum();
+        let counted = p.proc.numbered_irq_runs();
         let _ = writeln!(
             o,
             "hardirq probe: the kernel ran it {runs} times for the {counted} handler runs \
