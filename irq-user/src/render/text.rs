@@ -49,7 +49,17 @@ fn header(p: &Profile, o: &mut String) {
             "hardirq probe: the kernel ran it {runs} times for the {counted} handler runs \
              /proc/interrupts counted{}",
             if counted > runs {
-                format!(" ({} not handed to the probe)", counted - runs)
+                // Runs between the reads of /proc and the maps at the two marks are in
+                // /proc's count alone: at the session's rate, about this many.
+                let between = p.session.mark_skew_ns.map_or(0, |skew| {
+                    (counted as f64 * skew as f64 / p.session.duration_ns.max(1) as f64).round()
+                        as u64
+                });
+                format!(
+                    ": {} without the probe (about {between} of those can be runs between the \
+                     reads)",
+                    counted - runs
+                )
             } else {
                 String::new()
             }
