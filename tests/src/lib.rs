@@ -12,6 +12,10 @@ use std::{
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -271,6 +275,8 @@ pub struct Streams {
     pub reader_cpu: usize,
     pub sender_cpu: Option<usize>,
     pub limit: Limit,
+    /// Counted up at every read, while the streams run (None: not counted live).
+    pub live_reads: Option<Arc<AtomicU64>>,
 }
 
 impl Streams {
@@ -285,6 +291,7 @@ impl Streams {
             reader_cpu,
             sender_cpu: Some(0),
             limit,
+            live_reads: None,
         }
     }
 
@@ -305,17 +312,20 @@ impl Streams {
             let client = SocketAddr::new(ip_a, self.port + i + 1000);
             let (tx, rx) = std::sync::mpsc::channel();
             ready.push(rx);
-            let (ns, cpu, comm, proto) = (
+            let (ns, cpu, comm, proto, live) = (
                 pair.b.clone(),
                 self.reader_cpu,
                 self.comm.clone(),
                 self.proto,
+                self.live_reads.clone(),
             );
             receivers.push(std::thread::spawn(move || {
                 enter_netns(&ns);
                 pin_to_cpu(cpu);
                 name_thread(&comm);
-                receive(proto, server, client, move || tx.send(()).expect("ready"))
+                receive(proto, server, client, live, move || {
+                    tx.send(()).expect("ready")
+                })
             }));
         }
         for r in ready {
@@ -357,8 +367,14 @@ fn receive(
     proto: Proto,
     server: SocketAddr,
     client: SocketAddr,
+    live: Option<Arc<AtomicU64>>,
     ready: impl FnOnce(),
 ) -> (SocketAddr, u64) {
+    let counted = || {
+        if let Some(l) = &live {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
+    };
     // Small reads, so the reader records its CPU often (sock_rps_record_flow) and reads as
     // data arrives rather than in a few large gulps.
     let mut buf = [0u8; 4096];
@@ -370,6 +386,7 @@ fn receive(
             let (mut s, _) = l.accept().expect("accept");
             while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {
                 reads += 1;
+                counted();
             }
         }
         Proto::Udp | Proto::ConnectedUdp => {
@@ -385,6 +402,7 @@ fn receive(
                     break; // end marker
                 }
                 reads += 1;
+                counted();
             }
         }
     }

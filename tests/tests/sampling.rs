@@ -2,18 +2,25 @@
 //! tell the same story as one attached throughout. Both run at once over the same traffic (a
 //! TCP stream read on CPU 1 while RPS puts its receive processing on CPU 0: every read
 //! mismatched), so any difference is the sampling's: the sampled mismatch ratio within 0.05
-//! of the full one, and its extrapolated counts within 5% of the full ones.
+//! of the full one, NET_RX runs and bytes read within 5%, and the reads within what
+//! extrapolating from a few slices can be off by, from how much the reads per slice vary.
 
 use std::{
     process::{Command, Stdio},
-    sync::{atomic::AtomicBool, Arc},
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use irq_user::{model::profile::Profile, model::profile::Vector, system::files};
 use irqtune_tests::{irqtune_bin, kernel_test, Limit, NetnsPair, Pace, Proto, Restore, Streams};
 
 const RX: &str = "/sys/class/net/vb/queues/rx-0";
+
+/// One slice of `--duty 20`: on for 20% of every 2 s.
+const SLICE: Duration = Duration::from_millis(400);
 
 fn record(duty: &str, out: &std::path::Path) -> std::process::Child {
     Command::new(irqtune_bin())
@@ -77,6 +84,8 @@ kernel_test! {
             },
         );
         streams.pace = Pace::Rate(8_000_000);
+        let live = Arc::new(AtomicU64::new(0));
+        streams.live_reads = Some(Arc::clone(&live));
         let names = pair.names();
         let traffic = std::thread::spawn(move || {
             streams.run(&names);
@@ -84,9 +93,32 @@ kernel_test! {
         std::thread::sleep(Duration::from_secs(1));
         let dir = tempfile::tempdir().expect("tempdir");
         let (full_path, sampled_path) = (dir.path().join("full.json"), dir.path().join("sampled.json"));
+        // The reads in each slot as long as one of the duty cycle's slices (20% of 2 s), over
+        // the recordings: how much a slice's reads vary, which is what extrapolating from a
+        // few slices can be off by.
+        let recording = Arc::new(AtomicBool::new(true));
+        let slots = {
+            let (live, recording) = (Arc::clone(&live), Arc::clone(&recording));
+            std::thread::spawn(move || {
+                let (start, mut counts, mut last) = (Instant::now(), Vec::new(), live.load(Ordering::Relaxed));
+                for i in 1.. {
+                    let due = start + SLICE * i;
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    if !recording.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let now = live.load(Ordering::Relaxed);
+                    counts.push((now - last) as f64);
+                    last = now;
+                }
+                counts
+            })
+        };
         let full = record("100", &full_path);
         let sampled = record("20", &sampled_path);
         let (full, sampled) = (finish(full, &full_path), finish(sampled, &sampled_path));
+        recording.store(false, Ordering::Relaxed);
+        let slots = slots.join().expect("read counter");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         traffic.join().expect("traffic");
 
@@ -113,7 +145,24 @@ kernel_test! {
                 .expect("the stream's flow")
         };
         let (ff, sf) = (flow(&full), flow(&sampled));
-        within("flow reads", sf.reads() as f64, ff.reads() as f64, 0.05);
+        // Extrapolating from n slices of N is off by the slices' mean against all of them:
+        // relative sd = CV x sqrt((1 - n/N) / n) for slices drawn at random (the duty cycle's
+        // are evenly spaced, which does no worse unless the reads vary with its period), and
+        // at most 3.89 sd but with probability 1e-4.
+        let mean = slots.iter().sum::<f64>() / slots.len().max(1) as f64;
+        let var = slots.iter().map(|c| (c - mean).powi(2)).sum::<f64>()
+            / (slots.len().max(2) - 1) as f64;
+        let cv = var.sqrt() / mean.max(1.0);
+        let n = (s.observed_ns as f64 / SLICE.as_nanos() as f64).round().max(1.0);
+        let tolerance = 3.89 * cv * ((1.0 - s.coverage).max(0.0) / n).sqrt();
+        eprintln!(
+            "reads per {SLICE:?}: {} slots, mean {mean:.0}, cv {cv:.3}; {n} slices observed: \
+             extrapolated reads within {:.1}%",
+            slots.len(),
+            tolerance * 100.0
+        );
+        assert!(slots.len() >= 10, "only {} slots of reads counted", slots.len());
+        within("flow reads", sf.reads() as f64, ff.reads() as f64, tolerance);
         within("flow bytes read", sf.read_bytes as f64, ff.read_bytes as f64, 0.05);
         assert!(
             (sf.mismatch_ratio - ff.mismatch_ratio).abs() <= 0.05,
