@@ -131,7 +131,7 @@ impl HostSide {
                 })
                 .collect();
             let sent: u64 = senders.into_iter().map(|s| s.join().unwrap_or(0)).sum();
-            fs::write(done, sent.to_string()).expect("write done");
+            write_whole(&done, &sent.to_string());
         }));
     }
 }
@@ -646,8 +646,16 @@ fn check_spread(nic: &str, node_cpus: &[u32], what: &str) -> BTreeMap<u32, u32> 
     by_queue
 }
 
+/// Writes `text` to `path` whole or not at all, as the other side sees it: the directory is
+/// shared with the guest, which polls for the file and could read it created but still empty.
+fn write_whole(path: &Path, text: &str) {
+    let part = path.with_extension("part");
+    fs::write(&part, text).unwrap_or_else(|e| panic!("write {}: {e}", part.display()));
+    fs::rename(&part, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+}
+
 fn traffic(dir: &Path, n: u32, secs: u64) {
-    fs::write(dir.join(format!("traffic-{n}")), secs.to_string()).unwrap();
+    write_whole(&dir.join(format!("traffic-{n}")), &secs.to_string());
 }
 
 /// Ends traffic `n` and waits until the host's senders are done.
