@@ -191,6 +191,13 @@ pub fn rel_diff(a: u64, b: u64) -> f64 {
     (a as f64 - b as f64).abs() / (b.max(1) as f64)
 }
 
+/// Whether a probe's count `seen` agrees with /proc's `counted`: never more than the
+/// `allowed` arrivals between the reads above it, and below it by at most those and the
+/// `not_handed` runs the kernel did not hand to the probe.
+pub fn agrees_with_proc(seen: u64, counted: u64, allowed: u64, not_handed: u64) -> bool {
+    seen <= counted + allowed && counted - seen.min(counted) <= allowed + not_handed
+}
+
 /// A duration in nanoseconds, saturating.
 pub fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)

@@ -7,7 +7,9 @@ use irq_user::{
     model::procfs,
     system::probes::{Group, ProbeOptions},
 };
-use irqtune_tests::{arrivals_within, direct_io, kernel_test, load_probes, nanos};
+use irqtune_tests::{
+    agrees_with_proc, arrivals_within, direct_io, kernel_test, load_probes, nanos,
+};
 
 /// The virtio block request queue IRQ ("virtio1-req.0"), which fires on disk I/O.
 fn block_irq() -> (u32, String) {
@@ -107,7 +109,7 @@ kernel_test! {
              could arrive in the {gap:?} between the reads"
         );
         assert!(
-            proc_delta - seen.min(proc_delta) <= allowed + not_handed,
+            agrees_with_proc(seen, proc_delta, allowed, not_handed),
             "probes saw {seen}, /proc/interrupts {proc_delta}: short by more than the {allowed} \
              that could arrive in the {gap:?} between the reads and the {not_handed} the \
              kernel did not hand to the probe"
@@ -119,8 +121,7 @@ kernel_test! {
             let per_cpu_proc = i1.count(irq, cpu as u32) - i0.count(irq, cpu as u32);
             let per_cpu_seen = series.per_cpu[cpu].count;
             assert!(
-                per_cpu_seen <= per_cpu_proc + allowed
-                    && per_cpu_proc - per_cpu_seen.min(per_cpu_proc) <= allowed + not_handed,
+                agrees_with_proc(per_cpu_seen, per_cpu_proc, allowed, not_handed),
                 "CPU {cpu}: probes {per_cpu_seen}, /proc/interrupts {per_cpu_proc}"
             );
         }
