@@ -153,7 +153,7 @@ kernel_test! {
             }
 
             let snap = probes.snapshot().expect("snapshot");
-            assert_eq!(snap.flow_evictions(), 0, "flows evicted in a small test");
+            assert_eq!(snap.flow_evictions, 0, "flows evicted in a small test");
         }
         drop(entries);
         let now = std::fs::read_to_string(SOCK_FLOW_ENTRIES).expect("read back");

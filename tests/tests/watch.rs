@@ -313,3 +313,74 @@ kernel_test! {
         }
     }
 }
+
+/// Makes `connections` loopback TCP connections that each deliver one byte to a new accepted
+/// socket (a new flow for the probes). Bounded at 120 s.
+fn churn_sockets(connections: usize) {
+    use std::net::TcpListener;
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let acceptor = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((mut s, _)) = server.accept() else {
+                break;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.read(&mut [0u8; 1]);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..connections {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{i} of {connections} connections in 120 s"
+        );
+        let mut c = TcpStream::connect(addr).expect("loopback connect");
+        c.write_all(b"x").unwrap();
+    }
+    acceptor.join().unwrap();
+}
+
+kernel_test! {
+    /// More sockets than the flow map holds: the watch counts the LRU's evictions, also when
+    /// they happen intervals after the map filled (each interval's share is the growth of
+    /// created-minus-present, not what it created minus what is present). Each connection
+    /// is one socket that receives (the accepted one), so at least the sockets beyond the
+    /// map's size were evicted, and no more than were created.
+    fn watch_counts_flow_evictions_when_sockets_outnumber_its_map() {
+        let mut child = Child(
+            Command::new(irqtune_bin())
+                .args(["watch", "--interval", &INTERVAL_SECS.to_string(), "--listen", LISTEN])
+                .args(["--duty", "100", "--flow-sample", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start watch"),
+        );
+        let first = fresh_scrape(0.0);
+        let before = fresh_scrape(last_update(&first));
+        let metric = |text: &str, name: &str| samples(text).get(name).copied().unwrap_or(f64::NAN);
+        const EVICTIONS: &str = "irqtune_probe_losses_total{kind=\"flow_evictions\"}";
+        const CREATED: &str = "irqtune_probe_map_entries_created_total{kind=\"flows_created\"}";
+        assert_eq!(metric(&before, EVICTIONS), 0.0, "evictions before the churn");
+
+        let map = irq_ebpf::MAX_FLOWS as f64;
+        let mut made = 0;
+        // Past the map's size, then (after a published interval) as many again.
+        for n in [irq_ebpf::MAX_FLOWS as usize + 1000, 4000] {
+            churn_sockets(n);
+            made += n;
+            let after = fresh_scrape(now());
+            let (evicted, created) = (metric(&after, EVICTIONS), metric(&after, CREATED));
+            eprintln!("{made} connections: {created} flows created, {evicted} evicted (map of {map})");
+            assert!(created >= made as f64, "flows created: {created}");
+            assert!(
+                evicted >= created - map && evicted <= created,
+                "{evicted} evictions of {created} flows created in a map of {map}"
+            );
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+        assert!(child.0.wait().unwrap().success());
+    }
+}

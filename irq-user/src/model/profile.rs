@@ -761,7 +761,7 @@ impl Profile {
             .iter()
             .map(|&l| (l.name().to_string(), d.loss(l)))
             .collect();
-        losses.insert(FLOW_EVICTIONS.into(), d.flow_evictions());
+        losses.insert(FLOW_EVICTIONS.into(), d.flow_evictions);
         let host = r
             .machine
             .as_ref()

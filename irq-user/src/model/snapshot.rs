@@ -218,9 +218,9 @@ pub struct Snapshot {
     pub softirqs: Vec<Vec<SoftirqStats>>,
     pub netdevs: Vec<NetDevSeries>,
     pub flows: Vec<FlowSeries>,
-    /// Entries present in FLOWS and FLOW_CPUS (to compute LRU evictions).
-    pub flow_entries: u64,
-    pub flow_cpu_entries: u64,
+    /// Flows evicted from the FLOWS LRU map since the probes loaded (entries created minus
+    /// entries present, when read); in a delta, since the earlier snapshot.
+    pub flow_evictions: u64,
     /// Summed over CPUs, indexed by [`Loss`].
     pub losses: [u64; Loss::COUNT as usize],
     /// Times the kernel ran the hardirq exit program, where it counts program runs (BPF
@@ -399,8 +399,7 @@ impl Snapshot {
             softirqs,
             netdevs,
             flows,
-            flow_entries: self.flow_entries,
-            flow_cpu_entries: self.flow_cpu_entries,
+            flow_evictions: self.flow_evictions.saturating_sub(earlier.flow_evictions),
             losses: std::array::from_fn(|i| self.losses[i].saturating_sub(earlier.losses[i])),
             hardirq_runs: self
                 .hardirq_runs
@@ -413,10 +412,9 @@ impl Snapshot {
         self.losses[loss as usize]
     }
 
-    /// Flows evicted from the LRU map since load: created minus present.
-    pub fn flow_evictions(&self) -> u64 {
-        self.loss(Loss::FlowsCreated)
-            .saturating_sub(self.flow_entries)
+    /// Flows evicted from the LRU map: created minus present, at the time of reading.
+    pub fn evictions(created: u64, present: u64) -> u64 {
+        created.saturating_sub(present)
     }
 
     /// Handler runs of `vector` on `cpu`.
@@ -466,8 +464,7 @@ mod tests {
             }],
             softirqs: vec![vec![]; NR_SOFTIRQS],
             netdevs: vec![],
-            flow_entries: flows.len() as u64,
-            flow_cpu_entries: 0,
+            flow_evictions: Snapshot::evictions(created, flows.len() as u64),
             flows,
             losses,
             hardirq_runs: Some(irq_count),
@@ -567,6 +564,20 @@ mod tests {
     #[test]
     fn evictions_are_created_minus_present() {
         let s = snapshot(1, vec![flow(1, 1, 0)], 5);
-        assert_eq!(s.flow_evictions(), 4);
+        assert_eq!(s.flow_evictions, 4);
+    }
+
+    /// A window's evictions are those since its start, whether flows were created before it
+    /// (all still present: none evicted) or the map was full and churned (each new flow
+    /// evicted one): created in the window minus present at its end says 0 for both.
+    #[test]
+    fn a_windows_evictions_are_the_growth_of_the_count() {
+        let flows = |n: u64| (0..n).map(|sk| flow(sk, 1, 0)).collect::<Vec<_>>();
+        // 3 flows before the window, 2 more in it, none evicted.
+        let (then, now) = (snapshot(1, flows(3), 3), snapshot(2, flows(5), 5));
+        assert_eq!(now.delta(&then).flow_evictions, 0);
+        // A full map of 4: 10 created by the start (6 evicted), 25 by the end (21 evicted).
+        let (then, now) = (snapshot(1, flows(4), 10), snapshot(2, flows(4), 25));
+        assert_eq!(now.delta(&then).flow_evictions, 15);
     }
 }

@@ -511,7 +511,7 @@ fn losses(p: &Profile, o: &mut String) {
         .collect();
     let _ = writeln!(
         o,
-        "\nProbe losses: {}; flow evictions since load: {}",
+        "\nProbe losses: {}; flow evictions in the session: {}",
         if lost.is_empty() {
             "none".to_string()
         } else {

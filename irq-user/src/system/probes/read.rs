@@ -73,7 +73,7 @@ impl Probes {
             .collect())
     }
 
-    fn read_flows(&self) -> Result<(Vec<FlowSeries>, u64), LoadError> {
+    fn read_flows(&self) -> Result<Vec<FlowSeries>, LoadError> {
         let info: HashMap<&MapData, FlowKey, FlowInfo> =
             HashMap::try_from(self.map(maps::FLOWS)?).map_err(err(maps::FLOWS))?;
         let mut flows: BTreeMap<FlowKey, FlowSeries> = BTreeMap::new();
@@ -94,10 +94,8 @@ impl Probes {
         }
         let cpus: HashMap<&MapData, FlowCpuKey, FlowCpuCounts> =
             HashMap::try_from(self.map(maps::FLOW_CPUS)?).map_err(err(maps::FLOW_CPUS))?;
-        let mut entries = 0u64;
         for item in cpus.iter() {
             let (key, counts) = item.map_err(err(maps::FLOW_CPUS))?;
-            entries += 1;
             // Counts of a socket whose FLOWS entry was evicted have no addresses: left out,
             // and visible in the eviction count.
             if let Some(f) = flows.get_mut(&key.flow()) {
@@ -112,7 +110,7 @@ impl Probes {
                 f.latency.insert(key.cpu, l);
             }
         }
-        Ok((flows.into_values().collect(), entries))
+        Ok(flows.into_values().collect())
     }
 
     fn read_losses(&self) -> Result<[u64; Loss::COUNT as usize], LoadError> {
@@ -136,17 +134,25 @@ impl Probes {
         let irqs = self.read_irqs()?;
         let softirqs = self.read_softirqs()?;
         let netdevs = self.read_netdevs()?;
-        let (flows, flow_cpu_entries) = self.read_flows()?;
+        // The loss counters before the flow maps: evictions are entries created minus entries
+        // present, so a flow created between the two reads must not be counted created and
+        // missed as present (that read order showed a healthy host one eviction). Read in this
+        // order, such a flow is present and not yet counted: the difference can only fall
+        // short of the evictions, never invent one.
+        let losses = self.read_losses()?;
+        let flows = self.read_flows()?;
         Ok(Snapshot {
             taken_ns,
             observed_ns,
             irqs,
             softirqs,
             netdevs,
-            flow_entries: flows.len() as u64,
-            flow_cpu_entries,
+            flow_evictions: Snapshot::evictions(
+                losses[Loss::FlowsCreated as usize],
+                flows.len() as u64,
+            ),
             flows,
-            losses: self.read_losses()?,
+            losses,
             hardirq_runs: self.hardirq_runs(),
         })
     }
