@@ -37,6 +37,8 @@ pub struct Outcome {
     pub secs: f64,
     pub bytes: u64,
     pub reads: u64,
+    /// Of those reads, the ones of data whose softirq ran on another CPU.
+    pub mismatched: u64,
     /// Delivery-to-read of wake-ups (reads of data delivered while the reader waited), all
     /// judged flows and both placements.
     #[serde(skip)]
@@ -51,6 +53,7 @@ impl Default for Outcome {
             secs: 0.0,
             bytes: 0,
             reads: 0,
+            mismatched: 0,
             latency: [0; hist::BUCKETS],
             drops_squeezes: 0,
         }
@@ -66,6 +69,7 @@ impl Outcome {
         for f in &p.flows {
             o.bytes += f.read_bytes;
             o.reads += f.reads();
+            o.mismatched += f.mismatched_reads;
             let d = &f.delivery_to_read;
             for h in [&d.same_cpu, &d.cross_cpu] {
                 for (acc, n) in o.latency.iter_mut().zip(h.to_buckets()) {
@@ -81,6 +85,11 @@ impl Outcome {
             .chain(p.proc.nics.iter().map(|n| n.no_buffer()))
             .sum();
         o
+    }
+
+    /// Share of the window's reads whose data's softirq ran on another CPU (None: no reads).
+    pub fn mismatch(&self) -> Option<f64> {
+        (self.reads > 0).then(|| self.mismatched as f64 / self.reads as f64)
     }
 
     /// Bytes read per second.
@@ -177,6 +186,7 @@ impl Sums {
         self.outcome.secs += o.secs;
         self.outcome.bytes += o.bytes;
         self.outcome.reads += o.reads;
+        self.outcome.mismatched += o.mismatched;
         self.outcome.drops_squeezes += o.drops_squeezes;
         for (acc, n) in self.outcome.latency.iter_mut().zip(o.latency) {
             *acc += n;
@@ -625,6 +635,9 @@ pub struct Verdict {
     pub left_out: Vec<String>,
     /// Windows per side.
     pub windows: (usize, usize),
+    /// Each window's share of reads off their softirq CPU, all flows (shown, not judged):
+    /// whether a side's mismatch is in every window or in a few.
+    pub mismatch_windows: (Vec<Option<f64>>, Vec<Option<f64>>),
 }
 
 impl Verdict {
@@ -706,6 +719,10 @@ pub fn p_text(p: f64) -> String {
 pub fn compare(before: &Side, after: &Side, alpha: f64, fewer_drops: bool) -> Verdict {
     let mut v = Verdict {
         windows: (before.windows.len(), after.windows.len()),
+        mismatch_windows: (
+            before.windows.iter().map(Outcome::mismatch).collect(),
+            after.windows.iter().map(Outcome::mismatch).collect(),
+        ),
         alpha,
         ..Verdict::default()
     };
@@ -937,6 +954,7 @@ mod tests {
             secs: 1.0,
             bytes: (mbps * 1e6) as u64,
             reads: 10_000,
+            mismatched: 0,
             latency,
             drops_squeezes: 0,
         }

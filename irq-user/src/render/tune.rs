@@ -84,6 +84,21 @@ pub fn table(v: &Verdict) -> String {
             list(&j.after)
         );
     }
+    let (mb, ma) = &v.mismatch_windows;
+    if mb.iter().chain(ma).any(Option::is_some) {
+        let list = |v: &[Option<f64>]| {
+            v.iter()
+                .map(|x| x.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)))
+                .collect::<Vec<String>>()
+                .join(" ")
+        };
+        let _ = writeln!(
+            o,
+            "    windows, mismatch (all flows, shown): before {} | after {}",
+            list(mb),
+            list(ma)
+        );
+    }
     let _ = writeln!(
         o,
         "  {:<38} {:>14} {:>14}",
@@ -115,4 +130,33 @@ pub fn headline(v: &Verdict) -> String {
         why.push("the workload's outcome is unchanged within the margins".into());
     }
     format!("{} ({})", v.conclusion.word(), why.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-window mismatch says whether an after side's mismatch was one window or all.
+    #[test]
+    fn the_table_shows_each_windows_mismatch() {
+        let v = Verdict {
+            mismatch_windows: (
+                vec![Some(1.0), Some(0.98)],
+                vec![Some(0.0), None, Some(0.5)],
+            ),
+            ..Verdict::default()
+        };
+        let t = table(&v);
+        assert!(
+            t.contains(
+                "windows, mismatch (all flows, shown): before 100.0% 98.0% | after 0.0% - 50.0%"
+            ),
+            "{t}"
+        );
+        let none = table(&Verdict {
+            mismatch_windows: (vec![None], vec![None]),
+            ..Verdict::default()
+        });
+        assert!(!none.contains("windows, mismatch"), "{none}");
+    }
 }
