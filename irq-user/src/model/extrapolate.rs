@@ -7,12 +7,16 @@
 //! number of runs). Everything else (NET_RX polls per device, flows) is scaled by the
 //! inverse of the coverage. Distributions keep their shape (every bucket scaled alike), so
 //! percentiles are the observed ones. Ratios (mismatch) are the observed ones.
+//!
+//! A (vector, CPU) or (IRQ, CPU) that /proc counted runs of but no slice saw gets a row too:
+//! its runs are /proc's, its time per run and distribution those its vector or IRQ showed on
+//! the other CPUs. Without it, a quiet slice would drop a whole interval's exact count.
 
 use std::collections::BTreeMap;
 
 use crate::model::{
-    hist::Hist,
-    profile::{FlowTotals, Profile, Sampling, Vector},
+    hist::{merged, Hist},
+    profile::{FlowTotals, HardirqRow, Profile, Sampling, SoftirqRow, Vector},
 };
 
 /// Scales a count, rounding; a nonzero count scaled up stays nonzero.
@@ -171,14 +175,84 @@ pub fn extrapolate(p: &mut Profile, observed_ns: u64) {
         d.queued_wait_ns = scale(d.queued_wait_ns, inverse);
     }
     p.flow_totals = FlowTotals::of(&p.flows);
+    add_unobserved(p, &exact);
     p.session.sampling = Some(Sampling {
         coverage,
         observed_ns,
         method: format!(
-            "probes attached {:.1}% of the session (a duty cycle); handler runs and time per (IRQ, CPU) and per (softirq vector, CPU) scaled to the exact counts of /proc/interrupts and /proc/softirqs, NET_RX polls per device and flow counts scaled by {inverse:.2}; distributions and mismatch ratios as observed",
+            "probes attached {:.1}% of the session (a duty cycle); handler runs and time per (IRQ, CPU) and per (softirq vector, CPU) scaled to the exact counts of /proc/interrupts and /proc/softirqs (pairs with runs no slice saw: those runs, at their vector's or IRQ's time per run on the other CPUs), NET_RX polls per device and flow counts scaled by {inverse:.2}; distributions and mismatch ratios as observed",
             coverage * 100.0
         ),
     });
+}
+
+/// Rows for the (vector, CPU) and (IRQ, CPU) pairs /proc counted runs of that no slice saw
+/// (the rows there are already scaled: their ratios are the observed ones). A vector no CPU's
+/// slice saw gets its runs with no time and no distribution; an IRQ no slice saw has no row
+/// to take its name and time from, and stays out (its per-IRQ total too).
+fn add_unobserved(p: &mut Profile, exact: &Exact) {
+    let mut softirqs: Vec<SoftirqRow> = Vec::new();
+    for ((name, cpu), &n) in &exact.softirqs {
+        let Some(&vector) = Vector::ALL.iter().find(|v| v.name() == name) else {
+            continue;
+        };
+        if n == 0
+            || p.softirqs
+                .iter()
+                .any(|r| r.vector == vector && r.cpu == *cpu)
+        {
+            continue;
+        }
+        let seen: Vec<&SoftirqRow> = p.softirqs.iter().filter(|r| r.vector == vector).collect();
+        let runs: u64 = seen.iter().map(|r| r.count).sum();
+        let k = n as f64 / runs.max(1) as f64;
+        let total = |f: fn(&SoftirqRow) -> u64| scale(seen.iter().map(|r| f(r)).sum(), k);
+        let hist = |f: fn(&SoftirqRow) -> &Hist| {
+            let (b, max, sum) = merged(seen.iter().map(|r| f(r)));
+            Hist::from_buckets(&b, max, sum)
+        };
+        softirqs.push(SoftirqRow {
+            vector,
+            cpu: *cpu,
+            count: n,
+            time_ns: total(|r| r.time_ns),
+            raises: total(|r| r.raises),
+            ksoftirqd_runs: total(|r| r.ksoftirqd_runs),
+            handler: scaled_to(&hist(|r| &r.handler), n),
+            raise_delay: scaled(&hist(|r| &r.raise_delay), k),
+        });
+    }
+    if !softirqs.is_empty() {
+        p.softirqs.extend(softirqs);
+        p.softirqs.sort_by_key(|r| (r.vector, r.cpu));
+    }
+
+    let mut hardirqs: Vec<HardirqRow> = Vec::new();
+    for (&(irq, cpu), &n) in &exact.irqs {
+        if n == 0
+            || p.hardirqs
+                .iter()
+                .any(|r| r.irq == Some(irq) && r.cpu == cpu)
+        {
+            continue;
+        }
+        let Some(all) = p.irqs.iter().find(|r| r.irq == Some(irq) && r.count > 0) else {
+            continue;
+        };
+        hardirqs.push(HardirqRow {
+            irq: Some(irq),
+            name: all.name.clone(),
+            cpu,
+            count: n,
+            time_ns: scale(all.time_ns, n as f64 / all.count as f64),
+            max_ns: 0,
+            handler: None,
+        });
+    }
+    if !hardirqs.is_empty() {
+        p.hardirqs.extend(hardirqs);
+        p.hardirqs.sort_by_key(|r| (r.irq, r.cpu));
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +293,79 @@ mod tests {
             (70, 70, 70, 10),
             "the shape kept"
         );
+    }
+
+    /// A slice that saw no run of a (vector, CPU) or (IRQ, CPU) that /proc counted: the
+    /// row is added with /proc's runs, not dropped with them.
+    #[test]
+    fn pairs_no_slice_saw_keep_their_exact_runs() {
+        let mut p = Profile::parse(
+            include_str!("../../tests/fixtures/vm-profile.json"),
+            "vm-profile.json",
+        )
+        .expect("fixture");
+        p.session.duration_ns = 1_000_000_000;
+        p.softirqs
+            .retain(|r| !(r.vector == Vector::NetRx && r.cpu == 1) && r.vector != Vector::Block);
+        let cpu0 = p
+            .softirqs
+            .iter()
+            .find(|r| r.vector == Vector::NetRx)
+            .cloned()
+            .expect("NET_RX on CPU 0");
+        p.proc
+            .softirqs
+            .insert("NET_RX".into(), vec![cpu0.count * 10, 5000]);
+        p.proc.softirqs.insert("BLOCK".into(), vec![0, 7]);
+        let row = p
+            .proc
+            .interrupts
+            .iter_mut()
+            .find(|r| r.id == "31")
+            .expect("IRQ 31");
+        row.counts = vec![4, 9];
+        extrapolate(&mut p, 100_000_000);
+
+        let row = |v: Vector, cpu: u32| {
+            p.softirqs
+                .iter()
+                .find(|r| r.vector == v && r.cpu == cpu)
+                .unwrap_or_else(|| panic!("no {v:?} row on CPU {cpu}"))
+        };
+        let net_rx = row(Vector::NetRx, 1);
+        assert_eq!(net_rx.count, 5000);
+        assert_eq!(
+            net_rx.handler.count(),
+            5000,
+            "the distribution holds the runs"
+        );
+        let per_run = cpu0.time_ns as f64 / cpu0.count as f64;
+        assert_eq!(
+            net_rx.time_ns,
+            (per_run * 5000.0).round() as u64,
+            "CPU 0's time per run"
+        );
+        assert_eq!(
+            row(Vector::NetRx, 0).count,
+            cpu0.count * 10,
+            "the seen row scaled"
+        );
+        let block = row(Vector::Block, 1);
+        assert_eq!(
+            (block.count, block.time_ns, block.handler.count()),
+            (7, 0, 0)
+        );
+        assert!(p
+            .softirqs
+            .windows(2)
+            .all(|w| (w[0].vector, w[0].cpu) < (w[1].vector, w[1].cpu)));
+
+        let irq31: Vec<(u32, u64)> = p
+            .hardirqs
+            .iter()
+            .filter(|r| r.irq == Some(31))
+            .map(|r| (r.cpu, r.count))
+            .collect();
+        assert_eq!(irq31, vec![(0, 4), (1, 9)]);
     }
 }
