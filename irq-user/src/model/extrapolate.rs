@@ -12,11 +12,11 @@
 //! its runs are /proc's, its time per run and distribution those its vector or IRQ showed on
 //! the other CPUs. Without it, a quiet slice would drop a whole interval's exact count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     hist::{merged, Hist},
-    profile::{FlowTotals, HardirqRow, Profile, Sampling, SoftirqRow, Vector},
+    profile::{FlowTotals, HardirqRow, IrqRow, Profile, Sampling, SoftirqRow, Vector},
 };
 
 /// Scales a count, rounding; a nonzero count scaled up stays nonzero.
@@ -191,35 +191,30 @@ pub fn extrapolate(p: &mut Profile, observed_ns: u64) {
 /// slice saw gets its runs with no time and no distribution; an IRQ no slice saw has no row
 /// to take its name and time from, and stays out (its per-IRQ total too).
 fn add_unobserved(p: &mut Profile, exact: &Exact) {
+    let seen: BTreeSet<(Vector, u32)> = p.softirqs.iter().map(|r| (r.vector, r.cpu)).collect();
+    // Each vector's rows on all CPUs, summed once: what its unseen pairs are scaled from.
+    let mut all_cpus: BTreeMap<Vector, SoftirqRow> = BTreeMap::new();
     let mut softirqs: Vec<SoftirqRow> = Vec::new();
     for ((name, cpu), &n) in &exact.softirqs {
         let Some(&vector) = Vector::ALL.iter().find(|v| v.name() == name) else {
             continue;
         };
-        if n == 0
-            || p.softirqs
-                .iter()
-                .any(|r| r.vector == vector && r.cpu == *cpu)
-        {
+        if n == 0 || seen.contains(&(vector, *cpu)) {
             continue;
         }
-        let seen: Vec<&SoftirqRow> = p.softirqs.iter().filter(|r| r.vector == vector).collect();
-        let runs: u64 = seen.iter().map(|r| r.count).sum();
-        let k = n as f64 / runs.max(1) as f64;
-        let total = |f: fn(&SoftirqRow) -> u64| scale(seen.iter().map(|r| f(r)).sum(), k);
-        let hist = |f: fn(&SoftirqRow) -> &Hist| {
-            let (b, max, sum) = merged(seen.iter().map(|r| f(r)));
-            Hist::from_buckets(&b, max, sum)
-        };
+        let t = all_cpus
+            .entry(vector)
+            .or_insert_with(|| vector_on_all_cpus(&p.softirqs, vector));
+        let k = n as f64 / t.count.max(1) as f64;
         softirqs.push(SoftirqRow {
             vector,
             cpu: *cpu,
             count: n,
-            time_ns: total(|r| r.time_ns),
-            raises: total(|r| r.raises),
-            ksoftirqd_runs: total(|r| r.ksoftirqd_runs),
-            handler: scaled_to(&hist(|r| &r.handler), n),
-            raise_delay: scaled(&hist(|r| &r.raise_delay), k),
+            time_ns: scale(t.time_ns, k),
+            raises: scale(t.raises, k),
+            ksoftirqd_runs: scale(t.ksoftirqd_runs, k),
+            handler: scaled_to(&t.handler, n),
+            raise_delay: scaled(&t.raise_delay, k),
         });
     }
     if !softirqs.is_empty() {
@@ -227,16 +222,19 @@ fn add_unobserved(p: &mut Profile, exact: &Exact) {
         p.softirqs.sort_by_key(|r| (r.vector, r.cpu));
     }
 
+    let seen: BTreeSet<(Option<u32>, u32)> = p.hardirqs.iter().map(|r| (r.irq, r.cpu)).collect();
+    let all_cpus: BTreeMap<u32, &IrqRow> = p
+        .irqs
+        .iter()
+        .filter(|r| r.count > 0)
+        .filter_map(|r| Some((r.irq?, r)))
+        .collect();
     let mut hardirqs: Vec<HardirqRow> = Vec::new();
     for (&(irq, cpu), &n) in &exact.irqs {
-        if n == 0
-            || p.hardirqs
-                .iter()
-                .any(|r| r.irq == Some(irq) && r.cpu == cpu)
-        {
+        if n == 0 || seen.contains(&(Some(irq), cpu)) {
             continue;
         }
-        let Some(all) = p.irqs.iter().find(|r| r.irq == Some(irq) && r.count > 0) else {
+        let Some(all) = all_cpus.get(&irq) else {
             continue;
         };
         hardirqs.push(HardirqRow {
@@ -252,6 +250,26 @@ fn add_unobserved(p: &mut Profile, exact: &Exact) {
     if !hardirqs.is_empty() {
         p.hardirqs.extend(hardirqs);
         p.hardirqs.sort_by_key(|r| (r.irq, r.cpu));
+    }
+}
+
+/// `vector`'s rows summed over CPUs (distributions merged); all zero when none.
+fn vector_on_all_cpus(rows: &[SoftirqRow], vector: Vector) -> SoftirqRow {
+    let rows: Vec<&SoftirqRow> = rows.iter().filter(|r| r.vector == vector).collect();
+    let total = |f: fn(&SoftirqRow) -> u64| rows.iter().map(|r| f(r)).sum();
+    let hist = |f: fn(&SoftirqRow) -> &Hist| {
+        let (b, max, sum) = merged(rows.iter().map(|r| f(r)));
+        Hist::from_buckets(&b, max, sum)
+    };
+    SoftirqRow {
+        vector,
+        cpu: 0,
+        count: total(|r| r.count),
+        time_ns: total(|r| r.time_ns),
+        raises: total(|r| r.raises),
+        ksoftirqd_runs: total(|r| r.ksoftirqd_runs),
+        handler: hist(|r| &r.handler),
+        raise_delay: hist(|r| &r.raise_delay),
     }
 }
 
